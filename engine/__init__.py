@@ -1,0 +1,51 @@
+"""Inference Kitchen's engine: load a model, run an instrumented prefill/decode loop, record every token.
+
+    from engine import load_model, run_trace, GenerationSettings
+    loaded = load_model()                      # the bundled SmolLM2-135M-Instruct
+    trace = run_trace(loaded, "What is the capital of France?", settings=GenerationSettings(max_new_tokens=32))
+    print(trace.answer, trace.summary.decode_tokens_per_s)
+
+This package never imports streamlit.
+"""
+
+__version__ = "0.1.0"
+
+from engine.errors import (  # noqa: E402
+    EngineError,
+    GenerationCancelled,
+    ModelLoadError,
+    PromptError,
+    SettingsError,
+    TraceFormatError,
+)
+from engine.generate import Request, prepare_request, stream_generate  # noqa: E402
+from engine.loading import DEFAULT_MODEL, LoadedModel, LoadProgress, load_model  # noqa: E402
+from engine.records import Alternative, Summary, TokenRecord, summarize  # noqa: E402
+from engine.run import run_trace  # noqa: E402
+from engine.settings import GenerationSettings  # noqa: E402
+from engine.trace import Trace, load_trace, save_trace  # noqa: E402
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Alternative",
+    "EngineError",
+    "GenerationCancelled",
+    "GenerationSettings",
+    "LoadProgress",
+    "LoadedModel",
+    "ModelLoadError",
+    "PromptError",
+    "Request",
+    "SettingsError",
+    "Summary",
+    "TokenRecord",
+    "Trace",
+    "TraceFormatError",
+    "load_model",
+    "load_trace",
+    "prepare_request",
+    "run_trace",
+    "save_trace",
+    "stream_generate",
+    "summarize",
+]

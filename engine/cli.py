@@ -1,0 +1,177 @@
+"""Command line: `python -m engine trace|info|bench ...` (headless; for scripts, benchmarks and workshop prep).
+
+    python -m engine trace --prompt "What is the capital of France?" --max-new-tokens 32 --out paris.json
+    python -m engine info
+    python -m engine bench --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from engine.errors import EngineError
+
+DEFAULT_PROMPT = "What is the capital of France?"
+
+
+def fmt_bytes(count: float | None) -> str:
+    """1234567 -> '1.23 MB' (decimal units)."""
+    if count is None:
+        return "n/a"
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(count) < 1000 or unit == "TB":
+            return f"{count:,.0f} {unit}" if unit == "B" else f"{count:,.2f} {unit}"
+        count /= 1000
+    return ""
+
+
+def fmt_ms(value: float | None) -> str:
+    """A millisecond figure with sensible precision, or 'n/a'."""
+    return "n/a" if value is None else f"{value:,.1f} ms"
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The --model/--device/--dtype options shared by every subcommand."""
+    parser.add_argument("--model", default=None, help="Hugging Face id or local folder (default: the bundled SmolLM2-135M-Instruct)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: the best available)")
+    parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: bfloat16 on CUDA, else float32)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with its three subcommands."""
+    parser = argparse.ArgumentParser(prog="python -m engine", description="Inference Kitchen's engine: run a real model and record every token.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    trace = commands.add_parser("trace", help="run one prompt, print a summary and write the trace JSON")
+    trace.add_argument("--prompt", required=True, help="the text to send (wrapped in the chat template unless --raw)")
+    trace.add_argument("--max-new-tokens", type=int, default=64, help="stop after this many new tokens (default 64)")
+    trace.add_argument("--no-kv-cache", action="store_true", help="recompute the whole sequence at every step")
+    trace.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); higher = more random")
+    trace.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0 = all)")
+    trace.add_argument("--top-p", type=float, default=1.0, help="sample among tokens covering probability p (1 = all)")
+    trace.add_argument("--seed", type=int, default=0, help="random seed for sampling (same seed, same tokens)")
+    trace.add_argument("--raw", action="store_true", help="raw completion: do not apply the chat template")
+    trace.add_argument("--ignore-eos", action="store_true", help="always produce --max-new-tokens tokens")
+    trace.add_argument("--out", default=None, help="trace file to write (default: a new file under the data folder)")
+    add_model_options(trace)
+
+    info = commands.add_parser("info", help="print the device, hardware and the model's facts")
+    add_model_options(info)
+
+    bench = commands.add_parser("bench", help="time our instrumented loop against model.generate (A B A B)")
+    bench.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt for both loops")
+    bench.add_argument("--new-tokens", type=int, default=64, help="new tokens per run (default 64)")
+    bench.add_argument("--rounds", type=int, default=5, help="A B rounds after one warm-up each (default 5)")
+    add_model_options(bench)
+    return parser
+
+
+def print_progress(event) -> None:
+    """Show model-loading progress on stderr."""
+    print(f"[{event.fraction:4.0%}] {event.message}", file=sys.stderr)
+
+
+def command_trace(args: argparse.Namespace) -> int:
+    """Run one prompt and write its trace."""
+    from engine.generate import check_prompt_text
+    from engine.loading import load_model
+    from engine.run import run_trace
+    from engine.settings import GenerationSettings, check_settings
+    from engine.trace import default_trace_path, save_trace
+
+    settings = GenerationSettings(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        kv_cache=not args.no_kv_cache,
+        chat_template=not args.raw,
+        stop_at_eos=not args.ignore_eos,
+    )
+    check_settings(settings)  # fail before spending seconds on loading
+    check_prompt_text(args.prompt)
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype, on_progress=print_progress)
+    trace = run_trace(loaded, args.prompt, settings=settings)
+    path = save_trace(trace, args.out or default_trace_path())
+    print(render_summary(trace))
+    print(f"trace written to {path}")
+    return 0
+
+
+def render_summary(trace) -> str:
+    """A one-screen text summary of a trace."""
+    s, m = trace.summary, trace.model
+    prompt_tokens = len(trace.prompt["tokens"])
+    answer = trace.answer.strip().replace("\n", " ")
+    lines = [
+        f"{m['name']} · {m['dtype']} on {m['device']} ({trace.hardware.get('gpu') or trace.hardware.get('cpu')})",
+        f"prompt: {prompt_tokens} tokens{' (chat template)' if trace.prompt.get('chat_template_applied') else ''}"
+        f" · answer: {s.new_tokens} tokens, stopped by {trace.finish_reason}",
+        f"answer: {answer[:300]}{'…' if len(answer) > 300 else ''}",
+        "",
+        f"  time to first token (prefill)     {fmt_ms(s.ttft_ms)}   ({s.prefill_tokens_per_s or 0:,.0f} prompt tokens/s)",
+        f"  inter-token latency p50/p90/p99   {fmt_ms(s.itl_p50_ms)} / {fmt_ms(s.itl_p90_ms)} / {fmt_ms(s.itl_p99_ms)}",
+        f"  time per output token             {fmt_ms(s.tpot_ms)}   ({s.decode_tokens_per_s or 0:,.1f} tokens/s decode)",
+        f"  total                             {fmt_ms(s.total_ms)}",
+        f"  KV cache                          {m['kv_bytes_per_token']:,} B/token, {fmt_bytes(trace.events[-1].kv_cache_bytes)} at the end",
+        f"  peak memory                       {fmt_bytes(s.peak_memory_bytes)}",
+    ]
+    return "\n".join(lines)
+
+
+def command_info(args: argparse.Namespace) -> int:
+    """Print device, hardware and model facts."""
+    from engine.hardware import available_devices, available_dtypes, describe_hardware
+    from engine.loading import load_model
+
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype, on_progress=print_progress)
+    hardware, facts = describe_hardware(loaded.device), loaded.facts
+    print(f"device:            {loaded.device} (available here: {', '.join(available_devices())}; dtypes: {', '.join(available_dtypes(loaded.device))})")
+    print(f"cpu:               {hardware['cpu']} ({hardware['cpu_cores_physical']} physical / {hardware['cpu_cores_logical']} logical cores)")
+    print(f"memory:            {fmt_bytes(hardware['memory_total_bytes'])}")
+    if "gpu" in hardware:
+        print(f"gpu:               {hardware['gpu']} ({fmt_bytes(hardware.get('gpu_memory_total_bytes'))})")
+    print(f"model:             {facts.name} ({facts.source})")
+    print(f"parameters:        {facts.parameters:,}")
+    print(f"weights:           {fmt_bytes(facts.weight_bytes)} as {facts.dtype}")
+    print(f"KV bytes/token:    {facts.kv_bytes_per_token:,} = 2 x {facts.layers} layers x {facts.kv_heads} kv heads x {facts.head_dim} head dim x {facts.kv_bytes_per_token // (2 * facts.layers * facts.kv_heads * facts.head_dim)} bytes")
+    print(f"context length:    {facts.context_length:,} tokens")
+    return 0
+
+
+def command_bench(args: argparse.Namespace) -> int:
+    """Time our loop against model.generate and print both decode rates and their ratio."""
+    import statistics
+
+    from engine.bench import bench
+    from engine.loading import load_model
+
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype, on_progress=print_progress)
+    print(f"{loaded.facts.name} · {loaded.facts.dtype} on {loaded.device} · {args.new_tokens} new tokens, greedy, KV cache on")
+
+    def show(index: int, ours: float, theirs: float) -> None:
+        print(f"  round {index + 1}: ours {ours:6.2f} tokens/s   generate {theirs:6.2f} tokens/s   ratio {ours / theirs:.3f}")
+
+    result = bench(loaded, prompt=args.prompt, new_tokens=args.new_tokens, rounds=args.rounds, on_round=show)
+    print(f"median decode: ours {statistics.median(result.ours_tokens_per_s):.2f} tokens/s, "
+          f"model.generate {statistics.median(result.generate_tokens_per_s):.2f} tokens/s")
+    print(f"ratio ours / generate: {result.ratio:.3f} (goal >= 0.97; rounds on a busy machine vary by several %)")
+    print(f"recording cost, measured directly: {statistics.median(result.recording_ms):.2f} ms per token "
+          f"= {result.recording_share:.1%} of a {statistics.median(result.step_ms):.1f} ms decode step")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run a subcommand; engine errors become one line on stderr."""
+    args = build_parser().parse_args(argv)
+    handlers = {"trace": command_trace, "info": command_info, "bench": command_bench}
+    try:
+        return handlers[args.command](args)
+    except EngineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: cancelled; nothing was written", file=sys.stderr)
+        return 130

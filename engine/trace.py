@@ -1,0 +1,242 @@
+"""A trace = metadata + per-token records + summary; saved as JSON whole or not at all, loaded back with checks."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import tempfile
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+from engine.errors import TraceFormatError
+from engine.records import Alternative, Summary, TokenRecord
+
+SCHEMA_VERSION = 1
+MAX_TRACE_FILE_BYTES = 64 * 1024 * 1024  # a larger file is refused before parsing
+FINISH_REASONS = ("eos", "length", "context")
+
+
+def versions() -> dict:
+    """Versions of the software that produced a result (stored in every trace and result)."""
+    import torch
+    import transformers
+
+    from engine import __version__
+
+    return {"engine": __version__, "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()}
+
+
+def now_iso() -> str:
+    """The current UTC time as an ISO 8601 string."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trace:
+    """One recorded request: who ran what where, every token's record, and the headline summary."""
+
+    schema_version: int
+    created_at: str
+    model: dict  # name, source, parameters, dtype, device, weight_bytes, kv_bytes_per_token, layers, ...
+    hardware: dict  # CPU model/cores or GPU name, total memory
+    versions: dict  # engine, torch, transformers, python
+    settings: dict  # every generation option used
+    prompt: dict  # text (typed), rendered (what the model read), tokens (their ids), chat_template_applied
+    events: tuple[TokenRecord, ...]
+    summary: Summary
+    finish_reason: str  # "eos", "length" (max_new_tokens) or "context" (the context window filled up)
+
+    @property
+    def answer(self) -> str:
+        """The generated text, joined from the records."""
+        return "".join(record.text for record in self.events)
+
+    def to_dict(self) -> dict:
+        """The trace as a plain JSON-ready dict (the file format)."""
+        return {
+            "schema_version": self.schema_version,
+            "kind": "trace",
+            "created_at": self.created_at,
+            "model": self.model,
+            "hardware": self.hardware,
+            "versions": self.versions,
+            "settings": self.settings,
+            "prompt": self.prompt,
+            "finish_reason": self.finish_reason,
+            "summary": self.summary.to_dict(),
+            "events": [record.to_dict() for record in self.events],
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> "Trace":
+        """Rebuild a trace from its JSON form; TraceFormatError names the first thing that is wrong."""
+        check_trace_dict(data)
+        events = tuple(
+            TokenRecord(**{**event, "top": tuple(Alternative(**alt) for alt in event["top"])}) for event in data["events"]
+        )
+        summary = Summary(**{name: data["summary"].get(name) for name in SUMMARY_FIELDS})
+        return cls(
+            schema_version=data["schema_version"],
+            created_at=data["created_at"],
+            model=data["model"],
+            hardware=data["hardware"],
+            versions=data["versions"],
+            settings=data["settings"],
+            prompt=data["prompt"],
+            events=events,
+            summary=summary,
+            finish_reason=data["finish_reason"],
+        )
+
+
+# ---- validation: every check names the place that is wrong -------------------------------------------------
+
+RECORD_TYPES = {
+    "step": int,
+    "phase": str,
+    "token_id": int,
+    "text": str,
+    "latency_ms": float,
+    "t_ms": float,
+    "kv_cache_bytes": int,
+    "memory_bytes": int,
+    "logprob": float,
+    "top": list,
+}
+SUMMARY_FIELDS = tuple(field.name for field in fields(Summary))
+MODEL_FIELDS = {"name": str, "parameters": int, "dtype": str, "device": str, "weight_bytes": int, "kv_bytes_per_token": int}
+PROMPT_FIELDS = {"text": str, "tokens": list}
+
+
+def type_ok(value: object, expected: type) -> bool:
+    """True when a JSON value fits the expected Python type (ints count as floats; bools count as neither)."""
+    if isinstance(value, bool):
+        return expected is bool
+    if expected is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, expected)
+
+
+def require(data: dict, where: str, spec: dict[str, type]) -> None:
+    """Raise TraceFormatError at the first field of `spec` missing from `data` or of the wrong type."""
+    for name, expected in spec.items():
+        if name not in data:
+            raise TraceFormatError(f"{where}: the field {name!r} is missing")
+        if not type_ok(data[name], expected):
+            raise TraceFormatError(f"{where}.{name}: expected {expected.__name__}, got {type(data[name]).__name__} {data[name]!r:.40}")
+
+
+def check_trace_dict(data: object) -> None:
+    """Check a parsed JSON value against the trace contract; raise TraceFormatError naming what is wrong."""
+    if not isinstance(data, dict):
+        raise TraceFormatError(f"not an Inference Kitchen trace: the file holds a JSON {type(data).__name__}, not an object")
+    if "schema_version" not in data or "events" not in data:
+        raise TraceFormatError("not an Inference Kitchen trace: it has no 'schema_version' or no 'events'")
+    if data.get("kind", "trace") != "trace":
+        raise TraceFormatError(f"this file is a {data.get('kind')!r} result, not a trace")
+    if data["schema_version"] != SCHEMA_VERSION:
+        raise TraceFormatError(f"schema_version {data['schema_version']!r} is not supported (this engine reads {SCHEMA_VERSION})")
+    require(data, "trace", {"created_at": str, "model": dict, "hardware": dict, "versions": dict, "settings": dict, "prompt": dict, "summary": dict, "events": list, "finish_reason": str})
+    require(data["model"], "model", MODEL_FIELDS)
+    require(data["prompt"], "prompt", PROMPT_FIELDS)
+    if data["finish_reason"] not in FINISH_REASONS:
+        raise TraceFormatError(f"finish_reason: expected one of {FINISH_REASONS}, got {data['finish_reason']!r}")
+    if not data["events"]:
+        raise TraceFormatError("events: the trace has no token records")
+    for index, event in enumerate(data["events"]):
+        where = f"events[{index}]"
+        if not isinstance(event, dict):
+            raise TraceFormatError(f"{where}: expected an object, got {type(event).__name__}")
+        require(event, where, RECORD_TYPES)
+        extra = set(event) - set(RECORD_TYPES)
+        if extra:
+            raise TraceFormatError(f"{where}: unknown field(s) {sorted(extra)}")
+        if event["step"] != index:
+            raise TraceFormatError(f"{where}.step: expected {index}, got {event['step']}")
+        if event["phase"] != ("prefill" if index == 0 else "decode"):
+            raise TraceFormatError(f"{where}.phase: expected {'prefill' if index == 0 else 'decode'!r}, got {event['phase']!r}")
+        if event["latency_ms"] < 0 or event["t_ms"] < 0 or event["kv_cache_bytes"] < 0 or event["memory_bytes"] < 0:
+            raise TraceFormatError(f"{where}: times and byte counts cannot be negative")
+        if index and event["t_ms"] < data["events"][index - 1]["t_ms"]:
+            raise TraceFormatError(f"{where}.t_ms: time runs backwards ({event['t_ms']} after {data['events'][index - 1]['t_ms']})")
+        for rank, alt in enumerate(event["top"]):
+            if not isinstance(alt, dict):
+                raise TraceFormatError(f"{where}.top[{rank}]: expected an object with 'token' and 'prob'")
+            require(alt, f"{where}.top[{rank}]", {"token": str, "prob": float})
+            if set(alt) != {"token", "prob"}:
+                raise TraceFormatError(f"{where}.top[{rank}]: expected exactly 'token' and 'prob'")
+    summary = data["summary"]
+    for name in SUMMARY_FIELDS:
+        if name not in summary:
+            raise TraceFormatError(f"summary: the field {name!r} is missing")
+        if summary[name] is not None and not type_ok(summary[name], float):
+            raise TraceFormatError(f"summary.{name}: expected a number or null, got {summary[name]!r:.40}")
+
+
+# ---- files: written whole or not at all -----------------------------------------------------------------------
+
+
+def write_json_atomic(path: str | os.PathLike, data: dict) -> Path:
+    """Write JSON to a temporary file beside `path`, fsync it, then rename it over `path` in one step."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(data, out, ensure_ascii=False, indent=1, allow_nan=False)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_json(path: str | os.PathLike, *, max_bytes: int = MAX_TRACE_FILE_BYTES) -> object:
+    """Parse a JSON file after checking its size; TraceFormatError says what is wrong with it."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise TraceFormatError(f"{path.name} is {size:,} bytes, above the limit of {max_bytes:,}")
+        return parse_json(path.read_bytes(), name=path.name)
+    except OSError as err:
+        raise TraceFormatError(f"cannot read {path}: {err.strerror or err}") from err
+
+
+def parse_json(raw: bytes, *, name: str = "the file") -> object:
+    """Parse JSON bytes; TraceFormatError with the line and column where it breaks."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise TraceFormatError(f"{name} is not UTF-8 text (byte {err.start})") from err
+    except json.JSONDecodeError as err:
+        raise TraceFormatError(f"{name} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); is it truncated?") from err
+
+
+def save_trace(trace: Trace, path: str | os.PathLike) -> Path:
+    """Write a trace file atomically: a crash never leaves a half-written trace."""
+    return write_json_atomic(path, trace.to_dict())
+
+
+def load_trace(path: str | os.PathLike) -> Trace:
+    """Read a trace file back into a Trace; TraceFormatError names what is wrong with a bad file."""
+    return Trace.from_dict(read_json(path))
+
+
+def data_dir() -> Path:
+    """The per-user folder for saved runs ($INFERENCE_KITCHEN_DATA, else ~/.local/share/inference-kitchen)."""
+    root = os.environ.get("INFERENCE_KITCHEN_DATA") or os.path.join(
+        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "inference-kitchen"
+    )
+    return Path(root)
+
+
+def default_trace_path() -> Path:
+    """Where a trace goes when no --out is given: <data dir>/traces/trace-<UTC time>.json."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    return data_dir() / "traces" / f"trace-{stamp}.json"

@@ -1,0 +1,40 @@
+"""The command line: bad input gives exit code 2 and one line on stderr, before anything heavy is loaded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def engine_cli(*args: str, env_extra: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["trace", "--prompt", "   "], "error: the prompt is empty"),
+        (["trace", "--prompt", "hi", "--max-new-tokens", "0"], "error: max_new_tokens must be a whole number above 0"),
+        (["trace", "--prompt", "hi", "--max-new-tokens", "999999"], "cap"),
+        (["trace", "--prompt", "hi", "--device", "quantum"], "error: unknown device 'quantum'"),
+        (["trace", "--prompt", "hi", "--dtype", "float7"], "error: unknown dtype 'float7'"),
+        (["trace", "--prompt", "hi", "--model", "/no/such/folder"], "there is no folder at that path"),
+        (["trace", "--prompt", "hi", "--temperature", "-2"], "error: temperature"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, message, tmp_path):
+    out = tmp_path / "never.json"
+    result = engine_cli(*args, "--out", str(out))
+    assert result.returncode == 2
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and message in error_lines[0]
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
