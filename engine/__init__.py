@@ -18,16 +18,20 @@ from engine.errors import (  # noqa: E402
     SettingsError,
     TraceFormatError,
 )
-from engine.generate import Request, prepare_request, stream_generate  # noqa: E402
+from engine.generate import CancelFlag, Request, check_prompt_text, prepare_request, stream_generate  # noqa: E402
 from engine.loading import DEFAULT_MODEL, LoadedModel, LoadProgress, load_model  # noqa: E402
 from engine.records import Alternative, Summary, TokenRecord, summarize  # noqa: E402
-from engine.run import run_trace  # noqa: E402
+from engine.run import collect_trace, run_trace  # noqa: E402
+from engine.tokens import RULE_OF_THUMB_WORDS_PER_TOKEN, TokenPiece, split_into_tokens, words_per_token  # noqa: E402
 from engine.settings import GenerationSettings  # noqa: E402
 from engine.trace import Trace, load_trace, save_trace  # noqa: E402
 
 __all__ = [
     "DEFAULT_MODEL",
     "Alternative",
+    "CancelFlag",
+    "RULE_OF_THUMB_WORDS_PER_TOKEN",
+    "TokenPiece",
     "EngineError",
     "GenerationCancelled",
     "GenerationSettings",
@@ -41,11 +45,15 @@ __all__ = [
     "TokenRecord",
     "Trace",
     "TraceFormatError",
+    "check_prompt_text",
+    "collect_trace",
     "load_model",
     "load_trace",
     "prepare_request",
     "run_trace",
     "save_trace",
     "stream_generate",
+    "split_into_tokens",
     "summarize",
+    "words_per_token",
 ]

@@ -11,24 +11,9 @@ import argparse
 import sys
 
 from engine.errors import EngineError
+from engine.units import fmt_bytes, fmt_ms
 
 DEFAULT_PROMPT = "What is the capital of France?"
-
-
-def fmt_bytes(count: float | None) -> str:
-    """1234567 -> '1.23 MB' (decimal units)."""
-    if count is None:
-        return "n/a"
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(count) < 1000 or unit == "TB":
-            return f"{count:,.0f} {unit}" if unit == "B" else f"{count:,.2f} {unit}"
-        count /= 1000
-    return ""
-
-
-def fmt_ms(value: float | None) -> str:
-    """A millisecond figure with sensible precision, or 'n/a'."""
-    return "n/a" if value is None else f"{value:,.1f} ms"
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +21,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="Hugging Face id or local folder (default: the bundled SmolLM2-135M-Instruct)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: the best available)")
     parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: bfloat16 on CUDA, else float32)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, the physical cores; the dashboard leaves one core for drawing)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +78,7 @@ def command_trace(args: argparse.Namespace) -> int:
     )
     check_settings(settings)  # fail before spending seconds on loading
     check_prompt_text(args.prompt)
-    loaded = load_model(args.model, device=args.device, dtype=args.dtype, on_progress=print_progress)
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype, threads=args.threads, on_progress=print_progress)
     trace = run_trace(loaded, args.prompt, settings=settings)
     path = save_trace(trace, args.out or default_trace_path())
     print(render_summary(trace))
@@ -126,7 +112,7 @@ def command_info(args: argparse.Namespace) -> int:
     from engine.hardware import available_devices, available_dtypes, describe_hardware
     from engine.loading import load_model
 
-    loaded = load_model(args.model, device=args.device, dtype=args.dtype, on_progress=print_progress)
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype, threads=args.threads, on_progress=print_progress)
     hardware, facts = describe_hardware(loaded.device), loaded.facts
     print(f"device:            {loaded.device} (available here: {', '.join(available_devices())}; dtypes: {', '.join(available_dtypes(loaded.device))})")
     print(f"cpu:               {hardware['cpu']} ({hardware['cpu_cores_physical']} physical / {hardware['cpu_cores_logical']} logical cores)")
@@ -148,7 +134,7 @@ def command_bench(args: argparse.Namespace) -> int:
     from engine.bench import bench
     from engine.loading import load_model
 
-    loaded = load_model(args.model, device=args.device, dtype=args.dtype, on_progress=print_progress)
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype, threads=args.threads, on_progress=print_progress)
     print(f"{loaded.facts.name} · {loaded.facts.dtype} on {loaded.device} · {args.new_tokens} new tokens, greedy, KV cache on")
 
     def show(index: int, ours: float, theirs: float) -> None:

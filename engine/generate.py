@@ -8,10 +8,10 @@ clock has stopped. On CUDA/MPS the device is synchronized before every clock rea
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from transformers import DynamicCache
@@ -24,6 +24,12 @@ from engine.settings import GenerationSettings, check_settings
 
 TOP_ALTERNATIVES = 5  # how many most-likely tokens each record keeps
 PROMPT_CHARS_PER_CONTEXT_TOKEN = 32  # a prompt longer than this many characters per context token is refused untokenized
+
+
+class CancelFlag(Protocol):
+    """Anything with is_set(), checked between steps: a threading.Event, or a dashboard job's own flag."""
+
+    def is_set(self) -> bool: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,11 +173,11 @@ class StreamingDetokenizer:
         return after[len(before) :]
 
 
-def stream_generate(loaded: LoadedModel, request: Request, *, cancel: threading.Event | None = None) -> Iterator[TokenRecord]:
+def stream_generate(loaded: LoadedModel, request: Request, *, cancel: CancelFlag | None = None) -> Iterator[TokenRecord]:
     """Run one request, yielding a measured TokenRecord per token as soon as it exists.
 
     Stops at an end-of-sequence token (when settings.stop_at_eos) or after request.max_new_tokens.
-    Setting `cancel` stops it between two steps with GenerationCancelled.
+    When `cancel.is_set()` turns true it stops between two steps with GenerationCancelled.
     """
     settings, device, tokenizer = request.settings, loaded.device, loaded.tokenizer
     sync, memory_in_use = synchronizer(device), memory_probe(device)

@@ -193,10 +193,18 @@ def load_model(
     *,
     device: str | None = None,
     dtype: str | None = None,
+    threads: int | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> LoadedModel:
-    """Load the default model (None or its name) or a Hugging Face id / local folder, ready for generation."""
+    """Load the default model (None or its name) or a Hugging Face id / local folder, ready for generation.
+
+    `threads` sets torch's CPU threads for this whole process (None keeps torch's default: the physical cores).
+    """
     report = on_progress or (lambda event: None)
+    if threads is not None:
+        if not isinstance(threads, int) or threads < 1:
+            raise SettingsError(f"threads must be a whole number of at least 1, not {threads!r}")
+        torch.set_num_threads(threads)
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(dtype, torch_device)
     name = (name or DEFAULT_MODEL).strip()

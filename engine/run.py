@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import torch
 
 from engine.errors import GenerationCancelled
-from engine.generate import Request, prepare_request, stream_generate
+from engine.generate import CancelFlag, Request, prepare_request, stream_generate
 from engine.hardware import describe_hardware
 from engine.loading import LoadedModel
 from engine.records import TokenRecord, summarize
@@ -49,11 +48,22 @@ def run_trace(
     prompt: str,
     *,
     settings: GenerationSettings = GenerationSettings(),
-    cancel: threading.Event | None = None,
+    cancel: CancelFlag | None = None,
     on_record: Callable[[TokenRecord], None] | None = None,
 ) -> Trace:
-    """Run one request to the end and return its Trace; `on_record` sees each record as it is made."""
+    """Run one prompt to the end and return its Trace; `on_record` sees each record as it is made."""
     request = prepare_request(loaded, prompt, settings=settings)
+    return collect_trace(loaded, request, cancel=cancel, on_record=on_record)
+
+
+def collect_trace(
+    loaded: LoadedModel,
+    request: Request,
+    *,
+    cancel: CancelFlag | None = None,
+    on_record: Callable[[TokenRecord], None] | None = None,
+) -> Trace:
+    """Run a prepared request, collecting its records into a Trace (GenerationCancelled keeps the partial records)."""
     on_cuda = loaded.device.type == "cuda"
     if on_cuda:
         torch.cuda.reset_peak_memory_stats(loaded.device)

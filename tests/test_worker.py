@@ -1,0 +1,75 @@
+"""The model worker process: loading, streaming records, cancel and errors across the process boundary."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from engine import GenerationCancelled, GenerationSettings, ModelLoadError, PromptError, SettingsError, load_model, run_trace
+from engine.worker import ModelWorker
+
+from conftest import make_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """The tiny random model saved as a local model folder (as a user's own model would be)."""
+    folder = tmp_path_factory.mktemp("tiny-model")
+    tiny = make_tiny_model()
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def worker(tiny_folder):
+    handle = ModelWorker(str(tiny_folder), device="cpu", dtype="float32", threads=1)
+    events = []
+    handle.wait_loaded(events.append)
+    assert events[-1].stage == "ready" and events[-1].fraction == 1.0
+    yield handle
+    handle.close()
+
+
+def test_a_local_folder_loads_like_any_model(tiny_folder):
+    loaded = load_model(str(tiny_folder), device="cpu")
+    assert loaded.facts.source == "local folder" and loaded.facts.layers == 2
+
+
+def test_the_worker_streams_the_same_tokens_as_the_engine_in_process(worker, tiny_folder):
+    settings = GenerationSettings(max_new_tokens=12, stop_at_eos=False)
+    seen, requests = [], []
+    trace = worker.generate("same kitchen", settings, on_request=requests.append, on_record=seen.append)
+    assert tuple(seen) == trace.events and len(seen) == 12
+    assert requests and list(requests[0].token_ids) == trace.prompt["tokens"]
+    assert trace.hardware["torch_threads"] == 1  # the worker's own thread setting, recorded where it ran
+    local = run_trace(load_model(str(tiny_folder), device="cpu"), "same kitchen", settings=settings)
+    assert [e.token_id for e in trace.events] == [e.token_id for e in local.events]
+
+
+def test_cancel_crosses_the_process_boundary(worker):
+    stop = threading.Event()
+
+    def stop_after_two(record):
+        if record.step == 1:
+            stop.set()
+
+    with pytest.raises(GenerationCancelled) as caught:
+        worker.generate("cancel", GenerationSettings(max_new_tokens=100, stop_at_eos=False), cancel=stop, on_record=stop_after_two)
+    assert 2 <= len(caught.value.records) < 100
+    # the worker serves the next request normally
+    assert len(worker.generate("again", GenerationSettings(max_new_tokens=3, stop_at_eos=False)).events) == 3
+
+
+def test_engine_errors_keep_their_type(worker):
+    with pytest.raises(PromptError, match="empty"):
+        worker.generate("  ", GenerationSettings())
+    with pytest.raises(SettingsError, match="max_new_tokens"):
+        worker.generate("hi", GenerationSettings(max_new_tokens=0))
+
+
+def test_a_model_that_fails_to_load_reports_why():
+    handle = ModelWorker("/no/such/model/folder")
+    with pytest.raises(ModelLoadError, match="there is no folder at that path"):
+        handle.wait_loaded()
