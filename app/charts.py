@@ -1,0 +1,123 @@
+"""Plotly figures drawn from a run's records; they compute nothing, only lay out what was measured.
+
+Figures are plain dict specs with a small explicit style, not graph_objects with a named template: building
+validated figure objects and expanding the template cost ~30-150 ms per chart here, paid again at every live
+redraw on the same CPU the model is using. Streamlit validates the dict once when it draws it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from engine import TokenRecord
+
+PREFILL_COLOR = "#E4572E"  # orange: reading the order
+DECODE_COLOR = "#2E86AB"  # blue: cooking one dish at a time
+FORMULA_COLOR = "#6C757D"
+MEMORY_COLOR = "#6A4C93"
+LIMIT_COLOR = "#C0392B"
+GRID_COLOR = "#E5E8EC"
+PLOT_CONFIG = {"displayModeBar": False}
+TEN_SECONDS_MS = 10_000  # the seed article's "people give up after about ten seconds"
+
+
+def axis(title: str, **extra: object) -> dict:
+    """An axis with a title and light grid lines."""
+    return {"title": {"text": title}, "gridcolor": GRID_COLOR, "zerolinecolor": GRID_COLOR, **extra}
+
+
+def figure(data: list[dict], *, x_title: str, y_title: str, height: int = 300, **layout: object) -> dict:
+    """A figure spec with the shared look: large readable fonts (projectors), white background, tight margins."""
+    return {
+        "data": data,
+        "layout": {
+            "height": height,
+            "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
+            "font": {"size": 14},
+            "paper_bgcolor": "white",
+            "plot_bgcolor": "white",
+            "xaxis": axis(x_title),
+            "yaxis": axis(y_title),
+            "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0},
+            "uirevision": "keep",  # live redraws keep the visitor's zoom
+            **layout,
+        },
+    }
+
+
+def latency_chart(records: Sequence[TokenRecord]) -> dict:
+    """Per-token latency bars, the prefill step in its own color."""
+    bars = []
+    for phase, color, name in (("prefill", PREFILL_COLOR, "prefill (reading the order)"), ("decode", DECODE_COLOR, "decode (one token at a time)")):
+        chosen = [r for r in records if r.phase == phase]
+        bars.append({
+            "type": "bar", "name": name, "marker": {"color": color},
+            "x": [r.step for r in chosen], "y": [round(r.latency_ms, 3) for r in chosen],
+            "hovertemplate": "step %{x}: %{y:.1f} ms<extra></extra>",
+        })
+    return figure(bars, x_title="token (step)", y_title="latency (ms)")
+
+
+def tokens_over_time_chart(records: Sequence[TokenRecord]) -> dict:
+    """Tokens produced against time since the request started."""
+    line = {
+        "type": "scatter", "mode": "lines+markers", "name": "tokens", "line": {"color": DECODE_COLOR},
+        "x": [round(r.t_ms / 1000, 4) for r in records], "y": [r.step + 1 for r in records],
+        "marker": {"size": 6, "color": [PREFILL_COLOR if r.phase == "prefill" else DECODE_COLOR for r in records]},
+        "hovertemplate": "%{x:.2f} s: %{y} tokens<extra></extra>",
+    }
+    return figure([line], x_title="time since the request started (s)", y_title="tokens generated")
+
+
+def kv_cache_chart(records: Sequence[TokenRecord], *, kv_bytes_per_token: int, prompt_tokens: int, kv_cache: bool) -> dict:
+    """Measured KV-cache bytes per step next to the formula line kv_bytes_per_token x tokens held."""
+    steps = [r.step for r in records]
+    data = []
+    if kv_cache:
+        data.append({
+            "type": "scatter", "mode": "lines", "name": f"formula: {kv_bytes_per_token:,} B × tokens held",
+            "line": {"color": FORMULA_COLOR, "dash": "dash"},
+            "x": steps, "y": [kv_bytes_per_token * (prompt_tokens + s) / 1e6 for s in steps],
+            "hovertemplate": "formula at step %{x}: %{y:.3f} MB<extra></extra>",
+        })
+    data.append({
+        "type": "scatter", "mode": "markers", "name": "measured (from the cache's tensors)",
+        "marker": {"color": DECODE_COLOR, "size": 6},
+        "x": steps, "y": [r.kv_cache_bytes / 1e6 for r in records],
+        "hovertemplate": "measured at step %{x}: %{y:.3f} MB<extra></extra>",
+    })
+    return figure(data, x_title="token (step)", y_title="KV cache (MB)")
+
+
+def memory_chart(records: Sequence[TokenRecord]) -> dict:
+    """Memory in use after each step, against time."""
+    line = {
+        "type": "scatter", "mode": "lines+markers", "name": "memory", "line": {"color": MEMORY_COLOR}, "marker": {"size": 4},
+        "x": [round(r.t_ms / 1000, 4) for r in records], "y": [round(r.memory_bytes / 1e6, 2) for r in records],
+        "hovertemplate": "%{x:.2f} s: %{y:,.1f} MB<extra></extra>",
+    }
+    # From zero: the weights dominate, and a zoomed axis would turn the prep station's few MB into a cliff.
+    return figure([line], x_title="time since the request started (s)", y_title="memory (MB)", yaxis=axis("memory (MB)", rangemode="tozero"))
+
+
+def budget_chart(total_ms: float, ttft_ms: float) -> dict:
+    """This answer's time to first token and total time against the ten-second line."""
+    limit_s = TEN_SECONDS_MS / 1000
+    bars = [
+        {"type": "bar", "orientation": "h", "y": ["this answer"], "x": [ttft_ms / 1000], "name": "waiting for the first token",
+         "marker": {"color": PREFILL_COLOR}, "hovertemplate": "first token after %{x:.2f} s<extra></extra>"},
+        {"type": "bar", "orientation": "h", "y": ["this answer"], "x": [(total_ms - ttft_ms) / 1000], "name": "the rest of the answer",
+         "marker": {"color": DECODE_COLOR}, "hovertemplate": "%{x:.2f} s more for the rest<extra></extra>"},
+    ]
+    return figure(
+        bars,
+        x_title="seconds",
+        y_title="",
+        height=190,
+        barmode="stack",
+        xaxis=axis("seconds", range=[0, max(limit_s, total_ms / 1000) * 1.05]),
+        shapes=[{"type": "line", "x0": limit_s, "x1": limit_s, "y0": 0, "y1": 1, "yref": "paper",
+                 "line": {"color": LIMIT_COLOR, "width": 3, "dash": "dot"}}],
+        annotations=[{"x": limit_s, "y": 1, "yref": "paper", "text": "10 s: people give up", "showarrow": False,
+                      "xanchor": "right", "yanchor": "bottom", "font": {"color": LIMIT_COLOR}}],
+    )

@@ -1,0 +1,84 @@
+"""The sidebar on every page: which model, device and dtype, and a short card about this machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+import torch
+
+from engine import DEFAULT_MODEL
+from engine.hardware import available_devices, available_dtypes, describe_hardware, dtype_name, pick_dtype
+from engine.units import fmt_bytes
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The model, device and dtype a visitor picked (what the shared model slot is keyed by)."""
+
+    model: str
+    device: str
+    dtype: str
+
+
+def dtype_choices(device: str) -> list[str]:
+    """The dtypes offered for a device, the engine's default first."""
+    default = dtype_name(pick_dtype(None, torch.device(device)))
+    return [default] + [name for name in available_dtypes(torch.device(device)) if name != default]
+
+
+def current_selection() -> Selection:
+    """The visitor's current choice (defaults when the sidebar has not been drawn, e.g. a page tested alone)."""
+    device = st.session_state.get("sidebar_device") or available_devices()[0]
+    dtype = st.session_state.get("sidebar_dtype")
+    if dtype not in dtype_choices(device):
+        dtype = dtype_choices(device)[0]
+    model = (st.session_state.get("sidebar_model") or DEFAULT_MODEL).strip() or DEFAULT_MODEL
+    return Selection(model=model, device=device, dtype=dtype)
+
+
+@st.cache_data(show_spinner=False)
+def hardware_card(device: str) -> str:
+    """A few lines of markdown about this machine, as the engine detects it."""
+    from app.kitchen import dashboard_threads
+
+    info = describe_hardware(torch.device(device))
+    lines = [
+        f"**CPU** {info['cpu']}  \n{info['cpu_cores_physical']} cores / {info['cpu_cores_logical']} threads",
+        f"**Model threads** {dashboard_threads()} (the rest is left for drawing this page, so drawing does not slow the model)",
+        f"**Memory** {fmt_bytes(info['memory_total_bytes'])}",
+        f"**GPU** {info['gpu']} ({fmt_bytes(info.get('gpu_memory_total_bytes'))})" if "gpu" in info else "**GPU** none detected",
+        f"**Engine picks** {available_devices()[0]} · {dtype_name(pick_dtype(None, torch.device(available_devices()[0])))}",
+    ]
+    return "  \n".join(lines)
+
+
+def draw_sidebar() -> Selection:
+    """Draw the model/device/dtype pickers and the hardware card; return the selection."""
+    devices = available_devices()
+    st.session_state.setdefault("sidebar_model", DEFAULT_MODEL)
+    if st.session_state.get("sidebar_device") not in devices:
+        st.session_state["sidebar_device"] = devices[0]
+    with st.sidebar:
+        st.markdown("### 🍳 The kitchen")
+        st.text_input(
+            "Model",
+            key="sidebar_model",
+            help="The bundled default, a Hugging Face id (e.g. HuggingFaceTB/SmolLM2-360M-Instruct) or a local folder. "
+            "Other models load where the hub is reachable or they are in the local Hugging Face cache.",
+        )
+        device = st.selectbox("Device", devices, key="sidebar_device", help="Only devices this machine has are offered.")
+        choices = dtype_choices(device)
+        if st.session_state.get("sidebar_dtype") not in choices:
+            st.session_state["sidebar_dtype"] = choices[0]
+        st.selectbox(
+            "Dtype",
+            choices,
+            key="sidebar_dtype",
+            help="Number format of the weights. The first is the engine's default for this device. "
+            "On CPU, bfloat16 decodes faster but reads the prompt (prefill) slower: try both.",
+        )
+        with st.container(border=True):
+            st.markdown("**This machine**")
+            st.markdown(hardware_card(device))
+    return current_selection()

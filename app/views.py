@@ -1,0 +1,85 @@
+"""HTML views that plotly can't draw: the answer as token chips with popups, and the tokenizer view.
+
+The live view is one HTML element (status, chips and numbers together) rather than a dozen Streamlit
+elements: every element updated costs the browser work at each redraw, CPU the model needs on a small machine
+(measured on 2 cores: 42% -> 30% of a core). For the same reason the stylesheet (CHIP_STYLE) is emitted once
+per page run, not with every redraw: re-injecting a <style> makes the browser restyle the whole page.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+
+from engine import TokenPiece, TokenRecord
+
+CHIP_STYLE = """
+<style>
+.ik-chips { line-height: 2.3em; font-size: 1.15rem; }
+.ik-chip { position: relative; display: inline-block; padding: 0 .28em; margin: 0 2px 4px 0; border-radius: 6px;
+           background: #DCEBF5; border-bottom: 3px solid #2E86AB; white-space: pre; cursor: pointer; color: #102A43; }
+.ik-chip.ik-prefill { background: #FBE0D6; border-bottom-color: #E4572E; }
+.ik-chip.ik-slow { border-bottom-color: #C0392B; }
+.ik-chip .ik-tip { display: none; position: absolute; z-index: 1000; left: 0; top: 2.2em; min-width: 15em;
+                   background: #102A43; color: #fff; padding: .5em .7em; border-radius: 6px; font-size: .9rem;
+                   line-height: 1.45em; white-space: normal; box-shadow: 0 4px 14px rgba(0,0,0,.25); }
+.ik-chip:hover .ik-tip, .ik-chip:focus .ik-tip { display: block; }
+.ik-tip table { border-collapse: collapse; width: 100%; margin-top: .3em; }
+.ik-tip td { padding: 0 .3em; border: none; color: #fff; }
+.ik-bar { display: inline-block; height: .6em; background: #7FC8F8; }
+.ik-cards { display: flex; flex-wrap: wrap; gap: .6em 2.2em; margin: .8em 0 .4em 0; }
+.ik-card .ik-label { color: #52606D; font-size: .9rem; border-bottom: 1px dotted #9AA5B1; cursor: help; }
+.ik-card .ik-value { font-size: 1.9rem; color: #102A43; line-height: 1.3em; }
+.ik-status { font-weight: 600; font-size: 1.05rem; margin-bottom: .4em; }
+.ik-pieces { line-height: 2.1em; font-size: 1.1rem; }
+.ik-piece { padding: .1em .05em; border-radius: 4px; white-space: pre-wrap; color: #102A43; }
+</style>
+"""
+PIECE_COLORS = ("#FFE3A3", "#C7F0BD", "#BDE0FE", "#FFC8DD", "#E2CFEA", "#FFD6A5")
+
+
+def visible(text: str) -> str:
+    """Token text made safe and visible in HTML: escaped, newlines and tabs shown as symbols."""
+    return html.escape(text).replace("\n", "↵").replace("\t", "⇥")
+
+
+def token_chips(records: Sequence[TokenRecord], *, eos_token_ids: Sequence[int]) -> str:
+    """The answer as chips; hovering or clicking one shows its latency and the 5 likeliest alternatives."""
+    decode = sorted(r.latency_ms for r in records if r.phase == "decode")
+    slow_ms = 1.5 * decode[len(decode) // 2] if decode else float("inf")
+    chips = []
+    for r in records:
+        label = visible(r.text) if r.text else ("⏹ end" if r.token_id in eos_token_ids else "…")
+        rows = "".join(
+            f"<tr><td>{visible(alt.token) or '∅'}</td><td>{alt.prob:.1%}</td>"
+            f"<td><span class='ik-bar' style='width:{max(alt.prob * 80, 1):.0f}px'></span></td></tr>"
+            for alt in r.top
+        )
+        classes = f"ik-chip ik-{r.phase}" + (" ik-slow" if r.phase == "decode" and r.latency_ms > slow_ms else "")
+        tip = (
+            f"<b>step {r.step}</b> · {r.phase} · <b>{r.latency_ms:.1f} ms</b><br>"
+            f"chosen: token {r.token_id}, probability {math.exp(r.logprob):.1%}"
+            f"<table>{rows}</table>"
+        )
+        chips.append(f"<span class='{classes}' tabindex='0'>{label}<span class='ik-tip'>{tip}</span></span>")
+    return f"<div class='ik-chips' data-testid='ik-answer'>{''.join(chips)}</div>"
+
+
+def number_cards(cards: Sequence[tuple[str, str, str]]) -> str:
+    """Headline numbers as cards: (label, value, explanation shown on hovering the label)."""
+    return "<div class='ik-cards'>" + "".join(
+        f"<div class='ik-card'><div class='ik-label' title='{html.escape(help_text, quote=True)}'>{html.escape(label)}</div>"
+        f"<div class='ik-value'>{html.escape(value)}</div></div>"
+        for label, value, help_text in cards
+    ) + "</div>"
+
+
+def tokenizer_pieces(pieces: Sequence[TokenPiece]) -> str:
+    """The prompt as colored pieces, one per token (hover shows the token id)."""
+    spans = [
+        f"<span class='ik-piece' style='background:{PIECE_COLORS[i % len(PIECE_COLORS)]}' title='token {p.token_id}'>"
+        f"{html.escape(p.text) if p.text else '·'}</span>"
+        for i, p in enumerate(pieces)
+    ]
+    return f"<div class='ik-pieces'>{''.join(spans)}</div>"
