@@ -16,7 +16,7 @@ from engine import TokenPiece, TokenRecord
 
 CHIP_STYLE = """
 <style>
-.ik-chips { line-height: 2.3em; font-size: 1.15rem; }
+.ik-chips { line-height: 2.3em; font-size: 1.15rem; contain: content; }
 .ik-chip { position: relative; display: inline-block; padding: 0 .28em; margin: 0 2px 4px 0; border-radius: 6px;
            background: #DCEBF5; border-bottom: 3px solid #2E86AB; white-space: pre; cursor: pointer; color: #102A43; }
 .ik-chip.ik-prefill { background: #FBE0D6; border-bottom-color: #E4572E; }
@@ -44,8 +44,12 @@ def visible(text: str) -> str:
     return html.escape(text).replace("\n", "↵").replace("\t", "⇥")
 
 
-def token_chips(records: Sequence[TokenRecord], *, eos_token_ids: Sequence[int]) -> str:
-    """The answer as chips; hovering or clicking one shows its latency and the 5 likeliest alternatives."""
+def token_chips(records: Sequence[TokenRecord], *, eos_token_ids: Sequence[int], rich: bool = True) -> str:
+    """The answer as chips; hovering or clicking one shows its latency and the 5 likeliest alternatives.
+
+    rich=False (while a run is live) puts the same facts in a native tooltip: one DOM node per chip instead of
+    ~20, rebuilt at every redraw on the CPU the model is using. The finished run gets the rich popups.
+    """
     decode = sorted(r.latency_ms for r in records if r.phase == "decode")
     slow_ms = 1.5 * decode[len(decode) // 2] if decode else float("inf")
     chips = []
@@ -57,6 +61,11 @@ def token_chips(records: Sequence[TokenRecord], *, eos_token_ids: Sequence[int])
             for alt in r.top
         )
         classes = f"ik-chip ik-{r.phase}" + (" ik-slow" if r.phase == "decode" and r.latency_ms > slow_ms else "")
+        if not rich:
+            alternatives = "\n".join(f"  {alt.token!r} {alt.prob:.1%}" for alt in r.top)
+            title = html.escape(f"step {r.step} · {r.phase} · {r.latency_ms:.1f} ms\nmost likely:\n{alternatives}", quote=True)
+            chips.append(f"<span class='{classes}' title='{title}'>{label}</span>")
+            continue
         tip = (
             f"<b>step {r.step}</b> · {r.phase} · <b>{r.latency_ms:.1f} ms</b><br>"
             f"chosen: token {r.token_id}, probability {math.exp(r.logprob):.1%}"

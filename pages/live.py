@@ -123,7 +123,7 @@ def draw_live_text(job: GenerationJob) -> bool:
         ("10-second budget used", f"{summary.total_ms / charts.TEN_SECONDS_MS:.0%}",
          "People give up on an AI that takes longer than about ten seconds to answer (the seed article)."),
     ])
-    chips = token_chips(records, eos_token_ids=facts.eos_token_ids)
+    chips = token_chips(records, eos_token_ids=facts.eos_token_ids, rich=not job.active)
     st.html(f"<div class='ik-status'>{status}</div>{chips}{cards}")
     return True
 
@@ -131,25 +131,26 @@ def draw_live_text(job: GenerationJob) -> bool:
 def draw_charts(job: GenerationJob) -> None:
     """The five charts from the records so far (costlier: redrawn less often while running)."""
     records, facts = list(job.records), job.facts
+    config = charts.PLOT_CONFIG
     summary = job.trace.summary if job.trace else summarize(records, prompt_tokens=len(job.request.token_ids))
     st.markdown(explanation("live", "budget"))
-    st.plotly_chart(charts.budget_chart(summary.total_ms, summary.ttft_ms), config=charts.PLOT_CONFIG, key="live_chart_budget")
+    st.plotly_chart(charts.budget_chart(summary.total_ms, summary.ttft_ms), config=config, key="live_chart_budget")
     left, right = st.columns(2)
     with left:
         st.markdown(explanation("live", "latency"))
-        st.plotly_chart(charts.latency_chart(records), config=charts.PLOT_CONFIG, key="live_chart_latency")
+        st.plotly_chart(charts.latency_chart(records), config=config, key="live_chart_latency")
         st.markdown(explanation("live", "kv"))
         st.plotly_chart(
             charts.kv_cache_chart(records, kv_bytes_per_token=facts.kv_bytes_per_token, prompt_tokens=len(job.request.token_ids), kv_cache=job.settings.kv_cache),
-            config=charts.PLOT_CONFIG,
+            config=config,
             key="live_chart_kv",
         )
     with right:
         st.markdown(explanation("live", "tokens"))
-        st.plotly_chart(charts.tokens_over_time_chart(records), config=charts.PLOT_CONFIG, key="live_chart_tokens")
+        st.plotly_chart(charts.tokens_over_time_chart(records), config=config, key="live_chart_tokens")
         memory_kind = "resident memory of the process" if facts.device == "cpu" else f"memory allocated on {facts.device}"
         st.markdown(explanation("live", "memory", memory_kind=memory_kind))
-        st.plotly_chart(charts.memory_chart(records), config=charts.PLOT_CONFIG, key="live_chart_memory")
+        st.plotly_chart(charts.memory_chart(records), config=config, key="live_chart_memory")
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

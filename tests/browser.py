@@ -1,0 +1,112 @@
+"""Real-browser harness: the dashboard served on a free loopback port, driven by Debian's Chromium via Playwright."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"  # Playwright's own browser download cannot work on these machines
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def require_chromium() -> None:
+    """Skip when Chromium is missing on a developer machine; in CI (CI=true) a missing browser is a failure."""
+    if Path(CHROMIUM).exists():
+        return
+    message = f"{CHROMIUM} is missing: install it with `apt-get install -y chromium` (.ci/run does)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@contextmanager
+def dashboard_server(data_dir: Path, log_path: Path, env_extra: dict | None = None):
+    """Start `streamlit run app/main.py` on a free port with its own data folder; yield its URL; stop it after."""
+    port = free_port()
+    env = {**os.environ, "INFERENCE_KITCHEN_DATA": str(data_dir), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env_extra or {})}
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"), "--server.address", "127.0.0.1",
+               "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    with open(log_path, "w", encoding="utf-8") as log:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                        if response.status == 200:
+                            break
+                except OSError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the dashboard did not start; see {log_path}:\n{log_path.read_text()[-3000:]}")
+                time.sleep(0.3)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+@contextmanager
+def chromium():
+    """A headless Debian Chromium driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    require_chromium()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def wait_for_model(page, timeout_ms: int = 120_000) -> None:
+    """Wait until the live page shows its prompt box, i.e. the model has loaded."""
+    page.get_by_label("Prompt").wait_for(timeout=timeout_ms)
+
+
+def generate(page, prompt: str, *, max_new_tokens: int | None = None) -> None:
+    """Type a prompt (and optionally max new tokens) and press Generate."""
+    box = page.get_by_label("Prompt")
+    box.fill(prompt)
+    box.press("Tab")  # let Streamlit register the text before the click
+    if max_new_tokens is not None:
+        field = page.get_by_label("Max new tokens")
+        field.fill(str(max_new_tokens))
+        field.press("Tab")
+    page.wait_for_timeout(400)
+    page.get_by_role("button", name="Generate").click()
+
+
+def wait_until_finished(page, timeout_ms: int = 120_000) -> str:
+    """Wait for a finished or stopped run; return the answer text shown in the chips."""
+    page.get_by_text("✅ Done").or_(page.get_by_text("⏹ Stopped after")).first.wait_for(timeout=timeout_ms)
+    return answer_text(page)
+
+
+def answer_text(page) -> str:
+    """The answer as shown: the chips' visible labels joined (popups excluded)."""
+    return page.evaluate(
+        """() => Array.from(document.querySelectorAll('.ik-chip')).map(c => c.firstChild ? c.firstChild.textContent : '').join('')"""
+    )

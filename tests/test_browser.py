@@ -1,0 +1,114 @@
+"""Real-browser tests: the dashboard served with the real default model, driven by headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from browser import ARTIFACTS, answer_text, chromium, dashboard_server, generate, wait_for_model, wait_until_finished
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+STORY = "Write a long story about a chef who cooks soup."  # the default model does not stop early on this one
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One dashboard server and one Chromium for this module; yields (url, traces folder, browser)."""
+    workdir = tmp_path_factory.mktemp("dashboard")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with dashboard_server(workdir / "data", ARTIFACTS / "server.log") as url, chromium() as browser:
+        yield url, workdir / "data" / "traces", browser
+
+
+def open_page(browser, url: str, *, height: int = 1100):
+    page = browser.new_page(viewport={"width": 1400, "height": height})
+    page.goto(url)
+    wait_for_model(page)
+    return page
+
+
+def saved_traces(traces: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(traces.glob("*.json"))] if traces.exists() else []
+
+
+def test_a_visitor_watches_the_answer_stream_in(served):
+    url, traces, browser = served
+    page = open_page(browser, url, height=2600)  # tall, so the screenshot shows every chart
+    generate(page, STORY, max_new_tokens=48)
+    counts = []
+    while not page.get_by_text("✅ Done").count():
+        counts.append(page.locator(".ik-chip").count())
+        page.wait_for_timeout(150)
+        assert len(counts) < 2000, "the run did not finish"
+    partial = {c for c in counts if 0 < c < 48}
+    assert len(partial) >= 2, f"tokens did not appear progressively: {counts}"  # it streamed, not one final dump
+    answer = wait_until_finished(page)
+    assert answer.startswith("The chef") and page.locator(".ik-chip").count() == 48
+    page.locator("[data-testid=stPlotlyChart]").nth(4).wait_for(timeout=30_000)
+    assert page.locator("[data-testid=stPlotlyChart]").count() == 5
+    chip = page.locator(".ik-chip").nth(3)
+    chip.hover()
+    tip = chip.locator(".ik-tip")
+    assert tip.is_visible() and " ms" in tip.inner_text() and tip.locator("tr").count() == 5
+    page.get_by_role("button", name="Download trace (JSON)").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "live-page.png"), full_page=True)
+    last = saved_traces(traces)[-1]
+    assert last["summary"]["new_tokens"] == 48 and last["prompt"]["text"] == STORY
+    page.close()
+
+
+def test_two_visitors_generate_at_once_and_both_get_their_answers(served):
+    url, traces, browser = served
+    first, second = browser.new_context(), browser.new_context()  # two separate browser sessions
+    long_page, short_page = first.new_page(), second.new_page()
+    for page in (long_page, short_page):
+        page.set_viewport_size({"width": 1400, "height": 1100})
+        page.goto(url)
+        wait_for_model(page)
+    generate(long_page, STORY, max_new_tokens=40)
+    long_page.get_by_text("Cooking…").wait_for(timeout=30_000)
+    generate(short_page, "What is the capital of France?", max_new_tokens=32)
+    short_page.get_by_text("Waiting for the kitchen: 1 ahead").wait_for(timeout=10_000)  # serialized, and told so
+    story, paris = wait_until_finished(long_page), wait_until_finished(short_page)
+    assert story.startswith("The chef") and "Paris" not in story
+    assert "Paris" in paris and "chef" not in paris
+    assert len(long_page.locator(".ik-chip").all()) == 40
+    first.close()
+    second.close()
+
+
+def test_stop_ends_a_run_cleanly(served):
+    url, traces, browser = served
+    before = len(saved_traces(traces))
+    page = open_page(browser, url)
+    generate(page, STORY, max_new_tokens=400)
+    page.locator(".ik-chip").nth(5).wait_for(timeout=60_000)
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text("⏹ Stopped after").wait_for(timeout=30_000)
+    shown = page.locator(".ik-chip").count()
+    assert 5 < shown < 400
+    assert len(saved_traces(traces)) == before  # a stopped run is not saved as if it were complete
+    page.get_by_role("button", name="Generate").wait_for(state="visible")
+    assert page.get_by_role("button", name="Generate").is_enabled()
+    page.close()
+
+
+def test_a_closed_tab_frees_the_kitchen(served):
+    url, traces, browser = served
+    before = len(saved_traces(traces))
+    leaving = open_page(browser, url)
+    generate(leaving, STORY, max_new_tokens=1500)  # would cook for over a minute if nobody stopped it
+    leaving.locator(".ik-chip").nth(3).wait_for(timeout=60_000)
+    leaving.close()
+    started = time.monotonic()
+    page = open_page(browser, url)
+    generate(page, "What is the capital of France?", max_new_tokens=32)
+    assert "Paris" in wait_until_finished(page, timeout_ms=60_000)
+    assert time.monotonic() - started < 30  # the abandoned run ended instead of holding the model
+    after = saved_traces(traces)
+    assert len(after) == before + 1 and after[-1]["prompt"]["text"] == "What is the capital of France?"
+    page.close()

@@ -1,0 +1,21 @@
+"""Watching a run live must not slow the model: the page's ITL against the same run through the CLI."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.observer_effect import measure
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+# The goal is within 10% (the benchmark `tests/benchmarks/observer_effect.py` reports the figure). On a
+# shared 2-core VM a single run's ITL moves by +-15% on its own, so CI asserts a margin that a real regression
+# (in-process drawing made the page 4-20x slower) cannot pass and noise cannot fail.
+CI_BOUND = 1.25
+
+
+def test_watching_a_run_live_does_not_slow_the_model(tmp_path):
+    result = measure(4, tmp_path)
+    print(f"CLI ITL p50 per round {result.cli_itl_ms}, live page {result.page_itl_ms}, ratio of medians {result.ratio:.3f}")
+    assert all(value > 0 for value in result.cli_itl_ms + result.page_itl_ms)
+    assert result.ratio < CI_BOUND
