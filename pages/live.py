@@ -15,7 +15,7 @@ from app.text import explanation
 from app.views import CHIP_STYLE, number_cards, token_chips, tokenizer_pieces
 from engine import RULE_OF_THUMB_WORDS_PER_TOKEN, GenerationSettings, check_prompt_text, split_into_tokens, summarize, words_per_token
 from engine.settings import max_new_tokens_cap
-from engine.units import fmt_bytes, fmt_ms, fmt_rate
+from engine.units import fmt_ms, fmt_rate
 
 # How often the page redraws from what has been recorded while a run is going. Every redraw costs CPU in the
 # server and the browser, and on a small machine that CPU is taken from the model: keep them sparse.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from browser import ARTIFACTS, answer_text, chromium, dashboard_server, generate, wait_for_model, wait_until_finished
+from browser import ARTIFACTS, chromium, dashboard_server, generate, wait_for_model, wait_until_finished
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
