@@ -13,7 +13,7 @@ from app.kitchen import GenerationJob, ModelSlot, current_session_id, require_re
 from app.sidebar import current_selection
 from app.text import explanation
 from app.views import CHIP_STYLE, number_cards, token_chips, tokenizer_pieces
-from engine import RULE_OF_THUMB_WORDS_PER_TOKEN, GenerationSettings, check_prompt_text, split_into_tokens, summarize, words_per_token
+from engine import RULE_OF_THUMB_WORDS_PER_TOKEN, GenerationSettings, PromptError, check_prompt_text, split_into_tokens, summarize, words_per_token
 from engine.settings import max_new_tokens_cap
 from engine.units import fmt_ms, fmt_rate
 
@@ -52,7 +52,7 @@ buttons = st.columns([1, 1, 6])
 if buttons[0].button("Generate", type="primary", disabled=busy, key="live_generate"):
     try:
         check_prompt_text(prompt)
-    except Exception as err:  # noqa: BLE001 - the engine's message is the one to show
+    except PromptError as err:
         st.warning(f"Nothing to cook yet: {err}.")
         st.stop()
     settings = GenerationSettings(
