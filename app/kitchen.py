@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
@@ -72,7 +71,6 @@ class GenerationJob:
     saved_to: Path | None = None
     error: str | None = None
     stop_pressed: threading.Event = field(default_factory=threading.Event)
-    queued_at: float = field(default_factory=time.monotonic)
 
     @property
     def active(self) -> bool:
@@ -119,7 +117,6 @@ class ModelSlot:
         self.facts: ModelFacts | None = None
         self.tokenizer: object | None = None  # the worker's tokenizer, copied here for the page's tokenizer view
         self.error: str | None = None
-        self.load_seconds: float | None = None
         self._jobs: deque = deque()
         self._wake = threading.Condition()
         threading.Thread(target=self._load_then_serve, name=f"kitchen-{name}-{device}-{dtype}", daemon=True).start()
@@ -141,23 +138,16 @@ class ModelSlot:
         with self._wake:
             return self._jobs.index(job) if job in self._jobs else 0
 
-    def queue_length(self) -> int:
-        """Jobs waiting or running on this model right now."""
-        with self._wake:
-            return len(self._jobs)
-
     def close(self) -> None:
         """Stop the model's worker process (the slot is unusable afterwards)."""
         if self.worker is not None:
             self.worker.close()
 
     def _load_then_serve(self) -> None:
-        started = time.perf_counter()
         try:
             self.worker = ModelWorker(self.name, device=self.device, dtype=self.dtype, threads=dashboard_threads())
             self.worker.wait_loaded(self._on_progress)
             self.tokenizer, self.facts = self.worker.tokenizer, self.worker.facts
-            self.load_seconds = time.perf_counter() - started
         except EngineError as err:
             self.error = str(err)
         except Exception as err:  # noqa: BLE001 - shown to the visitor as a sentence, never a traceback

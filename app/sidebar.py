@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import streamlit as st
 import torch
 
+from app.kitchen import dashboard_threads
 from engine import DEFAULT_MODEL
 from engine.hardware import available_devices, available_dtypes, describe_hardware, dtype_name, pick_dtype
 from engine.units import fmt_bytes
@@ -40,8 +41,6 @@ def current_selection() -> Selection:
 @st.cache_data(show_spinner=False)
 def hardware_card(device: str) -> str:
     """A few lines of markdown about this machine, as the engine detects it."""
-    from app.kitchen import dashboard_threads
-
     info = describe_hardware(torch.device(device))
     lines = [
         f"**CPU** {info['cpu']}  \n{info['cpu_cores_physical']} cores / {info['cpu_cores_logical']} threads",

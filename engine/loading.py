@@ -7,9 +7,8 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -58,14 +57,13 @@ class ModelFacts:
 
 @dataclass(frozen=True, kw_only=True)
 class LoadedModel:
-    """A model ready to generate: weights on their device, tokenizer, facts, and a lock to share it safely."""
+    """A model ready to generate: weights on their device, tokenizer and facts (use from one thread at a time)."""
 
     model: torch.nn.Module
     tokenizer: object
     facts: ModelFacts
     device: torch.device
     dtype: torch.dtype
-    lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     @classmethod
     def from_objects(cls, model: torch.nn.Module, tokenizer: object, *, name: str, source: str = "in memory") -> "LoadedModel":
