@@ -1,10 +1,12 @@
 """Run a model in its own process and talk to it through a pipe.
 
-A dashboard draws charts in Python. If the model ran on a thread of the same process, every time the UI
-held the GIL the model's forward pass would wait for it: the drawing would sit inside the timed region
-(measured here: decode p90 went from ~35 ms to 300-1,400 ms while a page redrew). In a worker process the
-model shares only CPU cores with the UI, never the interpreter. `ModelWorker` is the parent's handle:
-it loads the model over there, then runs one request at a time, relaying each record as it is made.
+A dashboard draws charts in Python. On a thread of the same process, the model's forward pass (hundreds of
+small Python-level ops) must win the GIL back from the UI after every op, so drawing can land inside a timed
+step. Measured here in-process with one model thread, the p90 gap between tokens rose to 325-590 ms while a
+page redrew (together with other costs since removed), and a shorter GIL switch interval made it worse. In a
+worker process the model shares only CPU cores with the UI, never the interpreter, and its torch thread
+setting is its own. `ModelWorker` is the parent's handle: it loads the model over there, then runs one
+request at a time, relaying each record as it is made.
 """
 
 from __future__ import annotations
