@@ -1,8 +1,9 @@
-"""Command line: `python -m engine trace|info|bench ...` (headless; for scripts, benchmarks and workshop prep).
+"""Command line: `python -m engine trace|info|bench|experiment ...` (headless; for scripts and workshop prep).
 
     python -m engine trace --prompt "What is the capital of France?" --max-new-tokens 32 --out paris.json
     python -m engine info
     python -m engine bench --rounds 5
+    python -m engine experiment prefill --prompt-lengths 16,64,256 --out prefill.json
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with its three subcommands."""
+    """The argument parser with its subcommands."""
     parser = argparse.ArgumentParser(prog="python -m engine", description="Inference Kitchen's engine: run a real model and record every token.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -50,7 +51,42 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--new-tokens", type=int, default=64, help="new tokens per run (default 64)")
     bench.add_argument("--rounds", type=int, default=5, help="A B rounds after one warm-up each (default 5)")
     add_model_options(bench)
+
+    from engine.experiments import EXPERIMENTS
+
+    experiment = commands.add_parser("experiment", help="run one experiment and write its result JSON")
+    names = experiment.add_subparsers(dest="experiment", required=True, metavar="NAME")
+    for name, spec in EXPERIMENTS.items():
+        one = names.add_parser(name, help=spec.title, description=f"{spec.title}. {spec.options_type.__doc__}")
+        add_options_of(one, spec.options_type)
+        one.add_argument("--out", default=None, help="result file to write (default: a new file under the data folder)")
+        add_model_options(one)
     return parser
+
+
+def add_options_of(parser: argparse.ArgumentParser, options_type: type) -> None:
+    """One --flag per field of an experiment's options dataclass, typed and with its help and default."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(options_type)
+    for option in dataclasses.fields(options_type):
+        flag, kind, default = "--" + option.name.replace("_", "-"), hints[option.name], option.default
+        help_text = f"{option.metadata.get('help', '')} (default: {','.join(map(str, default)) if isinstance(default, tuple) else default})"
+        if kind is bool:
+            parser.add_argument(flag, dest=option.name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        elif typing.get_origin(kind) is tuple:
+            parser.add_argument(flag, dest=option.name, type=int_list, default=default, metavar="N,N,...", help=help_text)
+        else:
+            parser.add_argument(flag, dest=option.name, type=kind, default=default, help=help_text)
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """'16,64,256' -> (16, 64, 256), for list options on the command line."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, got {text!r}") from err
 
 
 def print_progress(event) -> None:
@@ -149,10 +185,41 @@ def command_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_experiment(args: argparse.Namespace) -> int:
+    """Run one experiment, print its rows and finding, and write its result."""
+    import dataclasses
+
+    from engine.experiments import default_result_path, get_experiment, run_experiment, save_result
+    from engine.loading import load_model
+
+    spec = get_experiment(args.experiment)
+    options = spec.options_type(**{option.name: getattr(args, option.name) for option in dataclasses.fields(spec.options_type)})
+    options.check()  # fail before spending seconds on loading
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype, threads=args.threads, on_progress=print_progress)
+    print(f"{spec.title} · {loaded.facts.name} · {loaded.facts.dtype} on {loaded.device}", file=sys.stderr)
+
+    def show(event) -> None:
+        print(f"[{event.fraction:4.0%}] {event.message}", file=sys.stderr)
+
+    result = run_experiment(loaded, args.experiment, options, on_progress=show)
+    path = save_result(result, args.out or default_result_path(args.experiment))
+    if args.experiment != "kv-cache":  # one row per token there: too many to print
+        for row in result.rows:
+            print("  " + "  ".join(f"{key}={format_value(value)}" for key, value in row.items()))
+    print(result.finding)
+    print(f"result written to {path}")
+    return 0
+
+
+def format_value(value: object) -> str:
+    """A row value for the terminal: floats with 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run a subcommand; engine errors become one line on stderr."""
     args = build_parser().parse_args(argv)
-    handlers = {"trace": command_trace, "info": command_info, "bench": command_bench}
+    handlers = {"trace": command_trace, "info": command_info, "bench": command_bench, "experiment": command_experiment}
     try:
         return handlers[args.command](args)
     except EngineError as err:

@@ -6,7 +6,7 @@ step. Measured here in-process with one model thread, the p90 gap between tokens
 page redrew (together with other costs since removed), and a shorter GIL switch interval made it worse. In a
 worker process the model shares only CPU cores with the UI, never the interpreter, and its torch thread
 setting is its own. `ModelWorker` is the parent's handle: it loads the model over there, then runs one
-request at a time, relaying each record as it is made.
+request or experiment at a time, relaying each record or progress event as it is made.
 """
 
 from __future__ import annotations
@@ -20,14 +20,19 @@ import sys
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
 
 from engine import errors
 from engine.errors import EngineError, GenerationCancelled
+from engine.experiments.common import ExperimentProgress
 from engine.generate import CancelFlag, Request
 from engine.loading import LoadProgress, ModelFacts
 from engine.records import TokenRecord
 from engine.settings import GenerationSettings
 from engine.trace import Trace
+
+if TYPE_CHECKING:
+    from engine.experiments.result import ExperimentResult
 
 POLL_SECONDS = 0.05  # how often the parent looks at the cancel flag while waiting for the next record
 
@@ -54,6 +59,7 @@ class SocketCancel:
 
 def serve(connection: Connection, cancel: SocketCancel, name: str | None, device: str | None, dtype: str | None, threads: int | None) -> None:
     """The worker process: load the model, then run requests one at a time, sending events back."""
+    from engine.experiments import run_experiment
     from engine.generate import prepare_request
     from engine.loading import load_model
     from engine.run import collect_trace
@@ -66,15 +72,23 @@ def serve(connection: Connection, cancel: SocketCancel, name: str | None, device
     connection.send(("ready", loaded.facts, loaded.tokenizer))
     while True:
         try:
-            kind, prompt, settings = connection.recv()
+            kind, *arguments = connection.recv()
         except (EOFError, OSError):  # the parent is gone
             return
         cancel.clear()
         try:
-            request = prepare_request(loaded, prompt, settings=settings)
-            connection.send(("request", request))
-            relay = lambda record: connection.send(("record", record))  # noqa: E731 - after the clock stopped
-            connection.send(("trace", collect_trace(loaded, request, cancel=cancel, on_record=relay)))
+            if kind == "generate":
+                prompt, settings = arguments
+                request = prepare_request(loaded, prompt, settings=settings)
+                connection.send(("request", request))
+                relay = lambda record: connection.send(("record", record))  # noqa: E731 - after the clock stopped
+                connection.send(("done", collect_trace(loaded, request, cancel=cancel, on_record=relay)))
+            elif kind == "experiment":
+                name, options = arguments
+                relay = lambda event: connection.send(("progress", event))  # noqa: E731 - between measurements
+                connection.send(("done", run_experiment(loaded, name, options, on_progress=relay, cancel=cancel)))
+            else:
+                connection.send(("error", "EngineError", f"the worker does not know the request {kind!r}"))
         except GenerationCancelled as err:
             connection.send(("cancelled", str(err)))
         except Exception as err:  # noqa: BLE001 - one request's failure must not end the worker
@@ -155,9 +169,41 @@ class ModelWorker:
         on_record: Callable[[TokenRecord], None] | None = None,
     ) -> Trace:
         """Run one request in the worker; records arrive through `on_record` as they are made."""
+        records: list[TokenRecord] = []
+
+        def handle(kind: str, payload: object) -> None:
+            if kind == "request" and on_request is not None:
+                on_request(payload)
+            elif kind == "record":
+                records.append(payload)
+                if on_record is not None:
+                    on_record(payload)
+
+        try:
+            return self._exchange(("generate", prompt, settings), cancel=cancel, handle=handle)
+        except GenerationCancelled as err:
+            raise GenerationCancelled(str(err), records=tuple(records)) from None
+
+    def experiment(
+        self,
+        name: str,
+        options: object = None,
+        *,
+        cancel: CancelFlag | None = None,
+        on_progress: Callable[[ExperimentProgress], None] | None = None,
+    ) -> "ExperimentResult":
+        """Run one experiment in the worker (engine.experiments); its progress arrives through `on_progress`."""
+
+        def handle(kind: str, payload: object) -> None:
+            if kind == "progress" and on_progress is not None:
+                on_progress(payload)
+
+        return self._exchange(("experiment", name, options), cancel=cancel, handle=handle)
+
+    def _exchange(self, message: tuple, *, cancel: CancelFlag | None, handle: Callable[[str, object], None]) -> object:
+        """Send one request and pass its events to `handle` until it ends: its result, or its error raised here."""
         with self._lock:
-            self._connection.send(("generate", prompt, settings))
-            records: list[TokenRecord] = []
+            self._connection.send(message)
             cancel_sent = False
             while True:
                 if cancel is not None and not cancel_sent and cancel.is_set():
@@ -167,19 +213,14 @@ class ModelWorker:
                     if not self.is_alive():
                         raise EngineError(f"the model worker process stopped unexpectedly (exit code {self.process.poll()})")
                     continue
-                message = self._receive()
-                if message[0] == "request" and on_request is not None:
-                    on_request(message[1])
-                elif message[0] == "record":
-                    records.append(message[1])
-                    if on_record is not None:
-                        on_record(message[1])
-                elif message[0] == "trace":
-                    return message[1]
-                elif message[0] == "cancelled":
-                    raise GenerationCancelled(message[1], records=tuple(records))
-                elif message[0] == "error":
-                    raise rebuild_error(message[1], message[2])
+                kind, *payload = self._receive()
+                if kind == "done":
+                    return payload[0]
+                if kind == "cancelled":
+                    raise GenerationCancelled(payload[0])
+                if kind == "error":
+                    raise rebuild_error(payload[0], payload[1])
+                handle(kind, payload[0])
 
     def close(self) -> None:
         """Stop the worker process."""

@@ -1,0 +1,98 @@
+"""Experiments that show *why* inference behaves as it does, each a real measurement on this machine.
+
+    from engine import load_model
+    from engine.experiments import run_experiment
+    result = run_experiment(load_model(), "prefill")
+    print(result.finding)
+
+Each experiment module has an `Options` dataclass and `run(loaded, options, progress) -> (rows, details,
+finding)`; `run_experiment` adds the metadata a trace carries and returns an `ExperimentResult`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from engine.errors import SettingsError
+from engine.experiments import batch, kv_cache, prefill, roofline, train_vs_infer
+from engine.experiments.common import ExperimentProgress, Options, Progress
+from engine.experiments.result import ExperimentResult, default_result_path, load_result, results_dir, save_result, saved_results
+from engine.generate import CancelFlag
+from engine.hardware import describe_hardware
+from engine.loading import LoadedModel
+from engine.trace import SCHEMA_VERSION, now_iso, versions
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment: its command-line name, a title, its options type and its run function."""
+
+    name: str
+    title: str
+    options_type: type[Options]
+    run: Callable
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    experiment.name: experiment
+    for experiment in (
+        Experiment("prefill", "Prefill vs decode", prefill.PrefillOptions, prefill.run),
+        Experiment("kv-cache", "With and without the KV cache", kv_cache.KvCacheOptions, kv_cache.run),
+        Experiment("batch", "Batching: throughput vs latency", batch.BatchOptions, batch.run),
+        Experiment("roofline", "The memory wall: roofline and bandwidth", roofline.RooflineOptions, roofline.run),
+        Experiment("train-vs-infer", "Training vs inference", train_vs_infer.TrainVsInferOptions, train_vs_infer.run),
+    )
+}
+
+
+def get_experiment(name: str) -> Experiment:
+    """The experiment called `name`; SettingsError lists the known ones otherwise."""
+    if name not in EXPERIMENTS:
+        raise SettingsError(f"unknown experiment {name!r}: use one of {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[name]
+
+
+def run_experiment(
+    loaded: LoadedModel,
+    name: str,
+    options: Options | None = None,
+    *,
+    on_progress: Callable[[ExperimentProgress], None] | None = None,
+    cancel: CancelFlag | None = None,
+) -> ExperimentResult:
+    """Run one experiment on a loaded model; GenerationCancelled when `cancel` is set between two measurements."""
+    experiment = get_experiment(name)
+    options = options if options is not None else experiment.options_type()
+    if not isinstance(options, experiment.options_type):
+        raise SettingsError(f"experiment {name!r} takes {experiment.options_type.__name__}, not {type(options).__name__}")
+    options.check()
+    rows, details, finding = experiment.run(loaded, options, Progress(on_progress, cancel))
+    return ExperimentResult(
+        schema_version=SCHEMA_VERSION,
+        experiment=name,
+        created_at=now_iso(),
+        model=loaded.facts.to_dict(),
+        hardware=describe_hardware(loaded.device),
+        versions=versions(),
+        settings=options.to_dict(),
+        rows=tuple(rows),
+        finding=finding,
+        details=details,
+    )
+
+
+__all__ = [
+    "EXPERIMENTS",
+    "Experiment",
+    "ExperimentProgress",
+    "ExperimentResult",
+    "Options",
+    "default_result_path",
+    "get_experiment",
+    "load_result",
+    "results_dir",
+    "run_experiment",
+    "save_result",
+    "saved_results",
+]

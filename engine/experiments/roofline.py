@@ -1,0 +1,169 @@
+"""The memory wall: measure this machine's bandwidth and matmul peak, then decode against its ceiling.
+
+Decode at batch 1 reads every weight once per token, so tokens/s <= bandwidth / (weight bytes + KV bytes read).
+MBU = achieved bytes/s / measured bytes/s; prefill's MFU = (2 x parameters x tokens / time) / measured FLOP/s
+(Databricks' "LLM inference performance engineering"; Kaplan et al. 2020 for the FLOP count).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+
+import psutil
+import torch
+
+from engine.experiments.common import Options, Progress, max_prompt_tokens, median, prompt_ids, require_positive, timed_ms
+from engine.experiments.prefill import prefill_and_decode
+from engine.hardware import DTYPES, available_dtypes, dtype_name
+from engine.loading import LoadedModel
+from engine.quantize import int8_weight_only_support, quantize_int8_weight_only, weight_bytes_read_per_token
+from engine.units import fmt_bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class RooflineOptions(Options):
+    """How hard to measure the machine, and how long each dtype decodes."""
+
+    repeats: int = field(default=7, metadata={"help": "repeats of the bandwidth and matmul measurements (best is the peak)"})
+    bandwidth_mb: int = field(default=256, metadata={"help": "size of the tensor read to measure bandwidth (MB, well above the caches)"})
+    decode_tokens: int = field(default=24, metadata={"help": "decode steps timed per dtype"})
+    prefill_tokens: int = field(default=128, metadata={"help": "prompt length for prefill's FLOP utilization"})
+    include_int8: bool = field(default=True, metadata={"help": "also try int8 weight-only where the device has a kernel"})
+
+    def check(self) -> None:
+        require_positive(repeats=self.repeats, bandwidth_mb=self.bandwidth_mb, decode_tokens=self.decode_tokens, prefill_tokens=self.prefill_tokens)
+
+
+def measure_bandwidth(device: torch.device, *, size_bytes: int, repeats: int) -> dict:
+    """Read bandwidth: sum a float32 tensor far larger than the caches (each byte read once); best of repeats."""
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else psutil.virtual_memory().available
+    size_bytes = max(1 << 20, min(size_bytes, free // 4))
+    tensor = torch.ones(size_bytes // 4, device=device)  # (n,) float32
+    tensor.sum()  # warm-up: pages touched, kernels loaded
+    times = [timed_ms(device, tensor.sum)[0] for _ in range(repeats)]
+    copy_target = torch.empty_like(tensor)
+    copy_times = [timed_ms(device, lambda: copy_target.copy_(tensor))[0] for _ in range(max(2, repeats // 2))]
+    return {
+        "bandwidth_bytes_per_s": size_bytes / (min(times) / 1000),
+        "bandwidth_median_bytes_per_s": size_bytes / (median(times) / 1000),
+        "copy_bytes_per_s": 2 * size_bytes / (min(copy_times) / 1000),  # a copy reads and writes every byte
+        "bandwidth_method": (
+            f"sum of a {fmt_bytes(size_bytes)} float32 tensor on {device} (reads each byte once), best of {repeats} after a warm-up, "
+            f"{torch.get_num_threads()} CPU thread(s)"
+        ),
+    }
+
+
+def measure_matmul_flops(device: torch.device, dtype: torch.dtype, *, repeats: int) -> float:
+    """Peak matrix-multiply FLOP/s in a dtype: 2 x n^3 per n x n product, best of repeats."""
+    n = 4096 if device.type == "cuda" else 1024
+    a = torch.randn(n, n, device=device).to(dtype)  # (n, n)
+    b = torch.randn(n, n, device=device).to(dtype)  # (n, n)
+    a @ b  # warm-up
+    best_ms = min(timed_ms(device, lambda: a @ b)[0] for _ in range(repeats))
+    return 2 * n**3 / (best_ms / 1000)
+
+
+def variants(loaded: LoadedModel, *, include_int8: bool) -> list[tuple[str, str, str | None]]:
+    """(label, compute dtype, why skipped or None) for every weight format this device can try."""
+    found = [(name, name, None) for name in available_dtypes(loaded.device)]
+    if include_int8:
+        compute = "bfloat16" if "bfloat16" in available_dtypes(loaded.device) else dtype_name(loaded.dtype)
+        found.append(("int8", compute, int8_weight_only_support(loaded.device)))
+    return found
+
+
+def model_variant(loaded: LoadedModel, label: str, compute: str) -> LoadedModel:
+    """The loaded model itself, or a copy cast to another dtype (and stored as int8 for 'int8')."""
+    if label == dtype_name(loaded.dtype):
+        return loaded
+    model = copy.deepcopy(loaded.model).to(DTYPES[compute])
+    if label == "int8":
+        model = quantize_int8_weight_only(model)
+    return dataclasses.replace(loaded, model=model, dtype=DTYPES[compute])
+
+
+def run(loaded: LoadedModel, options: RooflineOptions, progress: Progress) -> tuple[list[dict], dict, str]:
+    """Measure the machine, then each dtype's decode against its ceiling and prefill against its peak."""
+    progress(0.02, "Measuring memory bandwidth")
+    machine = measure_bandwidth(loaded.device, size_bytes=options.bandwidth_mb * 1_000_000, repeats=options.repeats)
+    bandwidth = machine["bandwidth_bytes_per_s"]
+    prompt_tokens = min(options.prefill_tokens, max_prompt_tokens(loaded, new_tokens=options.decode_tokens))
+    candidates = variants(loaded, include_int8=options.include_int8)
+    rows, skipped, peak_flops = [], {}, {}
+    for index, (label, compute, why_not) in enumerate(candidates):
+        if why_not:
+            skipped[label] = why_not
+            continue
+        progress(0.1 + 0.9 * index / len(candidates), f"Measuring the matmul peak in {compute}")
+        if compute not in peak_flops:
+            peak_flops[compute] = measure_matmul_flops(loaded.device, DTYPES[compute], repeats=options.repeats)
+        progress(0.1 + 0.9 * (index + 0.3) / len(candidates), f"Decoding with {label} weights")
+        variant = model_variant(loaded, label, compute)
+        ids = prompt_ids(variant, prompt_tokens)  # (1, T)
+        prefill_and_decode(variant, ids[:, :8], decode_tokens=2)  # warm-up, not measured
+        prefill_ms, step_ms = prefill_and_decode(variant, ids, decode_tokens=options.decode_tokens + 1)
+        weight_bytes = weight_bytes_read_per_token(variant.model)
+        facts = loaded.facts
+        kv_bytes_per_token = 2 * facts.layers * facts.kv_heads * facts.head_dim * DTYPES[compute].itemsize  # the cache keeps the compute dtype
+        kv_bytes = kv_bytes_per_token * (prompt_tokens + options.decode_tokens // 2)  # the cache read at a middle step
+        bytes_per_token = weight_bytes + kv_bytes
+        itl_ms = median(step_ms)
+        tokens_per_s = 1000 / itl_ms
+        prefill_flops_per_s = 2 * loaded.facts.parameters * prompt_tokens / (prefill_ms / 1000)
+        rows.append({
+            "dtype": label,
+            "compute_dtype": compute,
+            "weight_bytes_read": weight_bytes,
+            "kv_bytes_read": kv_bytes,
+            "bytes_per_token": bytes_per_token,
+            "decode_tokens_per_s": tokens_per_s,
+            "ceiling_tokens_per_s": bandwidth / bytes_per_token,
+            "mbu": bytes_per_token * tokens_per_s / bandwidth,
+            "prefill_tokens": prompt_tokens,
+            "prefill_ms": prefill_ms,
+            "prefill_flops_per_s": prefill_flops_per_s,
+            "peak_flops": peak_flops[compute],
+            "mfu": prefill_flops_per_s / peak_flops[compute],
+        })
+        del variant
+    progress(1.0, "Done")
+    details = {
+        **machine,
+        "peak_flops": peak_flops.get(dtype_name(loaded.dtype)) or next(iter(peak_flops.values())),
+        "peak_flops_by_dtype": peak_flops,
+        "flops_method": f"best of {options.repeats} square matrix products ({'4096' if loaded.device.type == 'cuda' else '1024'} x same) per dtype, 2 x n^3 FLOPs each",
+        "skipped": skipped,
+        "threads": torch.get_num_threads(),
+    }
+    return rows, details, finding(rows, details)
+
+
+def finding(rows: list[dict], details: dict) -> str:
+    """One sentence: where decode sits under its ceiling, and whether bytes per token predicted the speed."""
+    base = rows[0]
+    sentence = (
+        f"Decoding in {base['dtype']} read {fmt_bytes(base['bytes_per_token'])} per token and ran at {base['decode_tokens_per_s']:,.1f} tokens/s, "
+        f"{base['mbu']:.0%} of the {base['ceiling_tokens_per_s']:,.1f} tokens/s ceiling that the measured {details['bandwidth_bytes_per_s'] / 1e9:,.1f} GB/s allows"
+    )
+    if len(rows) == 1:
+        return sentence + "."
+    by_bytes = sorted(rows, key=lambda row: row["bytes_per_token"])
+    others = "; ".join(
+        f"{row['dtype']} read {base['bytes_per_token'] / row['bytes_per_token']:.1f}x fewer bytes and ran "
+        f"{row['decode_tokens_per_s'] / base['decode_tokens_per_s']:.2f}x as fast ({row['decode_tokens_per_s']:,.1f} tokens/s)"
+        for row in rows[1:]
+    )
+    speeds = [row["decode_tokens_per_s"] for row in by_bytes]
+    if not all(faster > slower for faster, slower in zip(speeds, speeds[1:])):
+        laggards = [row["dtype"] for row, nxt in zip(by_bytes, by_bytes[1:]) if row["decode_tokens_per_s"] <= nxt["decode_tokens_per_s"]]
+        verdict = (f"bytes per token did not fully predict speed: {', '.join(laggards)} read fewer bytes but was not faster, "
+                   "so its kernels, not memory, held it back on this device")
+    elif all(row["mbu"] >= 0.5 * base["mbu"] for row in rows[1:]):
+        verdict = "fewer bytes per token meant faster decode, nearly in proportion: memory, not arithmetic, set the pace"
+    else:
+        verdict = ("fewer bytes per token meant faster decode every time, but less than in proportion: "
+                   "with fewer bytes to read, the rest of each step (per-step overheads and kernels) becomes the larger share")
+    return f"{sentence}; {others}: {verdict}."
