@@ -20,6 +20,7 @@ import psutil
 import streamlit as st
 
 from engine import EngineError, GenerationCancelled, GenerationSettings, LoadProgress, Request, TokenRecord, Trace
+from engine.experiments import ExperimentProgress, ExperimentResult, Options, default_result_path, save_result
 from engine.loading import ModelFacts
 from engine.trace import default_trace_path, save_trace
 from engine.worker import ModelWorker
@@ -55,19 +56,14 @@ def current_session_id() -> str | None:
     return context.session_id if context is not None else None
 
 
-@dataclass(eq=False)
-class GenerationJob:
-    """One visitor's generation: queued, then run by the slot's worker; the page redraws from `records`."""
+@dataclass(eq=False, kw_only=True)
+class Job:
+    """One visitor's order for the shared model: queued, then run by the slot's worker; the page redraws from it."""
 
-    prompt: str
-    settings: GenerationSettings
     session_id: str | None = None
     state: str = "queued"  # queued -> running -> done | stopped | failed
     queue: "ModelSlot | None" = None  # set when submitted
     facts: ModelFacts | None = None  # the model that ran it
-    request: Request | None = None
-    records: list[TokenRecord] = field(default_factory=list)
-    trace: Trace | None = None
     saved_to: Path | None = None
     error: str | None = None
     stop_pressed: threading.Event = field(default_factory=threading.Event)
@@ -82,25 +78,59 @@ class GenerationJob:
         return self.stop_pressed.is_set() or not session_alive(self.session_id)
 
     def run(self, worker: ModelWorker) -> None:
-        """Run on the slot's thread: generate in the model's process, then save; every failure becomes a message."""
+        """Run on the slot's thread: do the work in the model's process; every failure becomes a message."""
         if self.is_set():
             self.state = "stopped"
             return
         self.state, self.facts = "running", worker.facts
-
-        def accept(request: Request) -> None:
-            self.request = request
-
         try:
-            self.trace = worker.generate(self.prompt, self.settings, cancel=self, on_request=accept, on_record=self.records.append)
+            self.work(worker)
             self.state = "done"
-            self.saved_to = save_trace(self.trace, default_trace_path())
         except GenerationCancelled:
             self.state = "stopped"
         except EngineError as err:
             self.error, self.state = str(err), "failed"
         except Exception as err:  # noqa: BLE001 - the worker must survive anything one job does
             self.error, self.state = f"the run failed unexpectedly: {type(err).__name__}: {err}", "failed"
+
+    def work(self, worker: ModelWorker) -> None:
+        """The job's own work (subclasses)."""
+        raise NotImplementedError
+
+
+@dataclass(eq=False, kw_only=True)
+class GenerationJob(Job):
+    """A generation: the records arrive one by one while it runs; the trace is saved when it ends."""
+
+    prompt: str
+    settings: GenerationSettings
+    request: Request | None = None
+    records: list[TokenRecord] = field(default_factory=list)
+    trace: Trace | None = None
+
+    def work(self, worker: ModelWorker) -> None:
+        def accept(request: Request) -> None:
+            self.request = request
+
+        self.trace = worker.generate(self.prompt, self.settings, cancel=self, on_request=accept, on_record=self.records.append)
+        self.saved_to = save_trace(self.trace, default_trace_path())
+
+
+@dataclass(eq=False, kw_only=True)
+class ExperimentJob(Job):
+    """An experiment: progress events arrive while it runs; the result is saved when it ends."""
+
+    experiment: str
+    options: Options
+    progress: ExperimentProgress | None = None
+    result: ExperimentResult | None = None
+
+    def work(self, worker: ModelWorker) -> None:
+        def accept(event: ExperimentProgress) -> None:
+            self.progress = event
+
+        self.result = worker.experiment(self.experiment, self.options, cancel=self, on_progress=accept)
+        self.saved_to = save_result(self.result, default_result_path(self.experiment))
 
 
 OPEN_SLOTS: "weakref.WeakSet[ModelSlot]" = weakref.WeakSet()  # lets tests and shutdown close every worker

@@ -1,0 +1,164 @@
+"""Plotly figures for the experiments, drawn from a result's rows (plain dict specs, like app.charts)."""
+
+from __future__ import annotations
+
+from app.charts import DECODE_COLOR, FORMULA_COLOR, LIMIT_COLOR, PREFILL_COLOR, axis, figure
+from engine.experiments import ExperimentResult
+
+TRAIN_COLOR = "#8E44AD"
+PART_COLORS = {  # where memory goes, in stacking order
+    "other_bytes": ("runtime and libraries", "#ADB5BD"),
+    "weights_bytes": ("weights", DECODE_COLOR),
+    "gradients_bytes": ("gradients", "#F4A259"),
+    "optimizer_bytes": ("optimizer state (AdamW)", TRAIN_COLOR),
+    "activations_bytes": ("activations and workspace", PREFILL_COLOR),
+    "kv_cache_bytes": ("KV cache", "#2A9D8F"),
+}
+
+
+def line(name: str, x: list, y: list, *, color: str, hover: str, dash: str | None = None, y_axis: str | None = None) -> dict:
+    """One lines+markers trace."""
+    spec = {"type": "scatter", "mode": "lines+markers", "name": name, "x": x, "y": y,
+            "line": {"color": color, **({"dash": dash} if dash else {})}, "hovertemplate": hover + "<extra></extra>"}
+    return {**spec, "yaxis": y_axis} if y_axis else spec
+
+
+def prefill_speed_chart(result: ExperimentResult) -> dict:
+    """Prefill tokens/s against prompt length (log axis), with decode tokens/s at the same context."""
+    lengths = result.column("prompt_tokens")
+    return figure(
+        [
+            line("prefill: reading the order", lengths, result.column("prefill_tokens_per_s"), color=PREFILL_COLOR,
+                 hover="%{x} prompt tokens: %{y:,.0f} tokens/s"),
+            line("decode: cooking one token at a time", lengths, result.column("decode_tokens_per_s"), color=DECODE_COLOR,
+                 hover="after %{x} prompt tokens: %{y:,.1f} tokens/s"),
+        ],
+        x_title="prompt length (tokens)", y_title="tokens per second", xaxis=axis("prompt length (tokens)", type="log"),
+        yaxis=axis("tokens per second", type="log"),
+    )
+
+
+def prefill_time_chart(result: ExperimentResult) -> dict:
+    """Prefill time against prompt length, and one decode step's time beside it."""
+    lengths = result.column("prompt_tokens")
+    return figure(
+        [
+            {"type": "bar", "name": "prefill (whole prompt)", "x": [str(n) for n in lengths], "y": result.column("prefill_ms"),
+             "marker": {"color": PREFILL_COLOR}, "hovertemplate": "%{x} tokens read in %{y:,.0f} ms<extra></extra>"},
+            {"type": "bar", "name": "one decode step after it", "x": [str(n) for n in lengths], "y": result.column("itl_ms"),
+             "marker": {"color": DECODE_COLOR}, "hovertemplate": "one token after %{x}: %{y:,.1f} ms<extra></extra>"},
+        ],
+        x_title="prompt length (tokens)", y_title="time (ms)", barmode="group",
+    )
+
+
+def kv_latency_chart(result: ExperimentResult) -> dict:
+    """Per-token latency with and without the cache, against the token's step."""
+    traces = []
+    for kv_cache, color, name in ((True, DECODE_COLOR, "with the KV cache"), (False, LIMIT_COLOR, "without (re-reads everything)")):
+        traces.append(line(name, result.column("step", kv_cache=kv_cache), result.column("latency_ms", kv_cache=kv_cache), color=color,
+                           hover="step %{x}: %{y:,.1f} ms"))
+    return figure(traces, x_title="token (step; 0 = prefill)", y_title="latency (ms)", yaxis=axis("latency (ms)", rangemode="tozero"))
+
+
+def kv_time_chart(result: ExperimentResult) -> dict:
+    """Tokens produced over time, with and without the cache."""
+    traces = []
+    for kv_cache, color, name in ((True, DECODE_COLOR, "with the KV cache"), (False, LIMIT_COLOR, "without")):
+        times = [t / 1000 for t in result.column("t_ms", kv_cache=kv_cache)]
+        traces.append(line(name, times, [s + 1 for s in result.column("step", kv_cache=kv_cache)], color=color, hover="%{x:.1f} s: %{y} tokens"))
+    return figure(traces, x_title="time since the request started (s)", y_title="tokens generated")
+
+
+def batch_chart(result: ExperimentResult) -> dict:
+    """Aggregate tokens/s (left axis) and each user's inter-token latency (right axis) against batch size."""
+    sizes = result.column("batch_size")
+    return figure(
+        [
+            line("all users together (tokens/s)", sizes, result.column("tokens_per_s"), color=DECODE_COLOR, hover="batch %{x}: %{y:,.1f} tokens/s"),
+            line("each user's wait per token (ms)", sizes, result.column("itl_ms"), color=PREFILL_COLOR, dash="dot", y_axis="y2",
+                 hover="batch %{x}: %{y:,.1f} ms between tokens"),
+        ],
+        x_title="batch size (users cooked for at once)", y_title="tokens per second, all users",
+        xaxis=axis("batch size (users cooked for at once)", type="log", tickvals=sizes),
+        yaxis=axis("tokens per second, all users", rangemode="tozero"),
+        yaxis2={"title": {"text": "ms between tokens, per user"}, "overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False},
+    )
+
+
+def answer_time_chart(result: ExperimentResult, *, budget_s: float) -> dict:
+    """Each batch size's time for a typical answer against the budget line."""
+    sizes = [str(n) for n in result.column("batch_size")]
+    colors = [DECODE_COLOR if fits else LIMIT_COLOR for fits in result.column("within_budget")]
+    return figure(
+        [{"type": "bar", "x": sizes, "y": result.column("answer_s"), "marker": {"color": colors}, "name": "time for one answer",
+          "hovertemplate": "batch %{x}: %{y:,.1f} s per answer<extra></extra>"}],
+        x_title="batch size", y_title="seconds for a whole answer", showlegend=False,
+        shapes=[{"type": "line", "y0": budget_s, "y1": budget_s, "x0": 0, "x1": 1, "xref": "paper", "line": {"color": LIMIT_COLOR, "dash": "dot", "width": 3}}],
+        annotations=[{"y": budget_s, "x": 0, "xref": "paper", "text": f"{budget_s:g} s budget", "showarrow": False, "yanchor": "bottom",
+                      "xanchor": "left", "font": {"color": LIMIT_COLOR}}],
+    )
+
+
+def roofline_chart(result: ExperimentResult) -> dict:
+    """Measured decode tokens/s against the bandwidth ceiling, per weight format; the ceiling curve for any size."""
+    bandwidth = result.details["bandwidth_bytes_per_s"]
+    sizes_mb = [row["bytes_per_token"] / 1e6 for row in result.rows]
+    low, high = min(sizes_mb) * 0.7, max(sizes_mb) * 1.4
+    curve_x = [low * (high / low) ** (i / 40) for i in range(41)]
+    return figure(
+        [
+            line(f"ceiling: {bandwidth / 1e9:,.1f} GB/s ÷ bytes per token", curve_x, [bandwidth / (mb * 1e6) for mb in curve_x],
+                 color=FORMULA_COLOR, dash="dash", hover="%{x:,.0f} MB per token: at most %{y:,.1f} tokens/s"),
+            {"type": "scatter", "mode": "markers+text", "name": "measured decode", "x": sizes_mb, "y": result.column("decode_tokens_per_s"),
+             "text": result.column("dtype"), "textposition": "top center", "marker": {"size": 14, "color": DECODE_COLOR},
+             "hovertemplate": "%{text}: %{x:,.0f} MB per token, %{y:,.1f} tokens/s<extra></extra>"},
+        ],
+        x_title="bytes read per token (MB, log)", y_title="decode tokens per second (log)",
+        xaxis=axis("bytes read per token (MB, log)", type="log"), yaxis=axis("decode tokens per second (log)", type="log"), height=380,
+    )
+
+
+def utilization_chart(result: ExperimentResult) -> dict:
+    """Decode's bandwidth utilization (MBU) next to prefill's FLOP utilization (MFU), per weight format."""
+    dtypes = result.column("dtype")
+    return figure(
+        [
+            {"type": "bar", "name": "decode: MBU (share of measured bandwidth)", "x": dtypes, "y": result.column("mbu"),
+             "marker": {"color": DECODE_COLOR}, "hovertemplate": "%{x}: MBU %{y:.0%}<extra></extra>"},
+            {"type": "bar", "name": "prefill: MFU (share of measured matmul FLOP/s)", "x": dtypes, "y": result.column("mfu"),
+             "marker": {"color": PREFILL_COLOR}, "hovertemplate": "%{x}: MFU %{y:.0%}<extra></extra>"},
+        ],
+        x_title="weight format", y_title="utilization", barmode="group", yaxis=axis("utilization", tickformat=".0%", rangemode="tozero"),
+    )
+
+
+def memory_breakdown_chart(result: ExperimentResult) -> dict:
+    """Peak memory of a request and of a training step, stacked by where it goes."""
+    modes = {"infer": "one request (inference)", "train": "one training step"}
+    rows = {row["mode"]: row for row in result.rows}
+    bars = [
+        {"type": "bar", "name": label, "x": [modes[mode] for mode in modes], "y": [rows[mode][part] / 1e9 for mode in modes],
+         "marker": {"color": color}, "hovertemplate": f"{label}: %{{y:,.3f}} GB<extra></extra>"}
+        for part, (label, color) in PART_COLORS.items()
+    ]
+    return figure(bars, x_title="", y_title="peak memory (GB)", barmode="stack", height=380)
+
+
+def projection_chart(result: ExperimentResult, *, max_users: int) -> dict:
+    """This model's serving memory as users grow, against its measured training peak."""
+    here = result.details["this_model"]
+    users = list(range(0, max_users + 1, max(1, max_users // 40)))
+    serving = [(here["serving_base_bytes"] + n * here["kv_bytes_per_user"]) / 1e9 for n in users]
+    return figure(
+        [
+            line(f"serving: measured base + N × {here['kv_bytes_per_user'] / 1e6:,.0f} MB of KV cache", users, serving, color=DECODE_COLOR,
+                 hover="%{x} users: %{y:,.2f} GB"),
+            line("training step (measured peak)", [0, max_users], [here["training_bytes"] / 1e9] * 2, color=TRAIN_COLOR, dash="dash",
+                 hover="training: %{y:,.2f} GB"),
+        ],
+        x_title=f"concurrent users, {result.details['context_tokens']:,} tokens of context each", y_title="memory (GB)",
+        yaxis=axis("memory (GB)", rangemode="tozero"),
+    )
+
+

@@ -1,0 +1,140 @@
+"""What every experiment page shares: Run and Stop, a progress bar while the kitchen measures, saved results.
+
+A run is an `ExperimentJob` in the selected model's queue (app.kitchen), so it never overlaps a generation on
+the same model. Each finished run is saved under the data folder; the page shows the newest saved result for
+this experiment (this visitor's latest run, once it finishes) and can reload any earlier one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import streamlit as st
+
+from app.kitchen import ExperimentJob, current_session_id, model_slot
+from app.sidebar import current_selection
+from engine import EngineError, TraceFormatError
+from engine.experiments import ExperimentResult, Options, load_result, saved_results
+from engine.units import fmt_bytes
+
+PROGRESS_REDRAW_SECONDS = 0.5
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def read_result(path: str, modified_ns: int) -> ExperimentResult:
+    """A saved result, parsed and checked once per file version."""
+    return load_result(path)
+
+
+def result_label(path: Path, result: ExperimentResult | None) -> str:
+    """How a saved result is listed: when, which model, where."""
+    if result is None:
+        return f"{path.name} (unreadable)"
+    model = result.model
+    where = result.hardware.get("gpu") or result.hardware.get("cpu", "?")
+    return f"{result.created_at.replace('T', ' ')[:19]} · {model.get('name')} · {model.get('dtype')} on {model.get('device')} ({where})"
+
+
+def run_controls(name: str, options: Options, *, key: str) -> None:
+    """Run/Stop buttons and, while a run is queued or going, its live progress (redrawn in a fragment)."""
+    job: ExperimentJob | None = st.session_state.get(f"{key}_job")
+    busy = job is not None and job.active
+    columns = st.columns([1, 1, 6])
+    if columns[0].button("Run experiment", type="primary", disabled=busy, key=f"{key}_run"):
+        try:
+            options.check()
+        except EngineError as err:
+            st.warning(f"These options cannot run: {err}.")
+            st.stop()
+        selection = current_selection()
+        job = ExperimentJob(experiment=name, options=options, session_id=current_session_id())
+        st.session_state[f"{key}_job"] = job
+        model_slot(selection.model, selection.device, selection.dtype).submit(job)
+        st.rerun()
+    if columns[1].button("Stop", disabled=not busy, key=f"{key}_stop"):
+        job.stop_pressed.set()
+    if job is None:
+        return
+    if job.active:
+
+        @st.fragment(run_every=PROGRESS_REDRAW_SECONDS)
+        def live_progress() -> None:
+            slot = job.queue
+            if job.state == "queued" and slot is not None and slot.state == "loading":
+                st.progress(min(max(slot.progress.fraction, 0.0), 1.0), text=f"Loading {slot.name} first: {slot.progress.message}")
+            elif job.state == "queued":
+                st.info(f"⏳ Waiting for the kitchen: {slot.ahead_of(job) if slot else 0} ahead of you. The model does one thing at a time.")
+            else:
+                event = job.progress
+                st.progress(event.fraction if event else 0.0, text=f"🔬 {event.message if event else 'Starting'}…")
+            if not job.active:
+                st.rerun()  # one full redraw: the new result, re-enabled buttons
+
+        live_progress()
+    elif job.state == "failed":
+        st.error(f"**This experiment failed.** {job.error}")
+    elif job.state == "stopped":
+        st.info("⏹ Stopped. Nothing was saved; the result below (if any) is an earlier one.")
+
+
+def chosen_result(name: str, *, key: str) -> ExperimentResult | None:
+    """The result to draw: this visitor's latest run, else the newest saved one, or one picked from the saved list."""
+    paths = saved_results(name)
+    job: ExperimentJob | None = st.session_state.get(f"{key}_job")
+    if job is not None and job.state == "done" and job.saved_to is not None and st.session_state.get(f"{key}_shown_run") is not job:
+        st.session_state[f"{key}_shown_run"] = job  # a new run finished: show it
+        st.session_state[f"{key}_saved"] = str(job.saved_to)
+    if not paths:
+        return job.result if job is not None and job.state == "done" else None
+    results, problems = {}, []
+    for path in paths:
+        try:
+            results[str(path)] = read_result(str(path), path.stat().st_mtime_ns)
+        except (TraceFormatError, OSError) as err:
+            problems.append(f"`{path.name}`: {err}")
+    if problems:
+        with st.expander(f"{len(problems)} saved file(s) could not be read and are skipped"):
+            st.markdown("\n".join(f"- {problem}" for problem in problems))
+    if not results:
+        return None
+    if st.session_state.get(f"{key}_saved") not in results:
+        st.session_state[f"{key}_saved"] = next(iter(results))
+    chosen = st.selectbox(
+        f"Showing a saved result ({len(results)} for this experiment, newest first)",
+        list(results),
+        format_func=lambda path: result_label(Path(path), results.get(path)),
+        key=f"{key}_saved",
+    )
+    return results[chosen]
+
+
+def result_header(result: ExperimentResult, *, key: str) -> None:
+    """The finding in large type, where it was measured, and the JSON download."""
+    st.success(f"**Finding.** {result.finding}")
+    hardware, model = result.hardware, result.model
+    threads = f", {hardware['torch_threads']} CPU thread(s)" if hardware.get("torch_threads") else ""
+    st.caption(
+        f"Measured {result.created_at.replace('T', ' ')[:19]} UTC on {hardware.get('gpu') or hardware.get('cpu', '?')}{threads} · "
+        f"{model.get('name')} ({fmt_bytes(model.get('weight_bytes'))} of {model.get('dtype')} weights on {model.get('device')}) · "
+        f"options: {', '.join(f'{k}={v}' for k, v in result.settings.items())}"
+    )
+    st.download_button(
+        "Download result (JSON)",
+        json.dumps(result.to_dict(), ensure_ascii=False, indent=1).encode("utf-8"),
+        file_name=f"{result.experiment}-{result.created_at.replace(':', '')[:17]}.json",
+        mime="application/json",
+        on_click="ignore",
+        key=f"{key}_download",
+    )
+
+
+def experiment_section(name: str, options: Options, *, key: str) -> ExperimentResult | None:
+    """Run controls, then the result to draw (None, with a hint, when there is none yet)."""
+    run_controls(name, options, key=key)
+    result = chosen_result(name, key=key)
+    if result is None:
+        st.info("No result yet: press **Run experiment** to measure it on this machine.")
+        return None
+    result_header(result, key=key)
+    return result

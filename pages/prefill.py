@@ -1,0 +1,47 @@
+"""Prefill vs decode: read prompts of growing length and time both phases on this machine."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app import experiment_charts
+from app.charts import PLOT_CONFIG
+from app.experiment_view import experiment_section
+from app.text import explanation
+from engine.experiments.prefill import PrefillOptions
+
+LENGTH_CHOICES = [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
+DEFAULTS = PrefillOptions()
+
+st.title("📖 Prefill vs decode")
+st.markdown(explanation("prefill", "intro"))
+
+columns = st.columns([3, 1, 1])
+lengths = columns[0].multiselect("Prompt lengths (tokens)", LENGTH_CHOICES, default=list(DEFAULTS.prompt_lengths), key="prefill_lengths",
+                                 help="Lengths beyond the model's context window are capped to it.")
+repeats = columns[1].number_input("Passes per length", 1, 20, DEFAULTS.repeats, key="prefill_repeats", help="The median pass is reported.")
+decode_tokens = columns[2].number_input("Decode tokens", 2, 64, DEFAULTS.decode_tokens, key="prefill_decode_tokens",
+                                        help="Tokens cooked after each prompt, to time one decode step at that context.")
+options = PrefillOptions(prompt_lengths=tuple(sorted(lengths)), repeats=int(repeats), decode_tokens=int(decode_tokens))
+
+result = experiment_section("prefill", options, key="prefill")
+if result is None:
+    st.stop()
+
+left, right = st.columns(2)
+with left:
+    st.markdown(explanation("prefill", "speed"))
+    st.plotly_chart(experiment_charts.prefill_speed_chart(result), config=PLOT_CONFIG, key="prefill_chart_speed")
+with right:
+    st.markdown(explanation("prefill", "time"))
+    st.plotly_chart(experiment_charts.prefill_time_chart(result), config=PLOT_CONFIG, key="prefill_chart_time")
+if result.details.get("capped_lengths"):
+    st.caption(f"Capped to the context window ({result.details['context_length']:,} tokens): {result.details['capped_lengths']}.")
+st.dataframe(
+    pd.DataFrame(result.rows).rename(columns={
+        "prompt_tokens": "prompt tokens", "prefill_ms": "prefill (ms)", "prefill_tokens_per_s": "prefill tokens/s",
+        "prefill_ms_per_token": "prefill ms per token", "itl_ms": "decode step (ms)", "decode_tokens_per_s": "decode tokens/s",
+    }),
+    hide_index=True,
+)
