@@ -104,8 +104,9 @@ def roofline_chart(result: ExperimentResult) -> dict:
     """Measured decode tokens/s against the bandwidth ceiling, per weight format; the ceiling curve for any size."""
     bandwidth = result.details["bandwidth_bytes_per_s"]
     sizes_mb = [row["bytes_per_token"] / 1e6 for row in result.rows]
-    low, high = min(sizes_mb) * 0.7, max(sizes_mb) * 1.4
-    curve_x = [low * (high / low) ** (i / 40) for i in range(41)]
+    low, high = min(sizes_mb) * 0.6, max(sizes_mb) * 1.2
+    curve_x = [low + (high - low) * i / 60 for i in range(61)]
+    top = max(row["ceiling_tokens_per_s"] for row in result.rows) * 1.15
     return figure(
         [
             line(f"ceiling: {bandwidth / 1e9:,.1f} GB/s ÷ bytes per token", curve_x, [bandwidth / (mb * 1e6) for mb in curve_x],
@@ -113,9 +114,12 @@ def roofline_chart(result: ExperimentResult) -> dict:
             {"type": "scatter", "mode": "markers+text", "name": "measured decode", "x": sizes_mb, "y": result.column("decode_tokens_per_s"),
              "text": result.column("dtype"), "textposition": "top center", "marker": {"size": 14, "color": DECODE_COLOR},
              "hovertemplate": "%{text}: %{x:,.0f} MB per token, %{y:,.1f} tokens/s<extra></extra>"},
+            {"type": "scatter", "mode": "markers", "name": "its ceiling", "x": sizes_mb, "y": result.column("ceiling_tokens_per_s"),
+             "marker": {"size": 10, "color": FORMULA_COLOR, "symbol": "line-ew-open", "line": {"width": 3}},
+             "hovertemplate": "ceiling at %{x:,.0f} MB per token: %{y:,.1f} tokens/s<extra></extra>"},
         ],
-        x_title="bytes read per token (MB, log)", y_title="decode tokens per second (log)",
-        xaxis=axis("bytes read per token (MB, log)", type="log"), yaxis=axis("decode tokens per second (log)", type="log"), height=380,
+        x_title="bytes read per token (MB)", y_title="decode tokens per second",
+        xaxis=axis("bytes read per token (MB)", rangemode="tozero"), yaxis=axis("decode tokens per second", range=[0, top]), height=380,
     )
 
 

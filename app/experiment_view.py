@@ -40,7 +40,7 @@ def run_controls(name: str, options: Options, *, key: str) -> None:
     """Run/Stop buttons and, while a run is queued or going, its live progress (redrawn in a fragment)."""
     job: ExperimentJob | None = st.session_state.get(f"{key}_job")
     busy = job is not None and job.active
-    columns = st.columns([1, 1, 6])
+    columns = st.columns([2, 1, 6])
     if columns[0].button("Run experiment", type="primary", disabled=busy, key=f"{key}_run"):
         try:
             options.check()

@@ -75,7 +75,8 @@ def serve(connection: Connection, cancel: SocketCancel, name: str | None, device
             kind, *arguments = connection.recv()
         except (EOFError, OSError):  # the parent is gone
             return
-        cancel.clear()
+        cancel.clear()  # a stop meant for an earlier request
+        connection.send(("started", kind))  # from now on a stop byte is meant for this request
         try:
             if kind == "generate":
                 prompt, settings = arguments
@@ -202,11 +203,13 @@ class ModelWorker:
 
     def _exchange(self, message: tuple, *, cancel: CancelFlag | None, handle: Callable[[str, object], None]) -> object:
         """Send one request and pass its events to `handle` until it ends: its result, or its error raised here."""
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled("stopped before it started")
         with self._lock:
             self._connection.send(message)
-            cancel_sent = False
+            started = cancel_sent = False
             while True:
-                if cancel is not None and not cancel_sent and cancel.is_set():
+                if started and cancel is not None and not cancel_sent and cancel.is_set():
                     self._cancel.send(b"x")  # the worker checks it between two steps
                     cancel_sent = True
                 if not self._connection.poll(POLL_SECONDS):
@@ -214,13 +217,16 @@ class ModelWorker:
                         raise EngineError(f"the model worker process stopped unexpectedly (exit code {self.process.poll()})")
                     continue
                 kind, *payload = self._receive()
-                if kind == "done":
+                if kind == "started":
+                    started = True  # the worker has cleared old stops: a stop sent now reaches this request
+                elif kind == "done":
                     return payload[0]
-                if kind == "cancelled":
+                elif kind == "cancelled":
                     raise GenerationCancelled(payload[0])
-                if kind == "error":
+                elif kind == "error":
                     raise rebuild_error(payload[0], payload[1])
-                handle(kind, payload[0])
+                else:
+                    handle(kind, payload[0])
 
     def close(self) -> None:
         """Stop the worker process."""

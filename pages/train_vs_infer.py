@@ -63,4 +63,4 @@ published.loc[-1] = {"model": f"{here['name']} (measured here)", "parameters (B)
                      "source": "measured on this machine (served = one request's peak without its KV cache)"}
 st.dataframe(published.sort_index(), hide_index=True)
 
-st.markdown(explanation("train_vs_infer", "verdict", verdict=result.finding))
+st.markdown(explanation("train_vs_infer", "verdict", verdict=result.details.get("verdict", result.finding)))

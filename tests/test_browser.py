@@ -112,3 +112,30 @@ def test_a_closed_tab_frees_the_kitchen(served):
     after = saved_traces(traces)
     assert len(after) == before + 1 and after[-1]["prompt"]["text"] == "What is the capital of France?"
     page.close()
+
+
+def test_a_presenter_runs_the_kv_cache_experiment_and_watches_its_progress(served):
+    url, _, browser = served
+    data = served[1].parent / "experiments"
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    page.goto(url.rstrip("/") + "/kv-cache")
+    page.get_by_text("No result yet").wait_for(timeout=60_000)
+    new_tokens = page.get_by_label("New tokens", exact=True).and_(page.locator("input"))
+    new_tokens.fill("40")
+    new_tokens.press("Enter")
+    page.wait_for_timeout(500)
+    page.get_by_role("button", name="Run experiment").click()
+    seen = set()
+    while not page.get_by_text("Finding.").count():
+        for text in page.locator("[data-testid=stProgress]").all_inner_texts():
+            seen.add(text.strip())
+        page.wait_for_timeout(200)
+        assert len(seen) < 5000, "the experiment did not finish"
+    assert any("with the cache" in text for text in seen) and any("without the cache" in text for text in seen), seen
+    finding = page.get_by_text("Finding.").locator("xpath=..").inner_text()
+    assert "Without the KV cache" in finding and "40 tokens" in finding
+    page.locator("[data-testid=stPlotlyChart]").nth(1).wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "kv-cache-page.png"), full_page=True)
+    saved = sorted(data.glob("kv-cache-*.json"))
+    assert len(saved) == 1 and json.loads(saved[0].read_text())["settings"]["new_tokens"] == 40
+    page.close()

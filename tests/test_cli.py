@@ -38,3 +38,25 @@ def test_bad_input_exits_2_with_one_line(args, message, tmp_path):
     assert len(error_lines) == 1 and message in error_lines[0]
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["experiment", "prefill", "--prompt-lengths", "16,0"], "error: prompt lengths must be a list of positive whole numbers"),
+        (["experiment", "batch", "--budget-s", "0"], "error: the time budget must be above 0 seconds"),
+        (["experiment", "roofline", "--device", "quantum"], "error: unknown device 'quantum'"),
+    ],
+)
+def test_bad_experiment_options_exit_2_before_loading(args, message, tmp_path):
+    out = tmp_path / "never.json"
+    result = engine_cli(*args, "--out", str(out))
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_unparseable_lists_and_unknown_experiments_are_usage_errors():
+    result = engine_cli("experiment", "prefill", "--prompt-lengths", "a,b")
+    assert result.returncode == 2 and "expected whole numbers separated by commas" in result.stderr
+    result = engine_cli("experiment", "soup")
+    assert result.returncode == 2 and "invalid choice: 'soup'" in result.stderr

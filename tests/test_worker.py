@@ -73,3 +73,21 @@ def test_a_model_that_fails_to_load_reports_why():
     handle = ModelWorker("/no/such/model/folder")
     with pytest.raises(ModelLoadError, match="there is no folder at that path"):
         handle.wait_loaded()
+
+
+def test_an_experiment_runs_in_the_worker_with_progress_and_can_be_stopped(worker):
+    from engine.experiments.batch import BatchOptions
+    from engine.experiments.kv_cache import KvCacheOptions
+
+    events = []
+    result = worker.experiment("batch", BatchOptions(batch_sizes=(1, 2), prompt_tokens=8, decode_tokens=4), on_progress=events.append)
+    assert result.column("batch_size") == [1, 2] and result.hardware["torch_threads"] == 1
+    assert [e.fraction for e in events] == sorted(e.fraction for e in events) and events[-1].fraction == 1.0
+    stop = threading.Event()
+    with pytest.raises(GenerationCancelled, match="the experiment was stopped"):  # stopped mid-run, between two measurements
+        worker.experiment("kv-cache", KvCacheOptions(new_tokens=200), cancel=stop, on_progress=lambda event: event.fraction > 0.1 and stop.set())
+    with pytest.raises(GenerationCancelled, match="before it started"):
+        worker.experiment("prefill", cancel=stop)
+    with pytest.raises(SettingsError, match="unknown experiment"):
+        worker.experiment("soup")
+    assert len(worker.generate("still serving", GenerationSettings(max_new_tokens=3, stop_at_eos=False)).events) == 3

@@ -58,6 +58,7 @@ def run(loaded: LoadedModel, options: KvCacheOptions, progress: Progress) -> tup
             "prompt_tokens": len(request.token_ids),
             "token_ids": [record.token_id for record in records],
         }
+    progress(1.0, "Done")
     same = runs["on"]["token_ids"] == runs["off"]["token_ids"]
     details = {
         "same_tokens": same,

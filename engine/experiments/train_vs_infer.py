@@ -141,6 +141,7 @@ def run(loaded: LoadedModel, options: TrainVsInferOptions, progress: Progress) -
     train = measure_training(loaded, options, progress)
     progress(1.0, "Done")
     details = projection(loaded, infer, train, context_tokens=options.context_tokens)
+    details["verdict"] = verdict(infer, train, details, parameters=loaded.facts.parameters)
     return [infer, train], details, finding(infer, train, details)
 
 
@@ -180,6 +181,8 @@ def projection(loaded: LoadedModel, infer: dict, train: dict, *, context_tokens:
             "training_bytes": training,
             "serving_weights_bytes": serving,
             "users_to_exceed_training": users_to_exceed(training - serving, kv_per_token * context_tokens),
+            "context_length": config["context_length"],
+            "users_to_exceed_training_at_full_context": users_to_exceed(training - serving, kv_per_token * config["context_length"]),
             "source": config["source"],
         })
     return {
@@ -212,3 +215,26 @@ def finding(infer: dict, train: dict, details: dict) -> str:
         + (f", and by formula past {example['users_to_exceed_training']:,} for {example['name']}" if example else "")
     )
     return per_request + at_scale + "."
+
+
+def verdict(infer: dict, train: dict, details: dict, *, parameters: int) -> str:
+    """A short paragraph judging the claim per request and at scale, with the numbers behind each part."""
+    here, others = details["this_model"], details["published_models"]
+    train_flops, infer_flops = 6 * parameters * train["tokens"], 2 * parameters * infer["tokens"]  # Kaplan et al. 2020
+    parts = [
+        f"Per request it is wrong: one training step of {train['tokens']} tokens peaked at {fmt_bytes(train['peak_memory_bytes'])}, "
+        f"{train['peak_memory_bytes'] / infer['peak_memory_bytes']:.1f}x the {fmt_bytes(infer['peak_memory_bytes'])} of a {infer['tokens']}-token request, "
+        f"and did {train_flops / infer_flops:.1f}x its arithmetic ({train_flops / 1e9:,.0f} vs {infer_flops / 1e9:,.0f} GFLOP: "
+        "6 vs 2 x parameters x tokens), so training does need more processing power.",
+        f"At scale it becomes right: serving memory grows with users x context, and past {here['users_to_exceed_training']:,} users holding "
+        f"{details['context_tokens']:,} tokens each this model's server needs more than its training step.",
+    ]
+    if others:
+        first = others[0]
+        parts.append(
+            f"By formula, {first['name']} crosses over past {first['users_to_exceed_training']:,} users at {details['context_tokens']:,} tokens, "
+            f"or {first['users_to_exceed_training_at_full_context']:,} at its full {first['context_length']:,}-token window (lower bounds: "
+            "real training also holds activations)."
+        )
+    parts.append("The claim holds for a busy service with long conversations, not for a single request.")
+    return " ".join(parts)

@@ -1,0 +1,90 @@
+"""The experiment pages under AppTest: empty, with saved results (good and corrupt), and one real run."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from engine.experiments import run_experiment, save_result
+from engine.experiments.result import default_result_path
+
+from conftest import make_tiny_model
+from test_app import fresh_kitchen, run_until  # noqa: F401 - fresh_kitchen is an autouse fixture
+from test_experiments import SMALL
+
+PAGES = {  # page file -> (experiment, session-state key prefix)
+    "prefill": ("prefill", "prefill"),
+    "kv_cache": ("kv-cache", "kv_cache"),
+    "batch": ("batch", "batch"),
+    "roofline": ("roofline", "roofline"),
+    "train_vs_infer": ("train-vs-infer", "train_vs_infer"),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_results():
+    """A result of every experiment, measured on the tiny model."""
+    tiny = make_tiny_model(context=1024)
+    return {name: run_experiment(tiny, name, SMALL[name]) for name in SMALL}
+
+
+def page_test(page: str) -> AppTest:
+    return AppTest.from_file(f"../pages/{page}.py", default_timeout=30)
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_each_page_without_results_invites_a_run(page):
+    at = page_test(page).run()
+    assert not at.exception
+    assert any("No result yet" in info.value for info in at.info)
+    assert at.button(key=f"{PAGES[page][1]}_run").label == "Run experiment"
+    assert not at.get("plotly_chart")
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_each_page_draws_a_saved_result_with_its_finding(page, tiny_results):
+    name, _ = PAGES[page]
+    result = tiny_results[name]
+    save_result(result, default_result_path(name))
+    at = page_test(page).run()
+    assert not at.exception
+    assert any(result.finding in success.value for success in at.success)
+    assert len(at.get("plotly_chart")) >= 2
+    assert [b.label for b in at.get("download_button")] == ["Download result (JSON)"]
+
+
+def test_a_corrupt_saved_file_is_reported_and_skipped(tiny_results):
+    good = save_result(tiny_results["batch"], default_result_path("batch"))
+    broken = default_result_path("batch")
+    broken.write_text('{"schema_version": 1, "kind": "experiment", "rows": [')  # truncated
+    at = page_test("batch").run()
+    assert not at.exception
+    assert any("could not be read" in expander.label for expander in at.expander)
+    assert broken.name in " ".join(m.value for m in at.markdown)
+    assert at.selectbox(key="batch_saved").value == str(good)
+    assert any(tiny_results["batch"].finding in s.value for s in at.success)
+
+
+def test_options_that_cannot_run_are_refused_on_the_page():
+    at = page_test("prefill").run()
+    at.multiselect(key="prefill_lengths").set_value([])
+    at.button(key="prefill_run").click().run()
+    assert not at.exception
+    assert any("cannot run" in w.value and "prompt lengths" in w.value for w in at.warning)
+    assert "prefill_job" not in at.session_state
+
+
+@pytest.mark.slow
+def test_a_presenter_runs_an_experiment_and_gets_a_finding():
+    at = page_test("batch").run()
+    at.multiselect(key="batch_sizes").set_value([1, 2])
+    at.number_input(key="batch_decode_tokens").set_value(4)
+    at.number_input(key="batch_prompt_tokens").set_value(8)
+    at.button(key="batch_run").click().run()
+    assert not at.exception and at.button(key="batch_run").disabled and not at.button(key="batch_stop").disabled
+    run_until(at, lambda a: a.session_state["batch_job"].state not in ("queued", "running"), timeout_s=180, what="the experiment")
+    job = at.session_state["batch_job"]
+    assert job.state == "done", job.error
+    assert job.saved_to.is_file() and at.selectbox(key="batch_saved").value == str(job.saved_to)
+    assert any(job.result.finding in s.value for s in at.success) and "SmolLM2" in job.result.finding + job.result.model["name"]
+    assert [row["batch_size"] for row in job.result.rows] == [1, 2]

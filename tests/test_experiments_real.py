@@ -1,0 +1,76 @@
+"""Experiments on the real default model with small sizes: the physics each one is meant to show."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine import GenerationSettings, run_trace
+from engine.experiments import run_experiment
+from engine.experiments.batch import BatchOptions
+from engine.experiments.kv_cache import KvCacheOptions, decode_latencies, edge_means
+from engine.experiments.prefill import PrefillOptions
+from engine.experiments.roofline import RooflineOptions
+from engine.experiments.train_vs_infer import TrainVsInferOptions
+
+from test_cli import engine_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_prefill_tokens_per_second_grow_from_16_to_256(real):
+    result = run_experiment(real, "prefill", PrefillOptions(prompt_lengths=(16, 256), repeats=3, decode_tokens=4))
+    short, long = result.rows
+    assert long["prefill_tokens_per_s"] > 1.5 * short["prefill_tokens_per_s"]  # measured here: ~3x
+    assert long["prefill_ms"] > short["prefill_ms"]  # but the whole order still takes longer to read
+    assert long["itl_ms"] < long["prefill_ms"]  # one dish is quicker than reading a long order
+
+
+def test_without_the_cache_each_token_costs_more_and_with_it_not(real):
+    result = run_experiment(real, "kv-cache", KvCacheOptions(new_tokens=64))
+    rows = list(result.rows)
+    off_start, off_end = edge_means(decode_latencies(rows, kv_cache=False))
+    on_start, on_end = edge_means(decode_latencies(rows, kv_cache=True))
+    assert off_end > 1.25 * off_start  # re-reading a longer sequence at every step
+    assert off_end / off_start > on_end / on_start + 0.2  # the cached steps do not grow comparably
+    runs = result.details["runs"]
+    assert runs["off"]["total_ms"] > 1.5 * runs["on"]["total_ms"]
+    assert result.details["same_tokens"]  # greedy: the cache changes the cost, not the answer
+    assert runs["on"]["kv_cache_bytes"] == 46_080 * (runs["on"]["prompt_tokens"] + 63)
+
+
+def test_batch_4_makes_more_tokens_per_second_than_batch_1(real):
+    result = run_experiment(real, "batch", BatchOptions(batch_sizes=(1, 4), prompt_tokens=16, decode_tokens=8))
+    one, four = result.rows
+    assert four["tokens_per_s"] > 1.5 * one["tokens_per_s"]  # measured here: ~2.5-3x
+    assert four["kv_cache_bytes"] == 4 * one["kv_cache_bytes"] == 4 * 46_080 * (16 + 8)
+
+
+def test_decode_runs_under_its_bandwidth_ceiling(real):
+    result = run_experiment(real, "roofline", RooflineOptions(repeats=3, bandwidth_mb=128, decode_tokens=8, prefill_tokens=32, include_int8=False))
+    assert result.details["bandwidth_bytes_per_s"] > 1e9 and result.details["peak_flops"] > 1e9
+    float32 = next(row for row in result.rows if row["dtype"] == "float32")
+    buffers = sum(b.numel() * b.element_size() for b in real.model.buffers())  # rotary frequencies
+    assert float32["weight_bytes_read"] == real.facts.weight_bytes + buffers  # tied embedding: the output head reads it whole
+    for row in result.rows:
+        assert 0 < row["mbu"] < 1 and row["decode_tokens_per_s"] < row["ceiling_tokens_per_s"]
+
+
+def test_a_training_step_needs_more_memory_than_a_request_and_leaves_the_model_as_it_was(real):
+    result = run_experiment(real, "train-vs-infer", TrainVsInferOptions(train_tokens=64, new_tokens=16))
+    rows = {row["mode"]: row for row in result.rows}
+    assert rows["train"]["peak_memory_bytes"] > rows["infer"]["peak_memory_bytes"] + 2 * real.facts.weight_bytes  # gradients + moments
+    assert rows["train"]["gradients_bytes"] == real.facts.weight_bytes
+    assert result.details["this_model"]["users_to_exceed_training"] > 1
+    trace = run_trace(real, "What is the capital of France?", settings=GenerationSettings(max_new_tokens=12))
+    assert "Paris" in trace.answer  # the weights were put back
+
+
+def test_the_cli_twin_writes_the_same_contract(tmp_path):
+    out = tmp_path / "batch.json"
+    result = engine_cli("experiment", "batch", "--batch-sizes", "1,2", "--decode-tokens", "4", "--prompt-tokens", "8", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["experiment"] == "batch" and [row["batch_size"] for row in data["rows"]] == [1, 2]
+    assert data["settings"]["batch_sizes"] == [1, 2] and data["finding"] in result.stdout
