@@ -16,9 +16,9 @@ PART_COLORS = {  # where memory goes, in stacking order
 }
 
 
-def line(name: str, x: list, y: list, *, color: str, hover: str, dash: str | None = None, y_axis: str | None = None) -> dict:
-    """One lines+markers trace."""
-    spec = {"type": "scatter", "mode": "lines+markers", "name": name, "x": x, "y": y,
+def line(name: str, x: list, y: list, *, color: str, hover: str, dash: str | None = None, y_axis: str | None = None, markers: bool = True) -> dict:
+    """One line trace (with a marker per measured point unless `markers` is off, e.g. for a formula curve)."""
+    spec = {"type": "scatter", "mode": "lines+markers" if markers else "lines", "name": name, "x": x, "y": y,
             "line": {"color": color, **({"dash": dash} if dash else {})}, "hovertemplate": hover + "<extra></extra>"}
     return {**spec, "yaxis": y_axis} if y_axis else spec
 
@@ -110,7 +110,7 @@ def roofline_chart(result: ExperimentResult) -> dict:
     return figure(
         [
             line(f"ceiling: {bandwidth / 1e9:,.1f} GB/s ÷ bytes per token", curve_x, [bandwidth / (mb * 1e6) for mb in curve_x],
-                 color=FORMULA_COLOR, dash="dash", hover="%{x:,.0f} MB per token: at most %{y:,.1f} tokens/s"),
+                 color=FORMULA_COLOR, dash="dash", hover="%{x:,.0f} MB per token: at most %{y:,.1f} tokens/s", markers=False),
             {"type": "scatter", "mode": "markers+text", "name": "measured decode", "x": sizes_mb, "y": result.column("decode_tokens_per_s"),
              "text": result.column("dtype"), "textposition": "top center", "marker": {"size": 14, "color": DECODE_COLOR},
              "hovertemplate": "%{text}: %{x:,.0f} MB per token, %{y:,.1f} tokens/s<extra></extra>"},
@@ -157,9 +157,9 @@ def projection_chart(result: ExperimentResult, *, max_users: int) -> dict:
     return figure(
         [
             line(f"serving: measured base + N × {here['kv_bytes_per_user'] / 1e6:,.0f} MB of KV cache", users, serving, color=DECODE_COLOR,
-                 hover="%{x} users: %{y:,.2f} GB"),
+                 hover="%{x} users: %{y:,.2f} GB", markers=False),
             line("training step (measured peak)", [0, max_users], [here["training_bytes"] / 1e9] * 2, color=TRAIN_COLOR, dash="dash",
-                 hover="training: %{y:,.2f} GB"),
+                 hover="training: %{y:,.2f} GB", markers=False),
         ],
         x_title=f"concurrent users, {result.details['context_tokens']:,} tokens of context each", y_title="memory (GB)",
         yaxis=axis("memory (GB)", rangemode="tozero"),
