@@ -27,6 +27,16 @@ def read_result(path: str, modified_ns: int) -> ExperimentResult:
     return load_result(path)
 
 
+def latest_result(name: str) -> ExperimentResult | None:
+    """The newest readable saved result of an experiment (unreadable files skipped), or None."""
+    for path in saved_results(name):
+        try:
+            return read_result(str(path), path.stat().st_mtime_ns)
+        except (TraceFormatError, OSError):
+            continue
+    return None
+
+
 def result_label(path: Path, result: ExperimentResult | None) -> str:
     """How a saved result is listed: when, which model, where."""
     if result is None:

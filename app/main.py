@@ -15,21 +15,9 @@ if str(ROOT) not in sys.path:  # streamlit puts only app/ on the path; the engin
 import streamlit as st  # noqa: E402
 
 from app.sidebar import draw_sidebar  # noqa: E402
-
-PAGES = {
-    "Watch it cook": [
-        st.Page(ROOT / "pages" / "live.py", title="Live inference", icon="🔥", url_path="live", default=True),
-    ],
-    "Experiments: why it behaves so": [
-        st.Page(ROOT / "pages" / "prefill.py", title="Prefill vs decode", icon="📖", url_path="prefill"),
-        st.Page(ROOT / "pages" / "kv_cache.py", title="The KV cache", icon="🧂", url_path="kv-cache"),
-        st.Page(ROOT / "pages" / "batch.py", title="Batching", icon="🍽️", url_path="batch"),
-        st.Page(ROOT / "pages" / "roofline.py", title="The memory wall", icon="🧱", url_path="roofline"),
-        st.Page(ROOT / "pages" / "train_vs_infer.py", title="Training vs inference", icon="🎓", url_path="train-vs-infer"),
-    ],
-}
+from app.site import navigation_pages  # noqa: E402
 
 st.set_page_config(page_title="Inference Kitchen", page_icon="🍳", layout="wide")
-navigation = st.navigation(PAGES)
+navigation = st.navigation(navigation_pages())
 draw_sidebar()
 navigation.run()

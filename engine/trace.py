@@ -240,3 +240,15 @@ def default_trace_path() -> Path:
     """Where a trace goes when no --out is given: <data dir>/traces/trace-<UTC time>.json."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     return data_dir() / "traces" / f"trace-{stamp}.json"
+
+
+def latest_trace() -> Trace | None:
+    """The newest readable trace in the data folder's traces/ (unreadable files are skipped), or None."""
+    folder = data_dir() / "traces"
+    paths = sorted(folder.glob("trace-*.json"), reverse=True) if folder.is_dir() else []
+    for path in paths:
+        try:
+            return load_trace(path)
+        except TraceFormatError:
+            continue
+    return None

@@ -99,7 +99,10 @@ def serve(connection: Connection, cancel: SocketCancel, name: str | None, device
 def main() -> None:
     """Entry of `python -m engine.worker EVENTS_FD CANCEL_FD OPTIONS_JSON` (started by ModelWorker)."""
     events_fd, cancel_fd, options = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
-    serve(Connection(events_fd), SocketCancel(socket.socket(fileno=cancel_fd)), **options)
+    try:
+        serve(Connection(events_fd), SocketCancel(socket.socket(fileno=cancel_fd)), **options)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the parent went away mid-message (closed dashboard, finished test): nobody is left to tell
 
 
 def rebuild_error(type_name: str, message: str) -> Exception:

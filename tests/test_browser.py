@@ -139,3 +139,24 @@ def test_a_presenter_runs_the_kv_cache_experiment_and_watches_its_progress(serve
     saved = sorted(data.glob("kv-cache-*.json"))
     assert len(saved) == 1 and json.loads(saved[0].read_text())["settings"]["new_tokens"] == 40
     page.close()
+
+
+def test_a_visitor_prices_a_workload_and_sees_the_cost_follow(served):
+    url, _, browser = served
+    page = browser.new_page(viewport={"width": 1400, "height": 2400})
+    page.goto(url.rstrip("/") + "/costs")
+    machines = page.locator("[data-testid=stMetric]").filter(has_text="machines needed")
+    machines.wait_for(timeout=60_000)
+    monthly = page.locator("[data-testid=stMetric]").filter(has_text="monthly cost")
+    before_machines, before_monthly = machines.inner_text(), monthly.inner_text()
+    requests = page.get_by_label("Requests per day", exact=True).and_(page.locator("input"))
+    requests.fill("2000000")
+    requests.press("Enter")
+    page.wait_for_function(
+        "([before]) => [...document.querySelectorAll('[data-testid=stMetric]')].some(e => e.innerText.includes('machines needed') && e.innerText !== before)",
+        arg=[before_machines], timeout=30_000,
+    )
+    assert int(machines.inner_text().split("\n")[-1].replace(",", "")) > int(before_machines.split("\n")[-1].replace(",", ""))
+    assert monthly.inner_text() != before_monthly
+    page.screenshot(path=str(ARTIFACTS / "costs-page.png"), full_page=True)
+    page.close()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine.errors import SettingsError
-from engine.experiments import batch, kv_cache, prefill, roofline, train_vs_infer
+from engine.experiments import batch, energy, kv_cache, prefill, roofline, train_vs_infer
 from engine.experiments.common import ExperimentProgress, Options, Progress
 from engine.experiments.result import ExperimentResult, default_result_path, load_result, results_dir, save_result, saved_results
 from engine.generate import CancelFlag
@@ -42,6 +42,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         Experiment("batch", "Batching: throughput vs latency", batch.BatchOptions, batch.run),
         Experiment("roofline", "The memory wall: roofline and bandwidth", roofline.RooflineOptions, roofline.run),
         Experiment("train-vs-infer", "Training vs inference", train_vs_infer.TrainVsInferOptions, train_vs_infer.run),
+        Experiment("energy", "Energy per token", energy.EnergyOptions, energy.run),
     )
 }
 

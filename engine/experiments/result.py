@@ -23,6 +23,7 @@ ROW_FIELDS: dict[str, dict[str, type]] = {
     "batch": {"batch_size": int, "tokens_per_s": float, "itl_ms": float, "kv_cache_bytes": int},
     "roofline": {"dtype": str, "decode_tokens_per_s": float, "ceiling_tokens_per_s": float, "mbu": float},
     "train-vs-infer": {"mode": str, "time_ms": float, "peak_memory_bytes": int},
+    "energy": {"tokens": int, "time_s": float},
 }
 # Top-level fields an experiment must carry besides the common ones.
 DETAIL_FIELDS: dict[str, dict[str, type]] = {"roofline": {"bandwidth_bytes_per_s": float, "peak_flops": float}}

@@ -1,0 +1,41 @@
+"""The dashboard's pages, in one place: the sidebar navigation and the links between pages are built from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PAGES = {  # key: (file in pages/, title, icon)
+    "live": ("live.py", "Live inference", "🔥"),
+    "restaurant": ("restaurant.py", "The restaurant", "🧑‍🍳"),
+    "costs": ("costs.py", "What it costs", "💵"),
+    "prefill": ("prefill.py", "Prefill vs decode", "📖"),
+    "kv-cache": ("kv_cache.py", "The KV cache", "🧂"),
+    "batch": ("batch.py", "Batching", "🍽️"),
+    "roofline": ("roofline.py", "The memory wall", "🧱"),
+    "train-vs-infer": ("train_vs_infer.py", "Training vs inference", "🎓"),
+}
+SECTIONS = {
+    "Watch it cook": ["live"],
+    "Explained": ["restaurant", "costs"],
+    "Experiments: why it behaves so": ["prefill", "kv-cache", "batch", "roofline", "train-vs-infer"],
+}
+
+
+def page(key: str) -> st.Page:
+    """The st.Page for a page key (its URL path is the key)."""
+    file, title, icon = PAGES[key]
+    return st.Page(ROOT / "pages" / file, title=title, icon=icon, url_path=key, default=key == "live")
+
+
+def navigation_pages() -> dict[str, list[st.Page]]:
+    """The sidebar's sections and their pages."""
+    return {section: [page(key) for key in keys] for section, keys in SECTIONS.items()}
+
+
+def link(key: str, label: str) -> None:
+    """A link to another page of the dashboard (works when a page runs alone, as in tests)."""
+    st.page_link(page(key), label=label, icon=PAGES[key][2])

@@ -1,0 +1,226 @@
+"""What inference costs: the formulas (each with its source), hardware presets with cited figures, workload plans.
+
+    cost per 1M tokens = price per hour / (tokens/s x 3600) x 10^6      (kubernetes-sigs/inference-perf #139)
+    tokens per second per watt = tokens/s / watts = tokens per joule    (a watt is a joule per second)
+    tokens per second per dollar-hour = tokens/s / price per hour
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import SettingsError
+
+PRESETS_FILE = Path(__file__).resolve().parent.parent / "assets" / "hardware_presets.json"
+SECONDS_PER_HOUR = 3600
+HOURS_PER_MONTH = 730  # 8,760 hours a year / 12
+SECONDS_PER_DAY = 86_400
+
+
+def cost_per_million_tokens(*, price_per_hour: float, tokens_per_s: float) -> float:
+    """Dollars per million tokens at a steady rate: price per hour / (tokens/s x 3600) x 10^6."""
+    return price_per_hour / (tokens_per_s * SECONDS_PER_HOUR) * 1e6
+
+
+def tokens_per_joule(*, tokens_per_s: float, watts: float) -> float:
+    """Tokens per joule, which is also tokens per second per watt: tokens/s / watts."""
+    return tokens_per_s / watts
+
+
+def tokens_per_dollar_hour(*, tokens_per_s: float, price_per_hour: float) -> float:
+    """Tokens per second bought by each dollar per hour of hardware."""
+    return tokens_per_s / price_per_hour
+
+
+@dataclass(frozen=True, kw_only=True)
+class Figure:
+    """One number with where it comes from; `estimate` marks a figure derived by us rather than published."""
+
+    value: float | None
+    source: str
+    estimate: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class HardwarePreset:
+    """A machine to price: price per hour, power, memory bandwidth and peak FLOP/s, each with its source."""
+
+    key: str
+    name: str
+    kind: str
+    price_per_hour: Figure
+    power_watts: Figure
+    bandwidth_bytes_per_s: Figure
+    peak_flops: Figure
+
+
+FIGURES = ("price_per_hour", "power_watts", "bandwidth_bytes_per_s", "peak_flops")
+
+
+def load_presets(path: Path = PRESETS_FILE) -> list[HardwarePreset]:
+    """The hardware presets from assets/hardware_presets.json; every figure must carry a source."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    presets = []
+    for entry in data["presets"]:
+        for name in FIGURES:
+            figure = entry[name]
+            if not str(figure.get("source", "")).strip():
+                raise SettingsError(f"preset {entry['key']}: {name} has no source")
+        presets.append(HardwarePreset(
+            key=entry["key"], name=entry["name"], kind=entry["kind"],
+            **{name: Figure(**entry[name]) for name in FIGURES},
+        ))
+    return presets
+
+
+def market_projection(path: Path = PRESETS_FILE) -> dict:
+    """The seed article's cited analyst projection of inference vs training capital spending."""
+    return json.loads(path.read_text(encoding="utf-8"))["market"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Workload:
+    """What a service must do: requests a day, tokens in and out of each, and how long a user may wait."""
+
+    requests_per_day: float
+    input_tokens: int
+    output_tokens: int
+    latency_target_s: float  # the longest a whole answer may take (the seed article's patience: ~10 s)
+
+    def check(self) -> None:
+        """Raise SettingsError for a workload that cannot be planned."""
+        if self.requests_per_day <= 0 or self.input_tokens < 0 or self.output_tokens < 1 or self.latency_target_s <= 0:
+            raise SettingsError("a workload needs requests per day above 0, input tokens of 0 or more, at least 1 output token and a latency target above 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Throughput:
+    """How fast one machine reads and writes: prefill and decode tokens/s, and at how many requests at once."""
+
+    prefill_tokens_per_s: float
+    decode_tokens_per_s: float  # all concurrent requests together
+    concurrent_requests: int = 1  # the batch the decode rate was measured at
+    source: str = ""
+
+    def request_seconds(self, workload: Workload) -> float:
+        """One request's time from arrival to last token: read the input, then write the output at its share of decode."""
+        per_request_decode = self.decode_tokens_per_s / self.concurrent_requests
+        return workload.input_tokens / self.prefill_tokens_per_s + workload.output_tokens / per_request_decode
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkloadPlan:
+    """What a workload needs on one kind of machine, if it meets the latency target."""
+
+    request_seconds: float
+    meets_target: bool
+    machines: int  # at the average load, always on (0 when a single request misses the target)
+    busy_fraction: float  # of the machines' time, at that load
+    monthly_cost: float
+    cost_per_request: float
+    output_cost_per_million_tokens: float
+    energy_kwh_per_day: float  # all machines, always on, at the given power
+    energy_kwh_per_day_busy: float  # only the time spent on requests
+
+
+def plan_workload(workload: Workload, throughput: Throughput, *, price_per_hour: float, power_watts: float) -> WorkloadPlan:
+    """Machines, money and energy for a workload at an average, evenly spread load."""
+    workload.check()
+    seconds = throughput.request_seconds(workload)
+    busy_seconds_per_day = workload.requests_per_day * seconds / throughput.concurrent_requests
+    machines = math.ceil(busy_seconds_per_day / SECONDS_PER_DAY) if seconds <= workload.latency_target_s else 0
+    output_rate = throughput.decode_tokens_per_s
+    return WorkloadPlan(
+        request_seconds=seconds,
+        meets_target=seconds <= workload.latency_target_s,
+        machines=machines,
+        busy_fraction=busy_seconds_per_day / (machines * SECONDS_PER_DAY) if machines else 0.0,
+        monthly_cost=machines * price_per_hour * HOURS_PER_MONTH,
+        cost_per_request=price_per_hour * seconds / throughput.concurrent_requests / SECONDS_PER_HOUR,
+        output_cost_per_million_tokens=cost_per_million_tokens(price_per_hour=price_per_hour, tokens_per_s=output_rate),
+        energy_kwh_per_day=machines * power_watts * 24 / 1000,
+        energy_kwh_per_day_busy=busy_seconds_per_day * power_watts / 3.6e6,
+    )
+
+
+def scaled_by_bandwidth(tokens_per_s: float, *, measured_bandwidth: float, target_bandwidth: float) -> float:
+    """An estimate of decode speed on other hardware: decode is bandwidth-bound, so it scales with bytes/s."""
+    return tokens_per_s * target_bandwidth / measured_bandwidth
+
+
+def this_machine(*, price_per_hour: float, power_watts: float, roofline=None, energy=None) -> HardwarePreset:
+    """This machine as a preset: bandwidth and FLOP/s from a memory-wall result, power from an energy result if measured."""
+    when = lambda result: f"{result.created_at[:10]}"  # noqa: E731
+    bandwidth = peak = Figure(value=None, source="not measured yet: run the memory-wall experiment")
+    if roofline is not None:
+        bandwidth = Figure(value=roofline.details["bandwidth_bytes_per_s"], source=f"measured here by the memory-wall experiment ({when(roofline)}): {roofline.details['bandwidth_method']}")
+        peak = Figure(value=roofline.details["peak_flops"], source=f"measured here by the memory-wall experiment ({when(roofline)}): {roofline.details['flops_method']}")
+    power = Figure(value=power_watts, source="typed: your estimate of this machine's power draw", estimate=True)
+    measured_watts = [row["average_power_w"] for row in (energy.rows if energy is not None else ()) if row.get("average_power_w")]
+    if measured_watts:
+        power = Figure(value=sum(measured_watts) / len(measured_watts), source=f"measured here by the energy experiment ({when(energy)}): {energy.details['energy_source']}")
+    return HardwarePreset(
+        key="this-machine", name="This machine", kind="this machine",
+        price_per_hour=Figure(value=price_per_hour, source="typed: what this machine costs you per hour", estimate=True),
+        power_watts=power, bandwidth_bytes_per_s=bandwidth, peak_flops=peak,
+    )
+
+
+def custom_machine(*, price_per_hour: float, power_watts: float, bandwidth_bytes_per_s: float | None, peak_flops: float | None) -> HardwarePreset:
+    """A machine described by the visitor: every figure typed."""
+    typed = "typed by you"
+    return HardwarePreset(
+        key="custom", name="Custom", kind="custom",
+        price_per_hour=Figure(value=price_per_hour, source=typed), power_watts=Figure(value=power_watts, source=typed),
+        bandwidth_bytes_per_s=Figure(value=bandwidth_bytes_per_s, source=typed), peak_flops=Figure(value=peak_flops, source=typed),
+    )
+
+
+def throughput_from_trace(trace) -> Throughput | None:
+    """Prefill and decode speed of a recorded run (batch 1), or None when it has too few tokens."""
+    summary = trace.summary
+    if not summary.decode_tokens_per_s or not summary.prefill_tokens_per_s:
+        return None
+    model = trace.model
+    return Throughput(
+        prefill_tokens_per_s=summary.prefill_tokens_per_s, decode_tokens_per_s=summary.decode_tokens_per_s, concurrent_requests=1,
+        source=f"measured: your run of {trace.created_at[:16].replace('T', ' ')} ({model['name']}, {model['dtype']} on {model['device']}, batch 1)",
+    )
+
+
+def throughput_from_batch(result) -> Throughput | None:
+    """The batching experiment's best batch that met its own latency budget (batch 1 if none did)."""
+    rows = list(result.rows)
+    if not rows:
+        return None
+    fitting = [row for row in rows if row["within_budget"]] or rows[:1]
+    best = max(fitting, key=lambda row: row["tokens_per_s"])
+    prompt_tokens = result.details["prompt_tokens"]
+    return Throughput(
+        prefill_tokens_per_s=best["batch_size"] * prompt_tokens / (best["prefill_ms"] / 1000),
+        decode_tokens_per_s=best["tokens_per_s"], concurrent_requests=best["batch_size"],
+        source=f"measured: the batching experiment of {result.created_at[:16].replace('T', ' ')}, batch {best['batch_size']} "
+               f"({'the largest within its budget' if best['within_budget'] else 'none met its budget'})",
+    )
+
+
+def scaled_throughput(throughput: Throughput, *, measured_on: HardwarePreset, target: HardwarePreset) -> Throughput | None:
+    """An estimate of a measured throughput on other hardware: decode scales with bandwidth, prefill with FLOP/s.
+
+    None when either machine lacks the figures. Prefill falls back to the bandwidth ratio when a FLOP/s is missing.
+    """
+    bandwidth_here, bandwidth_there = measured_on.bandwidth_bytes_per_s.value, target.bandwidth_bytes_per_s.value
+    if not bandwidth_here or not bandwidth_there:
+        return None
+    flops_here, flops_there = measured_on.peak_flops.value, target.peak_flops.value
+    prefill_ratio = flops_there / flops_here if flops_here and flops_there else bandwidth_there / bandwidth_here
+    return Throughput(
+        prefill_tokens_per_s=throughput.prefill_tokens_per_s * prefill_ratio,
+        decode_tokens_per_s=scaled_by_bandwidth(throughput.decode_tokens_per_s, measured_bandwidth=bandwidth_here, target_bandwidth=bandwidth_there),
+        concurrent_requests=throughput.concurrent_requests,
+        source=f"estimate: {throughput.source}, scaled to {target.name} by memory bandwidth ({bandwidth_there / bandwidth_here:,.1f}x) "
+               f"and, for prefill, {'peak FLOP/s' if flops_here and flops_there else 'bandwidth'} ({prefill_ratio:,.1f}x)",
+    )
