@@ -12,6 +12,7 @@ import torch
 from engine import GenerationCancelled, SettingsError, TraceFormatError
 from engine.experiments import EXPERIMENTS, load_result, run_experiment, save_result, saved_results
 from engine.experiments.batch import BatchOptions
+from engine.experiments.energy import EnergyOptions
 from engine.experiments.common import PeakMemory, prompt_ids
 from engine.experiments.kv_cache import KvCacheOptions
 from engine.experiments.prefill import PrefillOptions
@@ -28,6 +29,7 @@ SMALL = {
     "batch": BatchOptions(batch_sizes=(1, 4), prompt_tokens=16, decode_tokens=8),
     "roofline": RooflineOptions(repeats=3, bandwidth_mb=32, decode_tokens=6, prefill_tokens=32),
     "train-vs-infer": TrainVsInferOptions(train_tokens=32, new_tokens=8, context_tokens=512),
+    "energy": EnergyOptions(prompt="soup of the day", new_tokens=8, runs=2),
 }
 
 
