@@ -1,8 +1,8 @@
-"""Plotly figures for the Costs page (plain dict specs, like app.charts)."""
+"""Plotly figures for the Costs page (plain dict specs, like engine.figures)."""
 
 from __future__ import annotations
 
-from app.charts import DECODE_COLOR, FORMULA_COLOR, PREFILL_COLOR, axis, figure
+from engine.figures import DECODE_COLOR, FORMULA_COLOR, PREFILL_COLOR, axis, figure
 
 ARTICLE_COLOR = "#ADB5BD"
 

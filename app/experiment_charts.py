@@ -1,9 +1,9 @@
-"""Plotly figures for the experiments, drawn from a result's rows (plain dict specs, like app.charts)."""
+"""Plotly figures for the experiments, drawn from a result's rows (plain dict specs, like engine.figures)."""
 
 from __future__ import annotations
 
-from app.charts import DECODE_COLOR, FORMULA_COLOR, LIMIT_COLOR, PREFILL_COLOR, axis, figure
 from engine.experiments import ExperimentResult
+from engine.figures import DECODE_COLOR, FORMULA_COLOR, LIMIT_COLOR, PREFILL_COLOR, axis, figure
 
 TRAIN_COLOR = "#8E44AD"
 PART_COLORS = {  # where memory goes, in stacking order

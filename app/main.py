@@ -14,10 +14,12 @@ if str(ROOT) not in sys.path:  # streamlit puts only app/ on the path; the engin
 
 import streamlit as st  # noqa: E402
 
+from app.presentation import apply_style  # noqa: E402
 from app.sidebar import draw_sidebar  # noqa: E402
 from app.site import navigation_pages  # noqa: E402
 
 st.set_page_config(page_title="Inference Kitchen", page_icon="🍳", layout="wide")
 navigation = st.navigation(navigation_pages())
 draw_sidebar()
+apply_style()
 navigation.run()

@@ -8,6 +8,8 @@ import streamlit as st
 import torch
 
 from app.kitchen import dashboard_threads
+from app.presentation import KEY as PRESENTATION_KEY
+from app.presentation import settings_area
 from engine import DEFAULT_MODEL
 from engine.hardware import available_devices, available_dtypes, describe_hardware, dtype_name, pick_dtype
 from engine.units import fmt_bytes
@@ -59,23 +61,25 @@ def draw_sidebar() -> Selection:
     if st.session_state.get("sidebar_device") not in devices:
         st.session_state["sidebar_device"] = devices[0]
     with st.sidebar:
+        st.toggle("Presentation mode", key=PRESENTATION_KEY, help="For projecting: larger type and charts, settings folded away.")
         st.markdown("### 🍳 The kitchen")
-        st.text_input(
+        pickers = settings_area("Model, device and dtype")
+        pickers.text_input(
             "Model",
             key="sidebar_model",
             help="The bundled default, a Hugging Face id (e.g. HuggingFaceTB/SmolLM2-360M-Instruct) or a local folder. "
             "Other models load where the hub is reachable or they are in the local Hugging Face cache.",
         )
-        device = st.selectbox("Device", devices, key="sidebar_device", help="Only devices this machine has are offered.")
+        device = pickers.selectbox("Device", devices, key="sidebar_device", help="Only devices this machine has are offered.")
         choices = dtype_choices(device)
         if st.session_state.get("sidebar_dtype") not in choices:
             st.session_state["sidebar_dtype"] = choices[0]
-        st.selectbox(
+        pickers.selectbox(
             "Dtype",
             choices,
             key="sidebar_dtype",
             help="Number format of the weights. The first is the engine's default for this device. "
-            "On CPU, bfloat16 decodes faster but reads the prompt (prefill) slower: try both.",
+            "Which is faster on a CPU depends on the processor: the memory-wall experiment measures it here.",
         )
         with st.container(border=True):
             st.markdown("**This machine**")

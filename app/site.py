@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PAGES = {  # key: (file in pages/, title, icon)
     "live": ("live.py", "Live inference", "🔥"),
+    "runs": ("runs.py", "Runs", "🗂️"),
     "restaurant": ("restaurant.py", "The restaurant", "🧑‍🍳"),
     "costs": ("costs.py", "What it costs", "💵"),
     "prefill": ("prefill.py", "Prefill vs decode", "📖"),
@@ -19,7 +20,7 @@ PAGES = {  # key: (file in pages/, title, icon)
     "train-vs-infer": ("train_vs_infer.py", "Training vs inference", "🎓"),
 }
 SECTIONS = {
-    "Watch it cook": ["live"],
+    "Watch it cook": ["live", "runs"],
     "Explained": ["restaurant", "costs"],
     "Experiments: why it behaves so": ["prefill", "kv-cache", "batch", "roofline", "train-vs-infer"],
 }

@@ -4,6 +4,8 @@
     python -m engine info
     python -m engine bench --rounds 5
     python -m engine experiment prefill --prompt-lengths 16,64,256 --out prefill.json
+    python -m engine report paris.json prefill.json --out report.html
+    python -m engine validate paris.json
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--seed", type=int, default=0, help="random seed for sampling (same seed, same tokens)")
     trace.add_argument("--raw", action="store_true", help="raw completion: do not apply the chat template")
     trace.add_argument("--ignore-eos", action="store_true", help="always produce --max-new-tokens tokens")
-    trace.add_argument("--out", default=None, help="trace file to write (default: a new file under the data folder)")
+    trace.add_argument("--out", default=None, help="also write the trace here (it is always kept in the run store under the data folder)")
     add_model_options(trace)
 
     info = commands.add_parser("info", help="print the device, hardware and the model's facts")
@@ -52,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rounds", type=int, default=5, help="A B rounds after one warm-up each (default 5)")
     add_model_options(bench)
 
+    report = commands.add_parser("report", help="write a self-contained HTML report of one or more traces or results")
+    report.add_argument("runs", nargs="+", metavar="RUN.json", help="trace or experiment-result files (two or more traces are compared)")
+    report.add_argument("--out", required=True, help="the HTML file to write")
+    report.add_argument("--title", default="Inference Kitchen report", help="the report's title")
+
+    validate = commands.add_parser("validate", help="check a trace or result file: exit 0 when valid, 2 with the reason otherwise")
+    validate.add_argument("file", metavar="FILE.json")
+
     from engine.experiments import EXPERIMENTS
 
     experiment = commands.add_parser("experiment", help="run one experiment and write its result JSON")
@@ -59,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, spec in EXPERIMENTS.items():
         one = names.add_parser(name, help=spec.title, description=f"{spec.title}. {spec.options_type.__doc__}")
         add_options_of(one, spec.options_type)
-        one.add_argument("--out", default=None, help="result file to write (default: a new file under the data folder)")
+        one.add_argument("--out", default=None, help="also write the result here (it is always kept in the run store under the data folder)")
         add_model_options(one)
     return parser
 
@@ -116,9 +126,10 @@ def command_trace(args: argparse.Namespace) -> int:
     check_prompt_text(args.prompt)
     loaded = load_model(args.model, device=args.device, dtype=args.dtype, threads=args.threads, on_progress=print_progress)
     trace = run_trace(loaded, args.prompt, settings=settings)
-    path = save_trace(trace, args.out or default_trace_path())
+    kept = save_trace(trace, default_trace_path())  # every run is kept in the run store (the dashboard's Runs page)
+    path = save_trace(trace, args.out) if args.out else kept
     print(render_summary(trace))
-    print(f"trace written to {path}")
+    print(f"trace written to {path}" + (f" (and kept in the run store as {kept})" if args.out else ""))
     return 0
 
 
@@ -202,12 +213,46 @@ def command_experiment(args: argparse.Namespace) -> int:
         print(f"[{event.fraction:4.0%}] {event.message}", file=sys.stderr)
 
     result = run_experiment(loaded, args.experiment, options, on_progress=show)
-    path = save_result(result, args.out or default_result_path(args.experiment))
+    kept = save_result(result, default_result_path(args.experiment))  # every result is kept in the run store
+    path = save_result(result, args.out) if args.out else kept
     if args.experiment != "kv-cache":  # one row per token there: too many to print
         for row in result.rows:
             print("  " + "  ".join(f"{key}={format_value(value)}" for key, value in row.items()))
     print(result.finding)
-    print(f"result written to {path}")
+    print(f"result written to {path}" + (f" (and kept in the run store as {kept})" if args.out else ""))
+    return 0
+
+
+def command_report(args: argparse.Namespace) -> int:
+    """Check every run file, then write one HTML report (written whole or not at all)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from engine.report import render_report
+    from engine.store import load_run
+
+    runs = [load_run(path) for path in args.runs]  # every file is checked before anything is written
+    page = render_report(runs, title=args.title)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    with os.fdopen(handle, "w", encoding="utf-8") as file:
+        file.write(page)
+    os.replace(temporary, out)
+    print(f"report of {len(runs)} run(s) written to {out} ({out.stat().st_size:,} bytes, opens offline)")
+    return 0
+
+
+def command_validate(args: argparse.Namespace) -> int:
+    """Say whether a file is a valid trace or experiment result."""
+    from engine.store import check_run_dict
+    from engine.trace import read_json
+
+    data = read_json(args.file)
+    check_run_dict(data)
+    kind = f"experiment result ({data['experiment']}, {len(data['rows'])} rows)" if data.get("kind") == "experiment" else f"trace ({len(data['events'])} tokens)"
+    print(f"valid: {args.file} is an Inference Kitchen {kind}, schema_version {data['schema_version']}")
     return 0
 
 
@@ -219,7 +264,8 @@ def format_value(value: object) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run a subcommand; engine errors become one line on stderr."""
     args = build_parser().parse_args(argv)
-    handlers = {"trace": command_trace, "info": command_info, "bench": command_bench, "experiment": command_experiment}
+    handlers = {"trace": command_trace, "info": command_info, "bench": command_bench, "experiment": command_experiment,
+                "report": command_report, "validate": command_validate}
     try:
         return handlers[args.command](args)
     except EngineError as err:

@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from app import experiment_charts
-from app.charts import PLOT_CONFIG
 from app.experiment_view import experiment_section
+from app.presentation import settings_area, show_chart
 from app.text import explanation
 from engine.experiments.batch import BatchOptions
 from engine.units import fmt_bytes
@@ -18,7 +18,7 @@ DEFAULTS = BatchOptions()
 st.title("🍽️ Batching: throughput vs latency")
 st.markdown(explanation("batch", "intro"))
 
-columns = st.columns([3, 1, 1, 1, 1])
+columns = settings_area("Options").columns([3, 1, 1, 1, 1])
 sizes = columns[0].multiselect("Batch sizes", BATCH_CHOICES, default=list(DEFAULTS.batch_sizes), key="batch_sizes",
                                help="The run stops early when a batch's KV cache would not fit in memory.")
 prompt_tokens = columns[1].number_input("Prompt tokens", 1, 2048, DEFAULTS.prompt_tokens, key="batch_prompt_tokens")
@@ -35,14 +35,14 @@ if result is None:
     st.stop()
 
 st.markdown(explanation("batch", "curve"))
-st.plotly_chart(experiment_charts.batch_chart(result), config=PLOT_CONFIG, key="batch_chart_curve")
+show_chart(experiment_charts.batch_chart(result), key="batch_chart_curve")
 if result.details.get("stopped_early"):
     st.warning(f"Stopped early: {result.details['stopped_early']}.")
 serving = result.details["serving"]
 st.markdown(explanation("batch", "serving"))
 left, right = st.columns([2, 1])
 with left:
-    st.plotly_chart(experiment_charts.answer_time_chart(result, budget_s=serving["budget_s"]), config=PLOT_CONFIG, key="batch_chart_answer")
+    show_chart(experiment_charts.answer_time_chart(result, budget_s=serving["budget_s"]), key="batch_chart_answer")
 with right:
     st.metric("users served at once within the budget", f"{serving['users']}" + (" or more" if serving["users"] and serving["users"] == serving["largest_measured"] else ""))
     st.metric("their KV caches together", fmt_bytes(serving["kv_bytes_all_users"]),

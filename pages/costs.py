@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from app import cost_charts
-from app.charts import PLOT_CONFIG
 from app.experiment_view import latest_result, run_controls
+from app.presentation import show_chart
 from app.text import explanation
 from engine import costs
 from engine.experiments.energy import EnergyOptions
@@ -166,19 +166,19 @@ for candidate in machines:
     values.append(costs.cost_per_million_tokens(price_per_hour=candidate.price_per_hour.value, tokens_per_s=rate.decode_tokens_per_s))
     labels.append(f"${values[-1]:,.3f}")
 if len(names) > 1:
-    st.plotly_chart(cost_charts.cost_across_hardware_chart(names, values, labels, chosen=machine.name), config=PLOT_CONFIG, key="costs_chart_hardware")
+    show_chart(cost_charts.cost_across_hardware_chart(names, values, labels, chosen=machine.name), key="costs_chart_hardware")
     st.caption("The typed throughput on every machine: a comparison of prices only." if source == "typed" else
                "Other machines' throughput is an estimate: this machine's measured rate scaled by memory bandwidth. Prices as cited in the table.")
 else:
     st.caption("Run the **memory wall** experiment to compare across hardware (it measures the bandwidth the estimates scale from).")
 if batch is not None:
     sizes = batch.column("batch_size")
-    st.plotly_chart(cost_charts.cost_by_batch_chart(sizes, [costs.cost_per_million_tokens(price_per_hour=machine.price_per_hour.value, tokens_per_s=t)
-                                                           for t in batch.column("tokens_per_s")]), config=PLOT_CONFIG, key="costs_chart_batch")
+    show_chart(cost_charts.cost_by_batch_chart(sizes, [costs.cost_per_million_tokens(price_per_hour=machine.price_per_hour.value, tokens_per_s=t)
+                                                           for t in batch.column("tokens_per_s")]), key="costs_chart_batch")
     st.caption(f"The batching experiment's measured tokens/s (all users) at {machine.name}'s price per hour"
                + ("." if machine.key == "this-machine" else " — measured on this machine, not scaled."))
 else:
     st.caption("Run the **Batching** experiment to see how the cost per token falls with batch size.")
 st.markdown(explanation("costs", "market"))
-st.plotly_chart(cost_charts.market_chart(costs.market_projection()), config=PLOT_CONFIG, key="costs_chart_market")
+show_chart(cost_charts.market_chart(costs.market_projection()), key="costs_chart_market")
 st.caption(costs.market_projection()["source"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app import experiment_charts
-from app.charts import PLOT_CONFIG
 from app.experiment_view import experiment_section
+from app.presentation import settings_area, show_chart
 from app.text import explanation
 from engine.experiments.kv_cache import KvCacheOptions, decode_latencies, edge_means
 from engine.settings import max_new_tokens_cap
@@ -17,7 +17,7 @@ DEFAULTS = KvCacheOptions()
 st.title("🧂 With and without the KV cache")
 st.markdown(explanation("kv_cache", "intro"))
 
-columns = st.columns([3, 1])
+columns = settings_area("Options").columns([3, 1])
 prompt = columns[0].text_input("Prompt (the same for both runs)", DEFAULTS.prompt, key="kv_cache_prompt", max_chars=2000)
 new_tokens = columns[1].number_input("New tokens", 2, min(512, max_new_tokens_cap()), DEFAULTS.new_tokens, key="kv_cache_new_tokens",
                                      help="Both runs make exactly this many tokens. Without the cache the time grows with the square of it.")
@@ -43,10 +43,10 @@ st.caption("Both runs produced the same tokens ✓" if result.details["same_toke
 left, right = st.columns(2)
 with left:
     st.markdown(explanation("kv_cache", "latency"))
-    st.plotly_chart(experiment_charts.kv_latency_chart(result), config=PLOT_CONFIG, key="kv_cache_chart_latency")
+    show_chart(experiment_charts.kv_latency_chart(result), key="kv_cache_chart_latency")
 with right:
     st.markdown(explanation("kv_cache", "time"))
-    st.plotly_chart(experiment_charts.kv_time_chart(result), config=PLOT_CONFIG, key="kv_cache_chart_time")
+    show_chart(experiment_charts.kv_time_chart(result), key="kv_cache_chart_time")
 st.markdown(explanation("kv_cache", "bytes", kv_bytes_per_token=result.model["kv_bytes_per_token"]))
 if not result.details["same_tokens"]:
     st.caption("The two runs chose different tokens somewhere: the two paths add the same numbers in a different order, and a "

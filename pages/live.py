@@ -8,14 +8,14 @@ import os
 import pandas as pd
 import streamlit as st
 
-from app import charts
 from app.kitchen import GenerationJob, ModelSlot, current_session_id, require_ready_model
+from app.presentation import settings_area
+from app.run_view import draw_run_charts, run_html
 from app.sidebar import current_selection
 from app.text import explanation
-from app.views import CHIP_STYLE, number_cards, token_chips, tokenizer_pieces
+from app.views import CHIP_STYLE, tokenizer_pieces
 from engine import RULE_OF_THUMB_WORDS_PER_TOKEN, GenerationSettings, PromptError, check_prompt_text, split_into_tokens, summarize, words_per_token
 from engine.settings import max_new_tokens_cap
-from engine.units import fmt_ms, fmt_rate
 
 # How often the page redraws from what has been recorded while a run is going. Every redraw costs CPU in the
 # server and the browser, and on a small machine that CPU is taken from the model: keep them sparse.
@@ -37,7 +37,7 @@ job: GenerationJob | None = st.session_state.get("live_job")
 busy = job is not None and job.active
 
 prompt = st.text_area("Prompt", key="live_prompt", height=110, max_chars=facts.context_length * 8, disabled=busy)
-columns = st.columns(5)
+columns = settings_area("Generation settings").columns(5)
 max_new_tokens = columns[0].number_input("Max new tokens", min_value=1, max_value=max_new_tokens_cap(), value=64, key="live_max_new_tokens", disabled=busy)
 temperature = columns[1].slider("Temperature (0 = greedy)", 0.0, 2.0, 0.0, 0.1, key="live_temperature", disabled=busy,
                                 help="0 always picks the most likely token; higher values pick more adventurously.")
@@ -112,45 +112,16 @@ def draw_live_text(job: GenerationJob) -> bool:
         st.html(f"<div class='ik-status'>{status}</div>")
         return False
     summary = job.trace.summary if job.trace else summarize(records, prompt_tokens=len(job.request.token_ids))
-    cards = number_cards([
-        ("time to first token", fmt_ms(summary.ttft_ms), "Prefill: reading the whole prompt and producing the first token (vLLM's TTFT)."),
-        ("inter-token p50", fmt_ms(summary.itl_p50_ms), "Median gap between consecutive tokens (vLLM's ITL)."),
-        ("inter-token p90", fmt_ms(summary.itl_p90_ms), "9 in 10 gaps between tokens were at most this long."),
-        ("decode speed", fmt_rate(summary.decode_tokens_per_s), "(tokens - 1) / (total time - time to first token): 1 / vLLM's TPOT."),
-        ("KV bytes per token", f"{facts.kv_bytes_per_token:,} B" if job.settings.kv_cache else "0 (cache off)",
-         f"2 x {facts.layers} layers x {facts.kv_heads} KV heads x {facts.head_dim} head size x bytes per number."),
-        ("total time", fmt_ms(summary.total_ms), "From the start of the request to the last token."),
-        ("10-second budget used", f"{summary.total_ms / charts.TEN_SECONDS_MS:.0%}",
-         "People give up on an AI that takes longer than about ten seconds to answer (the seed article)."),
-    ])
-    chips = token_chips(records, eos_token_ids=facts.eos_token_ids, rich=not job.active)
-    st.html(f"<div class='ik-status'>{status}</div>{chips}{cards}")
+    st.html(run_html(records, model=facts.to_dict(), kv_cache=job.settings.kv_cache, summary=summary, status=status, rich=not job.active))
     return True
 
 
 def draw_charts(job: GenerationJob) -> None:
     """The five charts from the records so far (costlier: redrawn less often while running)."""
-    records, facts = list(job.records), job.facts
-    config = charts.PLOT_CONFIG
+    records = list(job.records)
     summary = job.trace.summary if job.trace else summarize(records, prompt_tokens=len(job.request.token_ids))
-    st.markdown(explanation("live", "budget"))
-    st.plotly_chart(charts.budget_chart(summary.total_ms, summary.ttft_ms), config=config, key="live_chart_budget")
-    left, right = st.columns(2)
-    with left:
-        st.markdown(explanation("live", "latency"))
-        st.plotly_chart(charts.latency_chart(records), config=config, key="live_chart_latency")
-        st.markdown(explanation("live", "kv"))
-        st.plotly_chart(
-            charts.kv_cache_chart(records, kv_bytes_per_token=facts.kv_bytes_per_token, prompt_tokens=len(job.request.token_ids), kv_cache=job.settings.kv_cache),
-            config=config,
-            key="live_chart_kv",
-        )
-    with right:
-        st.markdown(explanation("live", "tokens"))
-        st.plotly_chart(charts.tokens_over_time_chart(records), config=config, key="live_chart_tokens")
-        memory_kind = "resident memory of the process" if facts.device == "cpu" else f"memory allocated on {facts.device}"
-        st.markdown(explanation("live", "memory", memory_kind=memory_kind))
-        st.plotly_chart(charts.memory_chart(records), config=config, key="live_chart_memory")
+    draw_run_charts(records, model=job.facts.to_dict(), kv_cache=job.settings.kv_cache, prompt_tokens=len(job.request.token_ids),
+                    summary=summary, key="live")
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

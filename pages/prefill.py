@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from app import experiment_charts
-from app.charts import PLOT_CONFIG
 from app.experiment_view import experiment_section
+from app.presentation import settings_area, show_chart
 from app.text import explanation
 from engine.experiments.prefill import PrefillOptions
 
@@ -17,7 +17,7 @@ DEFAULTS = PrefillOptions()
 st.title("📖 Prefill vs decode")
 st.markdown(explanation("prefill", "intro"))
 
-columns = st.columns([3, 1, 1])
+columns = settings_area("Options").columns([3, 1, 1])
 lengths = columns[0].multiselect("Prompt lengths (tokens)", LENGTH_CHOICES, default=list(DEFAULTS.prompt_lengths), key="prefill_lengths",
                                  help="Lengths beyond the model's context window are capped to it.")
 repeats = columns[1].number_input("Passes per length", 1, 20, DEFAULTS.repeats, key="prefill_repeats", help="The median pass is reported.")
@@ -32,10 +32,10 @@ if result is None:
 left, right = st.columns(2)
 with left:
     st.markdown(explanation("prefill", "speed"))
-    st.plotly_chart(experiment_charts.prefill_speed_chart(result), config=PLOT_CONFIG, key="prefill_chart_speed")
+    show_chart(experiment_charts.prefill_speed_chart(result), key="prefill_chart_speed")
 with right:
     st.markdown(explanation("prefill", "time"))
-    st.plotly_chart(experiment_charts.prefill_time_chart(result), config=PLOT_CONFIG, key="prefill_chart_time")
+    show_chart(experiment_charts.prefill_time_chart(result), key="prefill_chart_time")
 if result.details.get("capped_lengths"):
     st.caption(f"Capped to the context window ({result.details['context_length']:,} tokens): {result.details['capped_lengths']}.")
 st.dataframe(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.charts import TEN_SECONDS_MS
 from app.experiment_view import latest_result, run_controls
 from app.kitchen import GenerationJob, current_session_id, model_slot
 from app.sidebar import current_selection
@@ -12,6 +11,7 @@ from app.site import link
 from app.text import explanation
 from engine import GenerationSettings, split_into_tokens, words_per_token
 from engine.experiments.train_vs_infer import TrainVsInferOptions
+from engine.figures import TEN_SECONDS_MS
 from engine.trace import latest_trace
 from engine.units import fmt_bytes, fmt_ms, fmt_rate
 

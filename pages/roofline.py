@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from app import experiment_charts
-from app.charts import PLOT_CONFIG
 from app.experiment_view import experiment_section
+from app.presentation import settings_area, show_chart
 from app.text import explanation
 from engine.experiments.roofline import RooflineOptions
 from engine.units import fmt_bytes
@@ -17,7 +17,7 @@ DEFAULTS = RooflineOptions()
 st.title("🧱 The memory wall: roofline and bandwidth")
 st.markdown(explanation("roofline", "intro"))
 
-columns = st.columns(5)
+columns = settings_area("Options").columns(5)
 repeats = columns[0].number_input("Repeats", 1, 50, DEFAULTS.repeats, key="roofline_repeats", help="Best of these is the machine's peak.")
 bandwidth_mb = columns[1].number_input("Bandwidth tensor (MB)", 16, 8192, DEFAULTS.bandwidth_mb, key="roofline_bandwidth_mb",
                                        help="Far larger than the CPU caches, so the read comes from main memory.")
@@ -45,10 +45,10 @@ st.caption(f"Bandwidth: {details['bandwidth_method']}. FLOP/s: {details['flops_m
 left, right = st.columns(2)
 with left:
     st.markdown(explanation("roofline", "roofline"))
-    st.plotly_chart(experiment_charts.roofline_chart(result), config=PLOT_CONFIG, key="roofline_chart_roofline")
+    show_chart(experiment_charts.roofline_chart(result), key="roofline_chart_roofline")
 with right:
     st.markdown(explanation("roofline", "utilization"))
-    st.plotly_chart(experiment_charts.utilization_chart(result), config=PLOT_CONFIG, key="roofline_chart_utilization")
+    show_chart(experiment_charts.utilization_chart(result), key="roofline_chart_utilization")
 for dtype, reason in details.get("skipped", {}).items():
     st.caption(f"{dtype} was not measured: {reason}.")
 table = pd.DataFrame(result.rows)

@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from app import experiment_charts
-from app.charts import PLOT_CONFIG
 from app.experiment_view import experiment_section
+from app.presentation import settings_area, show_chart
 from app.text import explanation
 from engine.experiments.train_vs_infer import TrainVsInferOptions
 from engine.units import fmt_bytes, fmt_ms
@@ -17,7 +17,7 @@ DEFAULTS = TrainVsInferOptions()
 st.title("🎓 Training vs inference")
 st.markdown(explanation("train_vs_infer", "intro"))
 
-columns = st.columns([1, 2, 1, 1])
+columns = settings_area("Options").columns([1, 2, 1, 1])
 train_tokens = columns[0].number_input("Training batch (tokens)", 8, 4096, DEFAULTS.train_tokens, key="train_vs_infer_train_tokens")
 prompt = columns[1].text_input("Request prompt", DEFAULTS.prompt, key="train_vs_infer_prompt", max_chars=2000)
 new_tokens = columns[2].number_input("Request's new tokens", 1, 512, DEFAULTS.new_tokens, key="train_vs_infer_new_tokens")
@@ -42,14 +42,13 @@ cards[2].metric("training step: time", fmt_ms(train["time_ms"]), help=f"Forward 
 cards[3].metric("one request: time", fmt_ms(infer["time_ms"]), help=f"{infer['tokens']} tokens read and written, KV cache on.")
 
 st.markdown(explanation("train_vs_infer", "memory"))
-st.plotly_chart(experiment_charts.memory_breakdown_chart(result), config=PLOT_CONFIG, key="train_vs_infer_chart_memory")
+show_chart(experiment_charts.memory_breakdown_chart(result), key="train_vs_infer_chart_memory")
 st.caption(f"Peak memory: {train['memory_method']}.")
 
 here, details = result.details["this_model"], result.details
 st.markdown(explanation("train_vs_infer", "projection"))
 crossing = here["users_to_exceed_training"]
-st.plotly_chart(experiment_charts.projection_chart(result, max_users=max(10, int(crossing * 1.5))), config=PLOT_CONFIG,
-                key="train_vs_infer_chart_projection")
+show_chart(experiment_charts.projection_chart(result, max_users=max(10, int(crossing * 1.5))), key="train_vs_infer_chart_projection")
 st.caption(f"Formula: {details['formula']}.")
 published = pd.DataFrame([
     {"model": m["name"], "parameters (B)": m["parameters"] / 1e9, "KV per user": fmt_bytes(m["kv_bytes_per_user"]),

@@ -163,3 +163,42 @@ def test_a_visitor_prices_a_workload_and_sees_the_cost_follow(served):
     assert monthly.inner_text() != before_monthly
     page.screenshot(path=str(ARTIFACTS / "costs-page.png"), full_page=True)
     page.close()
+
+
+def test_the_html_report_opens_offline_and_draws_its_charts(served, tmp_path):
+    from conftest import make_tiny_model
+    from engine import GenerationSettings, run_trace
+    from engine.report import render_report
+
+    tiny = make_tiny_model()
+    runs = [run_trace(tiny, prompt, settings=GenerationSettings(max_new_tokens=16, stop_at_eos=False)) for prompt in ("soup", "bread")]
+    report = tmp_path / "report.html"
+    report.write_text(render_report(runs, title="Two runs"), encoding="utf-8")
+    context = served[2].new_context(offline=True)  # no network at all: everything must be inside the file
+    page = context.new_page()
+    page.goto(report.as_uri())
+    page.locator(".js-plotly-plot .main-svg").nth(3).wait_for(timeout=30_000)
+    assert page.locator(".js-plotly-plot").count() == 4
+    assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 8  # two runs on each of the four charts
+    assert "Two runs" in page.title()
+    page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+    context.close()
+
+
+def test_the_runs_page_imports_a_trace_and_refuses_a_broken_one(served, tmp_path):
+    url, _, browser = served
+    from engine.store import REFERENCE_DIR
+
+    good = sorted(REFERENCE_DIR.glob("*.json"))[0]
+    broken = tmp_path / "broken.json"
+    broken.write_text(good.read_text()[:5000])  # truncated mid-file
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(url.rstrip("/") + "/runs")
+    page.get_by_text("Import a trace or result (JSON)").click()
+    page.locator("input[type=file]").set_input_files(str(broken))
+    page.get_by_text("broken.json was not imported").wait_for(timeout=30_000)
+    assert page.get_by_text("is not valid JSON").count()
+    page.locator("input[type=file]").set_input_files(str(good))
+    page.get_by_text(f"Imported {good.name}").wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "runs-page.png"), full_page=True)
+    page.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine import TokenRecord
+from engine.records import TokenRecord
 
 PREFILL_COLOR = "#E4572E"  # orange: reading the order
 DECODE_COLOR = "#2E86AB"  # blue: cooking one dish at a time
@@ -121,3 +121,26 @@ def budget_chart(total_ms: float, ttft_ms: float) -> dict:
         annotations=[{"x": limit_s, "y": 1, "yref": "paper", "text": "10 s: people give up", "showarrow": False,
                       "xanchor": "right", "yanchor": "bottom", "font": {"color": LIMIT_COLOR}}],
     )
+
+
+RUN_COLORS = ["#2E86AB", "#E4572E", "#6A4C93", "#2A9D8F", "#F4A259", "#8E44AD", "#6C757D", "#C0392B"]
+OVERLAYS = (("Latency of every token", "latency"), ("Tokens over time", "tokens"), ("KV cache", "kv"), ("Memory", "memory"))
+
+
+def overlay_chart(traces: Sequence, names: Sequence[str], *, metric: str) -> dict:
+    """Several runs on one chart: per-token latency, tokens over time, KV-cache bytes or memory."""
+    axes = {
+        "latency": ("token (step)", "latency (ms)", lambda r: r.step, lambda r: round(r.latency_ms, 3)),
+        "tokens": ("time since the request started (s)", "tokens generated", lambda r: round(r.t_ms / 1000, 4), lambda r: r.step + 1),
+        "kv": ("token (step)", "KV cache (MB)", lambda r: r.step, lambda r: r.kv_cache_bytes / 1e6),
+        "memory": ("time since the request started (s)", "memory (MB)", lambda r: round(r.t_ms / 1000, 4), lambda r: round(r.memory_bytes / 1e6, 2)),
+    }
+    x_title, y_title, x_of, y_of = axes[metric]
+    lines = [
+        {"type": "scatter", "mode": "lines", "name": name, "line": {"color": RUN_COLORS[index % len(RUN_COLORS)]},
+         "x": [x_of(r) for r in trace.events], "y": [y_of(r) for r in trace.events],
+         "hovertemplate": f"{name[:40]}<br>%{{x}}: %{{y:,.2f}}<extra></extra>"}
+        for index, (trace, name) in enumerate(zip(traces, names, strict=True))
+    ]
+    extra = {"yaxis": axis(y_title, rangemode="tozero")} if metric in ("memory", "kv") else {}
+    return figure(lines, x_title=x_title, y_title=y_title, legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0}, height=360, **extra)

@@ -1,0 +1,104 @@
+"""Side-by-side summaries and a self-contained HTML report (plotly embedded: it opens offline in any browser).
+
+    python -m engine report RUN.json [MORE.json ...] --out report.html
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime, timezone
+
+from engine import figures
+from engine.experiments.result import ExperimentResult
+from engine.trace import Trace
+from engine.units import fmt_bytes, fmt_ms
+
+SUMMARY_METRICS = (  # (label, summary field, format, lower is better)
+    ("time to first token", "ttft_ms", fmt_ms, True),
+    ("inter-token latency p50", "itl_p50_ms", fmt_ms, True),
+    ("inter-token latency p90", "itl_p90_ms", fmt_ms, True),
+    ("decode tokens/s", "decode_tokens_per_s", lambda v: f"{v:,.1f}" if v is not None else "n/a", False),
+    ("prefill tokens/s", "prefill_tokens_per_s", lambda v: f"{v:,.0f}" if v is not None else "n/a", False),
+    ("total time", "total_ms", fmt_ms, True),
+    ("new tokens", "new_tokens", lambda v: f"{v:,}", None),
+    ("peak memory", "peak_memory_bytes", fmt_bytes, True),
+)
+
+
+def run_name(trace: Trace) -> str:
+    """A short name for a trace in a comparison: model, dtype, device, date."""
+    model = trace.model
+    return f"{model['name']} · {model['dtype']} · {model['device']} · {trace.created_at[:16].replace('T', ' ')}"
+
+
+def compare_summaries(traces: list[Trace]) -> list[dict]:
+    """One row per headline figure: each run's value and its ratio to the first run's."""
+    rows = []
+    for label, field, fmt, _ in SUMMARY_METRICS:
+        values = [getattr(trace.summary, field) for trace in traces]
+        row = {"figure": label}
+        for index, value in enumerate(values):
+            row[f"run {index + 1}"] = fmt(value)
+            if index:
+                row[f"run {index + 1} ÷ run 1"] = f"{value / values[0]:.2f}x" if value is not None and values[0] else "n/a"
+        rows.append(row)
+    return rows
+
+
+def table_html(rows: list[dict]) -> str:
+    """A plain HTML table from a list of flat dicts."""
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(str(key))}</th>" for key in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(format_cell(value))}</td>" for value in row.values()) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def format_cell(value: object) -> str:
+    """A table cell: floats with 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def trace_figures(traces: list[Trace], names: list[str]) -> list[tuple[str, dict]]:
+    """The charts of one trace, or the overlays of several."""
+    if len(traces) == 1:
+        trace = traces[0]
+        records = list(trace.events)
+        return [
+            ("Latency of every token", figures.latency_chart(records)),
+            ("Tokens over time", figures.tokens_over_time_chart(records)),
+            ("KV cache", figures.kv_cache_chart(records, kv_bytes_per_token=trace.model["kv_bytes_per_token"], prompt_tokens=len(trace.prompt["tokens"]),
+                                                kv_cache=bool(trace.settings.get("kv_cache", True)))),
+            ("Memory", figures.memory_chart(records)),
+        ]
+    return [(title, figures.overlay_chart(traces, names, metric=metric)) for title, metric in figures.OVERLAYS]
+
+
+def render_report(runs: list[Trace | ExperimentResult], *, title: str = "Inference Kitchen report") -> str:
+    """One self-contained HTML page for one run or a comparison; plotly.js is embedded once."""
+    import plotly.io
+
+    traces = [run for run in runs if isinstance(run, Trace)]
+    results = [run for run in runs if isinstance(run, ExperimentResult)]
+    names = [f"run {index + 1}: {run_name(trace)}" for index, trace in enumerate(traces)]
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             f"<p class='meta'>Made {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by Inference Kitchen from {len(runs)} recorded run(s).</p>"]
+    for name, trace in zip(names, traces, strict=True):
+        hardware = trace.hardware.get("gpu") or trace.hardware.get("cpu", "?")
+        parts.append(f"<h2>{html.escape(name)}</h2><p>{html.escape(trace.model['name'])}, {html.escape(trace.model['dtype'])} on "
+                     f"{html.escape(trace.model['device'])} ({html.escape(str(hardware))}), engine {html.escape(str(trace.versions.get('engine')))}</p>"
+                     f"<p><b>Prompt:</b> {html.escape(trace.prompt['text'])}</p><p><b>Answer:</b> {html.escape(trace.answer)}</p>")
+    if traces:
+        parts.append("<h2>Summary</h2>" + table_html(compare_summaries(traces)))
+        first = True
+        for chart_title, spec in trace_figures(traces, names):
+            chart = plotly.io.to_html(spec, full_html=False, include_plotlyjs=first, config={"displaylogo": False})
+            parts.append(f"<h3>{html.escape(chart_title)}</h3><div class='chart'>{chart}</div>")
+            first = False
+    for result in results:
+        parts.append(f"<h2>Experiment: {html.escape(result.experiment)} ({html.escape(result.created_at[:16])})</h2>"
+                     f"<p class='finding'>{html.escape(result.finding)}</p>" + table_html([dict(row) for row in result.rows[:200]]))
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#102A43}table{border-collapse:collapse;margin:1em 0}"
+             "td,th{border:1px solid #D9E2EC;padding:.3em .6em;text-align:right}th{background:#F0F4F8}.meta{color:#627D98}"
+             ".finding{background:#E3F9E5;padding:.8em;border-radius:6px}")
+    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>"

@@ -1,0 +1,192 @@
+"""The run store: every saved trace and experiment result, listed fast, labelled, deleted, imported.
+
+Runs live as one JSON file each under the data folder (traces/ and experiments/, where the engine already
+writes them). `index.json` beside them caches each file's listing (kind, when, model, headline numbers) keyed
+by name, size and modification time, so listing does not parse every file again; it is only a cache and is
+rebuilt from the files when missing or stale. Labels live in `labels.json`. Both are written atomically; a
+file that does not parse is reported and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from engine.errors import TraceFormatError
+from engine.experiments.result import ExperimentResult, check_result_dict, default_result_path
+from engine.trace import MAX_TRACE_FILE_BYTES, Trace, check_trace_dict, data_dir, default_trace_path, parse_json, read_json, write_json_atomic
+
+FOLDERS = ("traces", "experiments")
+INDEX_VERSION = 1
+REFERENCE_DIR = Path(__file__).resolve().parent.parent / "assets" / "traces"  # shipped traces, read-only
+REFERENCE = "reference"  # their prefix in a run's relative path
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunEntry:
+    """One run as listed: where it is, what it is, and its headline numbers."""
+
+    path: str  # relative to the store root, e.g. "traces/trace-20261126-101500-123456.json"
+    kind: str  # "trace" or "experiment"
+    name: str  # "trace" or the experiment's name
+    created_at: str
+    model: str
+    device: str
+    dtype: str
+    hardware: str
+    prompt_start: str  # a trace's prompt, cut short; an experiment's finding, cut short
+    headline: dict  # a few numbers: tokens, TTFT, ITL p50, decode tokens/s, total ms (traces)
+    size: int
+    mtime_ns: int
+    label: str = ""
+
+
+def entry_for(relative: str, data: dict, *, size: int, mtime_ns: int) -> RunEntry:
+    """The listing of one parsed, checked run file."""
+    model, hardware = data["model"], data["hardware"]
+    common = {
+        "path": relative, "created_at": data["created_at"], "model": str(model.get("name")), "device": str(model.get("device")),
+        "dtype": str(model.get("dtype")), "hardware": str(hardware.get("gpu") or hardware.get("cpu") or "?"), "size": size, "mtime_ns": mtime_ns,
+    }
+    if data.get("kind", "trace") == "trace":
+        summary = data["summary"]
+        return RunEntry(kind="trace", name="trace", prompt_start=data["prompt"]["text"][:80], **common, headline={
+            "tokens": summary["new_tokens"], "ttft_ms": summary["ttft_ms"], "itl_p50_ms": summary["itl_p50_ms"],
+            "decode_tokens_per_s": summary["decode_tokens_per_s"], "total_ms": summary["total_ms"],
+        })
+    return RunEntry(kind="experiment", name=data["experiment"], prompt_start=data["finding"][:80], headline={"rows": len(data["rows"])}, **common)
+
+
+def check_run_dict(data: object) -> None:
+    """Check a parsed JSON value as a trace or an experiment result; TraceFormatError names what is wrong."""
+    if isinstance(data, dict) and data.get("kind") == "experiment":
+        check_result_dict(data)
+    else:
+        check_trace_dict(data)
+
+
+def load_run(path: str | os.PathLike) -> Trace | ExperimentResult:
+    """Read one run file: a Trace or an ExperimentResult."""
+    data = read_json(path)
+    if isinstance(data, dict) and data.get("kind") == "experiment":
+        return ExperimentResult.from_dict(data)
+    return Trace.from_dict(data)
+
+
+class RunStore:
+    """The runs under one data folder (default: the engine's data folder, $INFERENCE_KITCHEN_DATA)."""
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = Path(root) if root is not None else data_dir()
+        self.index_path, self.labels_path = self.root / "index.json", self.root / "labels.json"
+
+    def _read_small(self, path: Path) -> dict:
+        try:
+            data = read_json(path)
+            return data if isinstance(data, dict) else {}
+        except TraceFormatError:
+            return {}  # a damaged cache or label file is rebuilt, never fatal
+
+    def labels(self) -> dict[str, str]:
+        """Each labelled run's label, by relative path."""
+        return {key: value for key, value in self._read_small(self.labels_path).items() if isinstance(value, str)}
+
+    def list(self) -> tuple[list[RunEntry], list[str]]:
+        """Every readable run, newest first, and one sentence per file that could not be read."""
+        cached = self._read_small(self.index_path)
+        cached = cached.get("entries", {}) if cached.get("version") == INDEX_VERSION else {}
+        labels = self.labels()
+        entries, problems, fresh = [], [], {}
+        for folder in FOLDERS:
+            directory = self.root / folder
+            for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+                relative = f"{folder}/{path.name}"
+                stat = path.stat()
+                known = cached.get(relative)
+                if known and known.get("size") == stat.st_size and known.get("mtime_ns") == stat.st_mtime_ns:
+                    entry = RunEntry(**{**known, "label": ""})
+                else:
+                    try:
+                        data = read_json(path)
+                        check_run_dict(data)
+                        entry = entry_for(relative, data, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+                    except TraceFormatError as err:
+                        problems.append(f"{relative}: {err}")
+                        continue
+                fresh[relative] = {key: value for key, value in asdict(entry).items() if key != "label"}
+                entries.append(RunEntry(**{**asdict(entry), "label": labels.get(relative, "")}))
+        if fresh != cached:
+            try:
+                write_json_atomic(self.index_path, {"version": INDEX_VERSION, "entries": fresh})
+            except OSError:
+                pass  # a read-only store still lists
+        entries.sort(key=lambda entry: (entry.created_at, entry.path), reverse=True)
+        return entries, problems
+
+    def path_of(self, relative: str) -> Path:
+        """The file of a run (a shipped reference trace too), refusing anything outside the store's folders."""
+        folder, _, name = relative.partition("/")
+        if folder not in (*FOLDERS, REFERENCE) or not name or "/" in name or "\\" in name or name.startswith("."):
+            raise TraceFormatError(f"{relative!r} is not a run in this store")
+        return (REFERENCE_DIR if folder == REFERENCE else self.root / folder) / name
+
+    def references(self) -> list[RunEntry]:
+        """The reference traces shipped in assets/traces (read-only: they cannot be labelled or deleted)."""
+        entries = []
+        for path in sorted(REFERENCE_DIR.glob("*.json")):
+            try:
+                data = read_json(path)
+                check_run_dict(data)
+            except TraceFormatError:
+                continue
+            stat = path.stat()
+            entry = entry_for(f"{REFERENCE}/{path.name}", data, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+            entries.append(RunEntry(**{**asdict(entry), "label": f"reference: {data.get('reference_note', path.stem)}"[:120]}))
+        return entries
+
+    def _writable(self, relative: str) -> Path:
+        path = self.path_of(relative)
+        if relative.startswith(f"{REFERENCE}/"):
+            raise TraceFormatError("reference traces ship with Inference Kitchen and cannot be changed; import a copy to label it")
+        return path
+
+    def open(self, relative: str) -> Trace | ExperimentResult:
+        """Load one listed run."""
+        return load_run(self.path_of(relative))
+
+    def set_label(self, relative: str, label: str) -> None:
+        """Give a run a label (an empty label removes it)."""
+        self._writable(relative)
+        labels = self.labels()
+        if label.strip():
+            labels[relative] = label.strip()[:120]
+        else:
+            labels.pop(relative, None)
+        write_json_atomic(self.labels_path, labels)
+
+    def delete(self, relative: str) -> None:
+        """Delete a run's file and its label."""
+        self._writable(relative).unlink(missing_ok=True)
+        labels = self.labels()
+        if labels.pop(relative, None) is not None:
+            write_json_atomic(self.labels_path, labels)
+
+    def import_bytes(self, raw: bytes, *, filename: str) -> str:
+        """Check an uploaded file completely, then save it as a new run; returns its relative path.
+
+        Nothing is written unless the whole file is a valid trace or result (size, UTF-8, JSON, contract).
+        """
+        if len(raw) > MAX_TRACE_FILE_BYTES:
+            raise TraceFormatError(f"{filename} is {len(raw):,} bytes, above the limit of {MAX_TRACE_FILE_BYTES:,}")
+        data = parse_json(raw, name=filename)
+        check_run_dict(data)
+        if data.get("kind") == "experiment":
+            target = default_result_path(data["experiment"])
+        else:
+            target = default_trace_path()
+        target = self.root / target.parent.name / target.name
+        write_json_atomic(target, data)
+        relative = f"{target.parent.name}/{target.name}"
+        self.set_label(relative, f"imported from {Path(filename).name}"[:120])
+        return relative
