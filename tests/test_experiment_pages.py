@@ -88,3 +88,17 @@ def test_a_presenter_runs_an_experiment_and_gets_a_finding():
     assert job.saved_to.is_file() and at.selectbox(key="batch_saved").value == str(job.saved_to)
     assert any(job.result.finding in s.value for s in at.success) and "SmolLM2" in job.result.finding + job.result.model["name"]
     assert [row["batch_size"] for row in job.result.rows] == [1, 2]
+
+
+def test_presentation_mode_folds_the_settings_away_and_enlarges_the_charts(tiny_results):
+    import json as json_module
+
+    save_result(tiny_results["batch"], default_result_path("batch"))
+    normal = page_test("batch").run()
+    presenting = page_test("batch")
+    presenting.session_state["sidebar_presentation"] = True
+    presenting.run()
+    assert not presenting.exception
+    assert "Options" in [e.label for e in presenting.expander] and "Options" not in [e.label for e in normal.expander]
+    heights = [json_module.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["height"] for at in (normal, presenting)]
+    assert heights[1] > 1.4 * heights[0]
