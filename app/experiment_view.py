@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.kitchen import ExperimentJob, current_session_id, model_slot
+from app.kitchen import ExperimentJob, current_session_id, model_slot, show_load_progress
 from app.sidebar import current_selection
 from engine import EngineError, TraceFormatError
 from engine.experiments import ExperimentResult, Options, load_result, saved_results
@@ -72,7 +72,7 @@ def run_controls(name: str, options: Options, *, key: str) -> None:
         def live_progress() -> None:
             slot = job.queue
             if job.state == "queued" and slot is not None and slot.state == "loading":
-                st.progress(min(max(slot.progress.fraction, 0.0), 1.0), text=f"Loading {slot.name} first: {slot.progress.message}")
+                show_load_progress(slot, doing="First loading")
             elif job.state == "queued":
                 st.info(f"⏳ Waiting for the kitchen: {slot.ahead_of(job) if slot else 0} ahead of you. The model does one thing at a time.")
             else:

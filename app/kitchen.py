@@ -205,6 +205,11 @@ def model_slot(name: str, device: str, dtype: str) -> ModelSlot:
     return ModelSlot(name, device, dtype)
 
 
+def show_load_progress(slot: ModelSlot, *, doing: str = "Loading") -> None:
+    """The slot's real loading progress as a bar (e.g. 'Loading SmolLM2-135M-Instruct first: …')."""
+    st.progress(min(max(slot.progress.fraction, 0.0), 1.0), text=f"{doing} {slot.name}: {slot.progress.message}")
+
+
 def require_ready_model(selection) -> ModelSlot:
     """The selected model's slot once it is ready; meanwhile show real loading progress (or the error) and stop."""
     slot = model_slot(selection.model, selection.device, selection.dtype)
@@ -225,7 +230,7 @@ def require_ready_model(selection) -> ModelSlot:
 
     @st.fragment(run_every=0.5)
     def loading_progress() -> None:
-        st.progress(min(max(slot.progress.fraction, 0.0), 1.0), text=f"Loading {slot.name}: {slot.progress.message}")
+        show_load_progress(slot)
         if slot.state != "loading":
             st.rerun()
 

@@ -13,15 +13,15 @@ from engine.experiments.result import ExperimentResult
 from engine.trace import Trace
 from engine.units import fmt_bytes, fmt_ms
 
-SUMMARY_METRICS = (  # (label, summary field, format, lower is better)
-    ("time to first token", "ttft_ms", fmt_ms, True),
-    ("inter-token latency p50", "itl_p50_ms", fmt_ms, True),
-    ("inter-token latency p90", "itl_p90_ms", fmt_ms, True),
-    ("decode tokens/s", "decode_tokens_per_s", lambda v: f"{v:,.1f}" if v is not None else "n/a", False),
-    ("prefill tokens/s", "prefill_tokens_per_s", lambda v: f"{v:,.0f}" if v is not None else "n/a", False),
-    ("total time", "total_ms", fmt_ms, True),
-    ("new tokens", "new_tokens", lambda v: f"{v:,}", None),
-    ("peak memory", "peak_memory_bytes", fmt_bytes, True),
+SUMMARY_METRICS = (  # (label, summary field, format)
+    ("time to first token", "ttft_ms", fmt_ms),
+    ("inter-token latency p50", "itl_p50_ms", fmt_ms),
+    ("inter-token latency p90", "itl_p90_ms", fmt_ms),
+    ("decode tokens/s", "decode_tokens_per_s", lambda v: f"{v:,.1f}" if v is not None else "n/a"),
+    ("prefill tokens/s", "prefill_tokens_per_s", lambda v: f"{v:,.0f}" if v is not None else "n/a"),
+    ("total time", "total_ms", fmt_ms),
+    ("new tokens", "new_tokens", lambda v: f"{v:,}"),
+    ("peak memory", "peak_memory_bytes", fmt_bytes),
 )
 
 
@@ -34,7 +34,7 @@ def run_name(trace: Trace) -> str:
 def compare_summaries(traces: list[Trace]) -> list[dict]:
     """One row per headline figure: each run's value and its ratio to the first run's."""
     rows = []
-    for label, field, fmt, _ in SUMMARY_METRICS:
+    for label, field, fmt in SUMMARY_METRICS:
         values = [getattr(trace.summary, field) for trace in traces]
         row = {"figure": label}
         for index, value in enumerate(values):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.experiment_view import latest_result, run_controls
-from app.kitchen import GenerationJob, current_session_id, model_slot
+from app.kitchen import GenerationJob, current_session_id, model_slot, show_load_progress
 from app.sidebar import current_selection
 from app.site import link
 from app.text import explanation
@@ -40,7 +40,7 @@ def cook_button() -> None:
         def cooking() -> None:
             slot = job.queue
             if job.state == "queued" and slot is not None and slot.state == "loading":
-                st.progress(min(max(slot.progress.fraction, 0.0), 1.0), text=f"Loading {slot.name} first: {slot.progress.message}")
+                show_load_progress(slot, doing="First loading")
             else:
                 st.progress(min(len(job.records) / job.settings.max_new_tokens, 1.0), text=f"Cooking “{COOK_PROMPT}”: {len(job.records)} tokens")
             if not job.active:
@@ -121,7 +121,7 @@ else:
 
     @st.fragment(run_every=0.5)
     def waiting_for_tokenizer() -> None:
-        st.progress(min(max(slot.progress.fraction, 0.0), 1.0), text=f"Loading {slot.name}'s tokenizer: {slot.progress.message}")
+        show_load_progress(slot, doing="Loading the tokenizer of")
         if slot.state != "loading":
             st.rerun()
 
