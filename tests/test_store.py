@@ -191,7 +191,8 @@ def test_replay_in_real_time_keeps_the_recorded_rhythm(tiny_runs):
     assert records_until(trace, 0.0, speed=1.0) == [] or records_until(trace, 0.0, speed=1.0)[0].t_ms == 0
     assert records_until(trace, 10**6, speed=1.0) == list(trace.events)
     middle = trace.events[len(trace.events) // 2]
-    assert records_until(trace, middle.t_ms / 1000 / 2, speed=2.0)[-1] == middle
+    at_middle = records_until(trace, middle.t_ms / 1000 / 2 + 1e-9, speed=2.0)  # (1e-9 s: float rounding of the division)
+    assert at_middle[-1] == middle and len(at_middle) == len(trace.events) // 2 + 1
 
 
 def test_a_comparison_puts_ratios_beside_the_figures(tiny_runs):
