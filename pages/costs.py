@@ -118,7 +118,7 @@ energy_label = "measured" if energy_measured else "estimate"
 per_joule = costs.tokens_per_joule(tokens_per_s=throughput.decode_tokens_per_s, watts=machine.power_watts.value)
 cards = st.columns(4)
 cards[0].metric("cost per million output tokens", money(plan.output_cost_per_million_tokens))
-cards[1].metric(f"tokens per joule ({energy_label})", f"{per_joule:,.3f}", help="Equal to tokens per second per watt: a watt is a joule per second.")
+cards[1].metric(f"tokens/s per watt = tokens per joule ({energy_label})", f"{per_joule:,.3f}", help="The same number two ways: a watt is a joule per second.")
 cards[2].metric("tokens/s per $/hour", f"{costs.tokens_per_dollar_hour(tokens_per_s=throughput.decode_tokens_per_s, price_per_hour=machine.price_per_hour.value):,.1f}")
 cards[3].metric("one request takes", f"{plan.request_seconds:,.1f} s", delta="meets the target" if plan.meets_target else "misses the target",
                 delta_color="normal" if plan.meets_target else "inverse")

@@ -61,7 +61,7 @@ def test_the_costs_page_works_with_no_results_at_all():
     assert at.radio(key="costs_throughput_source").options == ["typed"]
     numbers = metrics(at)
     assert numbers["cost per million output tokens"] == "$0.4630"  # $0.05/h at the typed 30 tokens/s
-    assert numbers["tokens per joule (estimate)"] == "0.462"  # 30 tokens/s / 65 W
+    assert numbers["tokens/s per watt = tokens per joule (estimate)"] == "0.462"  # 30 tokens/s / 65 W
     assert len(at.get("plotly_chart")) == 2  # prices across hardware at the typed rate, and the article's projection
 
 
