@@ -57,6 +57,8 @@ if choice in (THIS_MACHINE, CUSTOM):
                                     help="What this machine costs you per hour (rent, or purchase spread over its life plus electricity).")
     power = columns[1].number_input("Power draw (W)", 1.0, 20000.0, 65.0, 5.0, key="costs_power",
                                     help="Used where energy cannot be measured: an estimate.")
+# This machine's measured bandwidth and FLOP/s scale a measured throughput to other hardware; its price and
+# power are only shown (and used) when it is the chosen machine, so the placeholders below never reach the page.
 here = costs.this_machine(price_per_hour=price if choice == THIS_MACHINE else 0.05, power_watts=power if choice == THIS_MACHINE else 65.0,
                           roofline=roofline, energy=energy)
 if choice == THIS_MACHINE:
@@ -153,7 +155,8 @@ st.caption(f"Power figure used above: {machine.power_watts.value:,.0f} W — {ma
 
 # ---- charts -------------------------------------------------------------------------------------------------------
 st.header("6. Across hardware, across batch sizes")
-machines = [here, *presets()]
+# This machine joins the comparison only when its price per hour is on screen (typed above), never a hidden default.
+machines = [here, *presets()] if choice == THIS_MACHINE else list(presets())
 names, values, labels = [], [], []
 for candidate in machines:
     base = measured.get(source) if source != "typed" else throughput
