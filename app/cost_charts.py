@@ -11,9 +11,21 @@ def cost_across_hardware_chart(names: list[str], costs: list[float], labels: lis
     """Cost per million output tokens on each machine; the chosen one highlighted."""
     colors = [PREFILL_COLOR if name == chosen else DECODE_COLOR for name in names]
     return figure(
-        [{"type": "bar", "x": names, "y": costs, "text": labels, "textposition": "outside", "marker": {"color": colors},
-          "hovertemplate": "%{x}: $%{y:,.3f} per million tokens<extra></extra>"}],
-        x_title="", y_title="$ per million output tokens", showlegend=False, height=380,
+        [
+            {
+                "type": "bar",
+                "x": names,
+                "y": costs,
+                "text": labels,
+                "textposition": "outside",
+                "marker": {"color": colors},
+                "hovertemplate": "%{x}: $%{y:,.3f} per million tokens<extra></extra>",
+            }
+        ],
+        x_title="",
+        y_title="$ per million output tokens",
+        showlegend=False,
+        height=380,
         yaxis=axis("$ per million output tokens", type="log"),
     )
 
@@ -21,20 +33,45 @@ def cost_across_hardware_chart(names: list[str], costs: list[float], labels: lis
 def cost_by_batch_chart(batch_sizes: list[int], costs: list[float]) -> dict:
     """How the cost per million tokens falls as one machine cooks for more tables at once."""
     return figure(
-        [{"type": "scatter", "mode": "lines+markers", "x": batch_sizes, "y": costs, "line": {"color": DECODE_COLOR},
-          "hovertemplate": "batch %{x}: $%{y:,.3f} per million tokens<extra></extra>", "name": "cost"}],
-        x_title="batch size (users served at once)", y_title="$ per million output tokens", showlegend=False,
-        xaxis=axis("batch size (users served at once)", type="log", tickvals=batch_sizes), yaxis=axis("$ per million output tokens", rangemode="tozero"),
+        [
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "x": batch_sizes,
+                "y": costs,
+                "line": {"color": DECODE_COLOR},
+                "hovertemplate": "batch %{x}: $%{y:,.3f} per million tokens<extra></extra>",
+                "name": "cost",
+            }
+        ],
+        x_title="batch size (users served at once)",
+        y_title="$ per million output tokens",
+        showlegend=False,
+        xaxis=axis("batch size (users served at once)", type="log", tickvals=batch_sizes),
+        yaxis=axis("$ per million output tokens", rangemode="tozero"),
     )
 
 
 def market_chart(market: dict) -> dict:
     """The seed article's cited analyst projection: inference vs training capital spending."""
     return figure(
-        [{"type": "bar", "x": ["training", "inference"], "y": [market["training_capex_usd"] / 1e9, market["inference_capex_usd"] / 1e9],
-          "marker": {"color": [FORMULA_COLOR, ARTICLE_COLOR], "pattern": {"shape": ["/", "/"]}},
-          "text": [f"~${market['training_capex_usd'] / 1e9:,.0f}B", f"~${market['inference_capex_usd'] / 1e9:,.0f}B"], "textposition": "outside",
-          "hovertemplate": "%{x}: ~$%{y:,.0f}B (analyst projection cited by the seed article)<extra></extra>"}],
-        x_title="", y_title=f"capital spending by {market['year']} ($B)", showlegend=False, height=300,
+        [
+            {
+                "type": "bar",
+                "x": ["training", "inference"],
+                "y": [market["training_capex_usd"] / 1e9, market["inference_capex_usd"] / 1e9],
+                "marker": {"color": [FORMULA_COLOR, ARTICLE_COLOR], "pattern": {"shape": ["/", "/"]}},
+                "text": [
+                    f"~${market['training_capex_usd'] / 1e9:,.0f}B",
+                    f"~${market['inference_capex_usd'] / 1e9:,.0f}B",
+                ],
+                "textposition": "outside",
+                "hovertemplate": "%{x}: ~$%{y:,.0f}B (analyst projection cited by the seed article)<extra></extra>",
+            }
+        ],
+        x_title="",
+        y_title=f"capital spending by {market['year']} ($B)",
+        showlegend=False,
+        height=300,
         title={"text": "Analyst projection cited by the seed article — not measured here", "font": {"size": 13}},
     )

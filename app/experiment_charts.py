@@ -16,10 +16,27 @@ PART_COLORS = {  # where memory goes, in stacking order
 }
 
 
-def line(name: str, x: list, y: list, *, color: str, hover: str, dash: str | None = None, y_axis: str | None = None, markers: bool = True) -> dict:
+def line(
+    name: str,
+    x: list,
+    y: list,
+    *,
+    color: str,
+    hover: str,
+    dash: str | None = None,
+    y_axis: str | None = None,
+    markers: bool = True,
+) -> dict:
     """One line trace (with a marker per measured point unless `markers` is off, e.g. for a formula curve)."""
-    spec = {"type": "scatter", "mode": "lines+markers" if markers else "lines", "name": name, "x": x, "y": y,
-            "line": {"color": color, **({"dash": dash} if dash else {})}, "hovertemplate": hover + "<extra></extra>"}
+    spec = {
+        "type": "scatter",
+        "mode": "lines+markers" if markers else "lines",
+        "name": name,
+        "x": x,
+        "y": y,
+        "line": {"color": color, **({"dash": dash} if dash else {})},
+        "hovertemplate": hover + "<extra></extra>",
+    }
     return {**spec, "yaxis": y_axis} if y_axis else spec
 
 
@@ -28,12 +45,24 @@ def prefill_speed_chart(result: ExperimentResult) -> dict:
     lengths = result.column("prompt_tokens")
     return figure(
         [
-            line("prefill: reading the order", lengths, result.column("prefill_tokens_per_s"), color=PREFILL_COLOR,
-                 hover="%{x} prompt tokens: %{y:,.0f} tokens/s"),
-            line("decode: cooking one token at a time", lengths, result.column("decode_tokens_per_s"), color=DECODE_COLOR,
-                 hover="after %{x} prompt tokens: %{y:,.1f} tokens/s"),
+            line(
+                "prefill: reading the order",
+                lengths,
+                result.column("prefill_tokens_per_s"),
+                color=PREFILL_COLOR,
+                hover="%{x} prompt tokens: %{y:,.0f} tokens/s",
+            ),
+            line(
+                "decode: cooking one token at a time",
+                lengths,
+                result.column("decode_tokens_per_s"),
+                color=DECODE_COLOR,
+                hover="after %{x} prompt tokens: %{y:,.1f} tokens/s",
+            ),
         ],
-        x_title="prompt length (tokens)", y_title="tokens per second", xaxis=axis("prompt length (tokens)", type="log"),
+        x_title="prompt length (tokens)",
+        y_title="tokens per second",
+        xaxis=axis("prompt length (tokens)", type="log"),
         yaxis=axis("tokens per second", type="log"),
     )
 
@@ -43,22 +72,51 @@ def prefill_time_chart(result: ExperimentResult) -> dict:
     lengths = result.column("prompt_tokens")
     return figure(
         [
-            {"type": "bar", "name": "prefill (whole prompt)", "x": [str(n) for n in lengths], "y": result.column("prefill_ms"),
-             "marker": {"color": PREFILL_COLOR}, "hovertemplate": "%{x} tokens read in %{y:,.0f} ms<extra></extra>"},
-            {"type": "bar", "name": "one decode step after it", "x": [str(n) for n in lengths], "y": result.column("itl_ms"),
-             "marker": {"color": DECODE_COLOR}, "hovertemplate": "one token after %{x}: %{y:,.1f} ms<extra></extra>"},
+            {
+                "type": "bar",
+                "name": "prefill (whole prompt)",
+                "x": [str(n) for n in lengths],
+                "y": result.column("prefill_ms"),
+                "marker": {"color": PREFILL_COLOR},
+                "hovertemplate": "%{x} tokens read in %{y:,.0f} ms<extra></extra>",
+            },
+            {
+                "type": "bar",
+                "name": "one decode step after it",
+                "x": [str(n) for n in lengths],
+                "y": result.column("itl_ms"),
+                "marker": {"color": DECODE_COLOR},
+                "hovertemplate": "one token after %{x}: %{y:,.1f} ms<extra></extra>",
+            },
         ],
-        x_title="prompt length (tokens)", y_title="time (ms)", barmode="group",
+        x_title="prompt length (tokens)",
+        y_title="time (ms)",
+        barmode="group",
     )
 
 
 def kv_latency_chart(result: ExperimentResult) -> dict:
     """Per-token latency with and without the cache, against the token's step."""
     traces = []
-    for kv_cache, color, name in ((True, DECODE_COLOR, "with the KV cache"), (False, LIMIT_COLOR, "without (re-reads everything)")):
-        traces.append(line(name, result.column("step", kv_cache=kv_cache), result.column("latency_ms", kv_cache=kv_cache), color=color,
-                           hover="step %{x}: %{y:,.1f} ms"))
-    return figure(traces, x_title="token (step; 0 = prefill)", y_title="latency (ms)", yaxis=axis("latency (ms)", rangemode="tozero"))
+    for kv_cache, color, name in (
+        (True, DECODE_COLOR, "with the KV cache"),
+        (False, LIMIT_COLOR, "without (re-reads everything)"),
+    ):
+        traces.append(
+            line(
+                name,
+                result.column("step", kv_cache=kv_cache),
+                result.column("latency_ms", kv_cache=kv_cache),
+                color=color,
+                hover="step %{x}: %{y:,.1f} ms",
+            )
+        )
+    return figure(
+        traces,
+        x_title="token (step; 0 = prefill)",
+        y_title="latency (ms)",
+        yaxis=axis("latency (ms)", rangemode="tozero"),
+    )
 
 
 def kv_time_chart(result: ExperimentResult) -> dict:
@@ -66,7 +124,15 @@ def kv_time_chart(result: ExperimentResult) -> dict:
     traces = []
     for kv_cache, color, name in ((True, DECODE_COLOR, "with the KV cache"), (False, LIMIT_COLOR, "without")):
         times = [t / 1000 for t in result.column("t_ms", kv_cache=kv_cache)]
-        traces.append(line(name, times, [s + 1 for s in result.column("step", kv_cache=kv_cache)], color=color, hover="%{x:.1f} s: %{y} tokens"))
+        traces.append(
+            line(
+                name,
+                times,
+                [s + 1 for s in result.column("step", kv_cache=kv_cache)],
+                color=color,
+                hover="%{x:.1f} s: %{y} tokens",
+            )
+        )
     return figure(traces, x_title="time since the request started (s)", y_title="tokens generated")
 
 
@@ -75,14 +141,34 @@ def batch_chart(result: ExperimentResult) -> dict:
     sizes = result.column("batch_size")
     return figure(
         [
-            line("all users together (tokens/s)", sizes, result.column("tokens_per_s"), color=DECODE_COLOR, hover="batch %{x}: %{y:,.1f} tokens/s"),
-            line("each user's wait per token (ms)", sizes, result.column("itl_ms"), color=PREFILL_COLOR, dash="dot", y_axis="y2",
-                 hover="batch %{x}: %{y:,.1f} ms between tokens"),
+            line(
+                "all users together (tokens/s)",
+                sizes,
+                result.column("tokens_per_s"),
+                color=DECODE_COLOR,
+                hover="batch %{x}: %{y:,.1f} tokens/s",
+            ),
+            line(
+                "each user's wait per token (ms)",
+                sizes,
+                result.column("itl_ms"),
+                color=PREFILL_COLOR,
+                dash="dot",
+                y_axis="y2",
+                hover="batch %{x}: %{y:,.1f} ms between tokens",
+            ),
         ],
-        x_title="batch size (users cooked for at once)", y_title="tokens per second, all users",
+        x_title="batch size (users cooked for at once)",
+        y_title="tokens per second, all users",
         xaxis=axis("batch size (users cooked for at once)", type="log", tickvals=sizes),
         yaxis=axis("tokens per second, all users", rangemode="tozero"),
-        yaxis2={"title": {"text": "ms between tokens, per user"}, "overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False},
+        yaxis2={
+            "title": {"text": "ms between tokens, per user"},
+            "overlaying": "y",
+            "side": "right",
+            "rangemode": "tozero",
+            "showgrid": False,
+        },
     )
 
 
@@ -91,12 +177,42 @@ def answer_time_chart(result: ExperimentResult, *, budget_s: float) -> dict:
     sizes = [str(n) for n in result.column("batch_size")]
     colors = [DECODE_COLOR if fits else LIMIT_COLOR for fits in result.column("within_budget")]
     return figure(
-        [{"type": "bar", "x": sizes, "y": result.column("answer_s"), "marker": {"color": colors}, "name": "time for one answer",
-          "hovertemplate": "batch %{x}: %{y:,.1f} s per answer<extra></extra>"}],
-        x_title="batch size", y_title="seconds for a whole answer", showlegend=False,
-        shapes=[{"type": "line", "y0": budget_s, "y1": budget_s, "x0": 0, "x1": 1, "xref": "paper", "line": {"color": LIMIT_COLOR, "dash": "dot", "width": 3}}],
-        annotations=[{"y": budget_s, "x": 0, "xref": "paper", "text": f"{budget_s:g} s budget", "showarrow": False, "yanchor": "bottom",
-                      "xanchor": "left", "font": {"color": LIMIT_COLOR}}],
+        [
+            {
+                "type": "bar",
+                "x": sizes,
+                "y": result.column("answer_s"),
+                "marker": {"color": colors},
+                "name": "time for one answer",
+                "hovertemplate": "batch %{x}: %{y:,.1f} s per answer<extra></extra>",
+            }
+        ],
+        x_title="batch size",
+        y_title="seconds for a whole answer",
+        showlegend=False,
+        shapes=[
+            {
+                "type": "line",
+                "y0": budget_s,
+                "y1": budget_s,
+                "x0": 0,
+                "x1": 1,
+                "xref": "paper",
+                "line": {"color": LIMIT_COLOR, "dash": "dot", "width": 3},
+            }
+        ],
+        annotations=[
+            {
+                "y": budget_s,
+                "x": 0,
+                "xref": "paper",
+                "text": f"{budget_s:g} s budget",
+                "showarrow": False,
+                "yanchor": "bottom",
+                "xanchor": "left",
+                "font": {"color": LIMIT_COLOR},
+            }
+        ],
     )
 
 
@@ -109,17 +225,41 @@ def roofline_chart(result: ExperimentResult) -> dict:
     top = max(row["ceiling_tokens_per_s"] for row in result.rows) * 1.15
     return figure(
         [
-            line(f"ceiling: {bandwidth / 1e9:,.1f} GB/s ÷ bytes per token", curve_x, [bandwidth / (mb * 1e6) for mb in curve_x],
-                 color=FORMULA_COLOR, dash="dash", hover="%{x:,.0f} MB per token: at most %{y:,.1f} tokens/s", markers=False),
-            {"type": "scatter", "mode": "markers+text", "name": "measured decode", "x": sizes_mb, "y": result.column("decode_tokens_per_s"),
-             "text": result.column("dtype"), "textposition": "top center", "marker": {"size": 14, "color": DECODE_COLOR},
-             "hovertemplate": "%{text}: %{x:,.0f} MB per token, %{y:,.1f} tokens/s<extra></extra>"},
-            {"type": "scatter", "mode": "markers", "name": "its ceiling", "x": sizes_mb, "y": result.column("ceiling_tokens_per_s"),
-             "marker": {"size": 10, "color": FORMULA_COLOR, "symbol": "line-ew-open", "line": {"width": 3}},
-             "hovertemplate": "ceiling at %{x:,.0f} MB per token: %{y:,.1f} tokens/s<extra></extra>"},
+            line(
+                f"ceiling: {bandwidth / 1e9:,.1f} GB/s ÷ bytes per token",
+                curve_x,
+                [bandwidth / (mb * 1e6) for mb in curve_x],
+                color=FORMULA_COLOR,
+                dash="dash",
+                hover="%{x:,.0f} MB per token: at most %{y:,.1f} tokens/s",
+                markers=False,
+            ),
+            {
+                "type": "scatter",
+                "mode": "markers+text",
+                "name": "measured decode",
+                "x": sizes_mb,
+                "y": result.column("decode_tokens_per_s"),
+                "text": result.column("dtype"),
+                "textposition": "top center",
+                "marker": {"size": 14, "color": DECODE_COLOR},
+                "hovertemplate": "%{text}: %{x:,.0f} MB per token, %{y:,.1f} tokens/s<extra></extra>",
+            },
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": "its ceiling",
+                "x": sizes_mb,
+                "y": result.column("ceiling_tokens_per_s"),
+                "marker": {"size": 10, "color": FORMULA_COLOR, "symbol": "line-ew-open", "line": {"width": 3}},
+                "hovertemplate": "ceiling at %{x:,.0f} MB per token: %{y:,.1f} tokens/s<extra></extra>",
+            },
         ],
-        x_title="bytes read per token (MB)", y_title="decode tokens per second",
-        xaxis=axis("bytes read per token (MB)", rangemode="tozero"), yaxis=axis("decode tokens per second", range=[0, top]), height=380,
+        x_title="bytes read per token (MB)",
+        y_title="decode tokens per second",
+        xaxis=axis("bytes read per token (MB)", rangemode="tozero"),
+        yaxis=axis("decode tokens per second", range=[0, top]),
+        height=380,
     )
 
 
@@ -128,12 +268,27 @@ def utilization_chart(result: ExperimentResult) -> dict:
     dtypes = result.column("dtype")
     return figure(
         [
-            {"type": "bar", "name": "decode: MBU (share of measured bandwidth)", "x": dtypes, "y": result.column("mbu"),
-             "marker": {"color": DECODE_COLOR}, "hovertemplate": "%{x}: MBU %{y:.0%}<extra></extra>"},
-            {"type": "bar", "name": "prefill: MFU (share of measured matmul FLOP/s)", "x": dtypes, "y": result.column("mfu"),
-             "marker": {"color": PREFILL_COLOR}, "hovertemplate": "%{x}: MFU %{y:.0%}<extra></extra>"},
+            {
+                "type": "bar",
+                "name": "decode: MBU (share of measured bandwidth)",
+                "x": dtypes,
+                "y": result.column("mbu"),
+                "marker": {"color": DECODE_COLOR},
+                "hovertemplate": "%{x}: MBU %{y:.0%}<extra></extra>",
+            },
+            {
+                "type": "bar",
+                "name": "prefill: MFU (share of measured matmul FLOP/s)",
+                "x": dtypes,
+                "y": result.column("mfu"),
+                "marker": {"color": PREFILL_COLOR},
+                "hovertemplate": "%{x}: MFU %{y:.0%}<extra></extra>",
+            },
         ],
-        x_title="weight format", y_title="utilization", barmode="group", yaxis=axis("utilization", tickformat=".0%", rangemode="tozero"),
+        x_title="weight format",
+        y_title="utilization",
+        barmode="group",
+        yaxis=axis("utilization", tickformat=".0%", rangemode="tozero"),
     )
 
 
@@ -142,8 +297,14 @@ def memory_breakdown_chart(result: ExperimentResult) -> dict:
     modes = {"infer": "one request (inference)", "train": "one training step"}
     rows = {row["mode"]: row for row in result.rows}
     bars = [
-        {"type": "bar", "name": label, "x": [modes[mode] for mode in modes], "y": [rows[mode][part] / 1e9 for mode in modes],
-         "marker": {"color": color}, "hovertemplate": f"{label}: %{{y:,.3f}} GB<extra></extra>"}
+        {
+            "type": "bar",
+            "name": label,
+            "x": [modes[mode] for mode in modes],
+            "y": [rows[mode][part] / 1e9 for mode in modes],
+            "marker": {"color": color},
+            "hovertemplate": f"{label}: %{{y:,.3f}} GB<extra></extra>",
+        }
         for part, (label, color) in PART_COLORS.items()
     ]
     return figure(bars, x_title="", y_title="peak memory (GB)", barmode="stack", height=380)
@@ -156,13 +317,25 @@ def projection_chart(result: ExperimentResult, *, max_users: int) -> dict:
     serving = [(here["serving_base_bytes"] + n * here["kv_bytes_per_user"]) / 1e9 for n in users]
     return figure(
         [
-            line(f"serving: measured base + N × {here['kv_bytes_per_user'] / 1e6:,.0f} MB of KV cache", users, serving, color=DECODE_COLOR,
-                 hover="%{x} users: %{y:,.2f} GB", markers=False),
-            line("training step (measured peak)", [0, max_users], [here["training_bytes"] / 1e9] * 2, color=TRAIN_COLOR, dash="dash",
-                 hover="training: %{y:,.2f} GB", markers=False),
+            line(
+                f"serving: measured base + N × {here['kv_bytes_per_user'] / 1e6:,.0f} MB of KV cache",
+                users,
+                serving,
+                color=DECODE_COLOR,
+                hover="%{x} users: %{y:,.2f} GB",
+                markers=False,
+            ),
+            line(
+                "training step (measured peak)",
+                [0, max_users],
+                [here["training_bytes"] / 1e9] * 2,
+                color=TRAIN_COLOR,
+                dash="dash",
+                hover="training: %{y:,.2f} GB",
+                markers=False,
+            ),
         ],
-        x_title=f"concurrent users, {result.details['context_tokens']:,} tokens of context each", y_title="memory (GB)",
+        x_title=f"concurrent users, {result.details['context_tokens']:,} tokens of context each",
+        y_title="memory (GB)",
         yaxis=axis("memory (GB)", rangemode="tozero"),
     )
-
-

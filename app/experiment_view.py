@@ -12,8 +12,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.kitchen import ExperimentJob, current_session_id, model_slot, show_load_progress
-from app.sidebar import current_selection
+from app.kitchen import ExperimentJob
+from app.watching import redraw_while, show_waiting, submit_job
 from engine import EngineError, TraceFormatError
 from engine.experiments import ExperimentResult, Options, load_result, saved_results
 from engine.units import fmt_bytes
@@ -43,7 +43,10 @@ def result_label(path: Path, result: ExperimentResult | None) -> str:
         return f"{path.name} (unreadable)"
     model = result.model
     where = result.hardware.get("gpu") or result.hardware.get("cpu", "?")
-    return f"{result.created_at.replace('T', ' ')[:19]} · {model.get('name')} · {model.get('dtype')} on {model.get('device')} ({where})"
+    return (
+        f"{result.created_at.replace('T', ' ')[:19]} · {model.get('name')} · {model.get('dtype')} on "
+        f"{model.get('device')} ({where})"
+    )
 
 
 def run_controls(name: str, options: Options, *, key: str) -> None:
@@ -57,31 +60,19 @@ def run_controls(name: str, options: Options, *, key: str) -> None:
         except EngineError as err:
             st.warning(f"These options cannot run: {err}.")
             st.stop()
-        selection = current_selection()
-        job = ExperimentJob(experiment=name, options=options, session_id=current_session_id())
-        st.session_state[f"{key}_job"] = job
-        model_slot(selection.model, selection.device, selection.dtype).submit(job)
-        st.rerun()
+        submit_job(ExperimentJob(experiment=name, options=options), key=f"{key}_job")
     if columns[1].button("Stop", disabled=not busy, key=f"{key}_stop"):
         job.stop_pressed.set()
     if job is None:
         return
     if job.active:
 
-        @st.fragment(run_every=PROGRESS_REDRAW_SECONDS)
-        def live_progress() -> None:
-            slot = job.queue
-            if job.state == "queued" and slot is not None and slot.state == "loading":
-                show_load_progress(slot, doing="First loading")
-            elif job.state == "queued":
-                st.info(f"⏳ Waiting for the kitchen: {slot.ahead_of(job) if slot else 0} ahead of you. The model does one thing at a time.")
-            else:
+        def progress() -> None:
+            if not show_waiting(job):
                 event = job.progress
                 st.progress(event.fraction if event else 0.0, text=f"🔬 {event.message if event else 'Starting'}…")
-            if not job.active:
-                st.rerun()  # one full redraw: the new result, re-enabled buttons
 
-        live_progress()
+        redraw_while(lambda: job.active, progress, every=PROGRESS_REDRAW_SECONDS)
     elif job.state == "failed":
         st.error(f"**This experiment failed.** {job.error}")
     elif job.state == "stopped":
@@ -92,7 +83,12 @@ def chosen_result(name: str, *, key: str) -> ExperimentResult | None:
     """The result to draw: this visitor's latest run, else the newest saved one, or one picked from the saved list."""
     paths = saved_results(name)
     job: ExperimentJob | None = st.session_state.get(f"{key}_job")
-    if job is not None and job.state == "done" and job.saved_to is not None and st.session_state.get(f"{key}_shown_run") is not job:
+    if (
+        job is not None
+        and job.state == "done"
+        and job.saved_to is not None
+        and st.session_state.get(f"{key}_shown_run") is not job
+    ):
         st.session_state[f"{key}_shown_run"] = job  # a new run finished: show it
         st.session_state[f"{key}_saved"] = str(job.saved_to)
     if not paths:
@@ -125,8 +121,10 @@ def result_header(result: ExperimentResult, *, key: str) -> None:
     hardware, model = result.hardware, result.model
     threads = f", {hardware['torch_threads']} CPU thread(s)" if hardware.get("torch_threads") else ""
     st.caption(
-        f"Measured {result.created_at.replace('T', ' ')[:19]} UTC on {hardware.get('gpu') or hardware.get('cpu', '?')}{threads} · "
-        f"{model.get('name')} ({fmt_bytes(model.get('weight_bytes'))} of {model.get('dtype')} weights on {model.get('device')}) · "
+        f"Measured {result.created_at.replace('T', ' ')[:19]} UTC on "
+        f"{hardware.get('gpu') or hardware.get('cpu', '?')}{threads} · "
+        f"{model.get('name')} ({fmt_bytes(model.get('weight_bytes'))} of {model.get('dtype')} weights on "
+        f"{model.get('device')}) · "
         f"options: {', '.join(f'{k}={v}' for k, v in result.settings.items())}"
     )
     st.download_button(

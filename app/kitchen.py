@@ -9,6 +9,7 @@ tokens when its Stop button is pressed or its browser session is gone (a closed 
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import weakref
@@ -24,6 +25,15 @@ from engine.experiments import ExperimentProgress, ExperimentResult, Options, de
 from engine.loading import ModelFacts
 from engine.trace import default_trace_path, save_trace
 from engine.worker import ModelWorker
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The model, device and dtype a visitor picked (what the shared model slot is keyed by)."""
+
+    model: str
+    device: str
+    dtype: str
 
 
 def dashboard_threads() -> int:
@@ -62,7 +72,7 @@ class Job:
 
     session_id: str | None = None
     state: str = "queued"  # queued -> running -> done | stopped | failed
-    queue: "ModelSlot | None" = None  # set when submitted
+    slot: ModelSlot | None = None  # the slot it was submitted to
     facts: ModelFacts | None = None  # the model that ran it
     saved_to: Path | None = None
     error: str | None = None
@@ -77,6 +87,10 @@ class Job:
         """The engine's cancel flag: Stop was pressed, or the browser tab that asked is gone."""
         return self.stop_pressed.is_set() or not session_alive(self.session_id)
 
+    def fail(self, error: str) -> None:
+        """End the job with a sentence saying why."""
+        self.error, self.state = error, "failed"
+
     def run(self, worker: ModelWorker) -> None:
         """Run on the slot's thread: do the work in the model's process; every failure becomes a message."""
         if self.is_set():
@@ -89,9 +103,9 @@ class Job:
         except GenerationCancelled:
             self.state = "stopped"
         except EngineError as err:
-            self.error, self.state = str(err), "failed"
+            self.fail(str(err))
         except Exception as err:  # noqa: BLE001 - the worker must survive anything one job does
-            self.error, self.state = f"the run failed unexpectedly: {type(err).__name__}: {err}", "failed"
+            self.fail(f"the run failed unexpectedly: {type(err).__name__}: {err}")
 
     def work(self, worker: ModelWorker) -> None:
         """The job's own work (subclasses)."""
@@ -112,7 +126,9 @@ class GenerationJob(Job):
         def accept(request: Request) -> None:
             self.request = request
 
-        self.trace = worker.generate(self.prompt, self.settings, cancel=self, on_request=accept, on_record=self.records.append)
+        self.trace = worker.generate(
+            self.prompt, self.settings, cancel=self, on_request=accept, on_record=self.records.append
+        )
         self.saved_to = save_trace(self.trace, default_trace_path())
 
 
@@ -133,11 +149,15 @@ class ExperimentJob(Job):
         self.saved_to = save_result(self.result, default_result_path(self.experiment))
 
 
-OPEN_SLOTS: "weakref.WeakSet[ModelSlot]" = weakref.WeakSet()  # lets tests and shutdown close every worker
+OPEN_SLOTS: weakref.WeakSet[ModelSlot] = weakref.WeakSet()  # every slot not yet closed, for close_all_slots
 
 
 class ModelSlot:
-    """One model shared by all sessions: loads in the background, then runs queued jobs one at a time."""
+    """One model shared by all sessions: loads in the background, then runs queued jobs one at a time.
+
+    Its thread and worker process live until `close()`: a failed load keeps the slot (to show its error and fail
+    jobs sent to it) until "Try loading again" closes it; the server's exit closes every slot (close_all_slots).
+    """
 
     def __init__(self, name: str, device: str, dtype: str) -> None:
         OPEN_SLOTS.add(self)
@@ -147,31 +167,47 @@ class ModelSlot:
         self.facts: ModelFacts | None = None
         self.tokenizer: object | None = None  # the worker's tokenizer, copied here for the page's tokenizer view
         self.error: str | None = None
-        self._jobs: deque = deque()
+        self.closed = False
+        self._jobs: deque[Job] = deque()
         self._wake = threading.Condition()
-        threading.Thread(target=self._load_then_serve, name=f"kitchen-{name}-{device}-{dtype}", daemon=True).start()
+        self.thread = threading.Thread(
+            target=self._load_then_serve, name=f"kitchen-{name}-{device}-{dtype}", daemon=True
+        )
+        self.thread.start()
 
     @property
     def state(self) -> str:
         """'loading', 'ready' or 'failed'."""
         return "failed" if self.error else "ready" if self.facts is not None else "loading"
 
-    def submit(self, job) -> None:
-        """Queue a job (anything with run(worker) and state); the slot runs jobs in arrival order."""
-        job.queue = self
+    def submit(self, job: Job) -> None:
+        """Queue a job; the slot runs jobs in arrival order (a closed slot fails it at once)."""
+        job.slot = self
         with self._wake:
+            if self.closed:
+                job.fail("this model was unloaded; pick it again in the sidebar")
+                return
             self._jobs.append(job)
             self._wake.notify()
 
-    def ahead_of(self, job) -> int:
+    def ahead_of(self, job: Job) -> int:
         """How many jobs will run before this one (0 when it is running or done)."""
         with self._wake:
             return self._jobs.index(job) if job in self._jobs else 0
 
-    def close(self) -> None:
-        """Stop the model's worker process (the slot is unusable afterwards)."""
+    def close(self, *, timeout_s: float = 10.0) -> None:
+        """Stop the model's worker process and the slot's thread; queued jobs fail, a running one stops."""
+        with self._wake:
+            self.closed = True
+            waiting = list(self._jobs)[1:] if self._jobs and self._jobs[0].state == "running" else list(self._jobs)
+            for job in waiting:
+                job.fail("this model was unloaded before the job ran")
+            self._wake.notify_all()
         if self.worker is not None:
             self.worker.close()
+        if threading.current_thread() is not self.thread:
+            self.thread.join(timeout=timeout_s)
+        OPEN_SLOTS.discard(self)
 
     def _load_then_serve(self) -> None:
         try:
@@ -184,19 +220,31 @@ class ModelSlot:
             self.error = f"could not load model {self.name!r}: {type(err).__name__}: {err}"
         while True:
             with self._wake:
-                while not self._jobs:
+                while not self._jobs and not self.closed:
                     self._wake.wait()
+                if self.closed:
+                    return
                 job = self._jobs[0]
             if self.facts is None or not self.worker.is_alive():
                 self.error = self.error or "the model's worker process has stopped"
-                job.error, job.state = self.error, "failed"
+                job.fail(self.error)
             else:
                 job.run(self.worker)
             with self._wake:
-                self._jobs.popleft()
+                if self._jobs and self._jobs[0] is job:
+                    self._jobs.popleft()
 
     def _on_progress(self, event: LoadProgress) -> None:
         self.progress = event
+
+
+def close_all_slots() -> None:
+    """Close every open slot's worker process and thread (registered to run when the server exits)."""
+    for slot in list(OPEN_SLOTS):
+        slot.close(timeout_s=5)
+
+
+atexit.register(close_all_slots)
 
 
 @st.cache_resource(show_spinner=False)
@@ -205,34 +253,7 @@ def model_slot(name: str, device: str, dtype: str) -> ModelSlot:
     return ModelSlot(name, device, dtype)
 
 
-def show_load_progress(slot: ModelSlot, *, doing: str = "Loading") -> None:
-    """The slot's real loading progress as a bar (e.g. 'Loading SmolLM2-135M-Instruct first: …')."""
-    st.progress(min(max(slot.progress.fraction, 0.0), 1.0), text=f"{doing} {slot.name}: {slot.progress.message}")
-
-
-def require_ready_model(selection) -> ModelSlot:
-    """The selected model's slot once it is ready; meanwhile show real loading progress (or the error) and stop."""
-    slot = model_slot(selection.model, selection.device, selection.dtype)
-    if slot.state == "ready":
-        return slot
-    if slot.state == "failed":
-        st.error(f"**The model could not be loaded.** {slot.error}")
-        st.markdown(
-            "What to do: check the name in the sidebar (a Hugging Face id such as "
-            "`HuggingFaceTB/SmolLM2-135M-Instruct`, or a local folder holding `config.json` and weights); other "
-            "models need the hub to be reachable or to be in the local Hugging Face cache. The bundled default, "
-            "`SmolLM2-135M-Instruct`, always works offline."
-        )
-        if st.button("Try loading again", key="kitchen_retry"):
-            model_slot.clear(selection.model, selection.device, selection.dtype)
-            st.rerun()
-        st.stop()
-
-    @st.fragment(run_every=0.5)
-    def loading_progress() -> None:
-        show_load_progress(slot)
-        if slot.state != "loading":
-            st.rerun()
-
-    loading_progress()
-    st.stop()
+def reload_slot(selection: Selection) -> None:
+    """What "Try loading again" does: close the failed slot (its thread and process); the next visit starts afresh."""
+    model_slot(selection.model, selection.device, selection.dtype).close()
+    model_slot.clear(selection.model, selection.device, selection.dtype)

@@ -1,6 +1,6 @@
 """Inference Kitchen's Streamlit entry: page setup, the sidebar, and the pages (which live in ../pages).
 
-    streamlit run app/main.py      (or simply: make run)
+streamlit run app/main.py      (or simply: make run)
 """
 
 from __future__ import annotations

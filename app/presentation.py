@@ -1,4 +1,4 @@
-"""Presentation mode: a switch (in the sidebar) for projecting on a wall: larger type and charts, settings tucked away."""
+"""Presentation mode: a sidebar switch for projecting on a wall: larger type and charts, settings tucked away."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ CHART_SCALE = 1.45  # chart height and font in presentation mode
 STYLE = """
 <style>
 html, body, [data-testid="stAppViewContainer"] { font-size: 21px; }
-[data-testid="stMainBlockContainer"], .block-container { max-width: 100% !important; padding-left: 2rem; padding-right: 2rem; }
+[data-testid="stMainBlockContainer"], .block-container {
+  max-width: 100% !important; padding-left: 2rem; padding-right: 2rem;
+}
 h1 { font-size: 3.1rem !important; }
 [data-testid="stMetricValue"] { font-size: 2.6rem !important; }
 .ik-chips { font-size: 1.6rem !important; }

@@ -18,24 +18,45 @@ from engine import figures as charts
 from engine.units import fmt_ms, fmt_rate
 
 
-def run_html(records: Sequence[TokenRecord], *, model: dict, kv_cache: bool, summary: Summary, status: str, rich: bool) -> str:
+def run_html(
+    records: Sequence[TokenRecord], *, model: dict, kv_cache: bool, summary: Summary, status: str, rich: bool
+) -> str:
     """Status line, answer chips and headline numbers as one HTML block (one element: cheap to redraw)."""
-    cards = number_cards([
-        ("time to first token", fmt_ms(summary.ttft_ms), "Prefill: reading the whole prompt and producing the first token (vLLM's TTFT)."),
-        ("inter-token p50", fmt_ms(summary.itl_p50_ms), "Median gap between consecutive tokens (vLLM's ITL)."),
-        ("inter-token p90", fmt_ms(summary.itl_p90_ms), "9 in 10 gaps between tokens were at most this long."),
-        ("decode speed", fmt_rate(summary.decode_tokens_per_s), "(tokens - 1) / (total time - time to first token): 1 / vLLM's TPOT."),
-        ("KV bytes per token", f"{model['kv_bytes_per_token']:,} B" if kv_cache else "0 (cache off)",
-         f"2 x {model['layers']} layers x {model['kv_heads']} KV heads x {model['head_dim']} head size x bytes per number."),
-        ("total time", fmt_ms(summary.total_ms), "From the start of the request to the last token."),
-        ("10-second budget used", f"{summary.total_ms / charts.TEN_SECONDS_MS:.0%}",
-         "People give up on an AI that takes longer than about ten seconds to answer (the seed article)."),
-    ])
+    cards = number_cards(
+        [
+            (
+                "time to first token",
+                fmt_ms(summary.ttft_ms),
+                "Prefill: reading the whole prompt and producing the first token (vLLM's TTFT).",
+            ),
+            ("inter-token p50", fmt_ms(summary.itl_p50_ms), "Median gap between consecutive tokens (vLLM's ITL)."),
+            ("inter-token p90", fmt_ms(summary.itl_p90_ms), "9 in 10 gaps between tokens were at most this long."),
+            (
+                "decode speed",
+                fmt_rate(summary.decode_tokens_per_s),
+                "(tokens - 1) / (total time - time to first token): 1 / vLLM's TPOT.",
+            ),
+            (
+                "KV bytes per token",
+                f"{model['kv_bytes_per_token']:,} B" if kv_cache else "0 (cache off)",
+                f"2 x {model['layers']} layers x {model['kv_heads']} KV heads x {model['head_dim']} head "
+                "size x bytes per number.",
+            ),
+            ("total time", fmt_ms(summary.total_ms), "From the start of the request to the last token."),
+            (
+                "10-second budget used",
+                f"{summary.total_ms / charts.TEN_SECONDS_MS:.0%}",
+                "People give up on an AI that takes longer than about ten seconds to answer (the seed article).",
+            ),
+        ]
+    )
     chips = token_chips(records, eos_token_ids=tuple(model.get("eos_token_ids") or ()), rich=rich)
     return f"<div class='ik-status'>{status}</div>{chips}{cards}"
 
 
-def draw_run_charts(records: Sequence[TokenRecord], *, model: dict, kv_cache: bool, prompt_tokens: int, summary: Summary, key: str) -> None:
+def draw_run_charts(
+    records: Sequence[TokenRecord], *, model: dict, kv_cache: bool, prompt_tokens: int, summary: Summary, key: str
+) -> None:
     """The budget bar and the four per-token charts, each with its sentence from assets/explain/live.md."""
     st.markdown(explanation("live", "budget"))
     show_chart(charts.budget_chart(summary.total_ms, summary.ttft_ms), key=f"{key}_chart_budget")
@@ -44,11 +65,19 @@ def draw_run_charts(records: Sequence[TokenRecord], *, model: dict, kv_cache: bo
         st.markdown(explanation("live", "latency"))
         show_chart(charts.latency_chart(records), key=f"{key}_chart_latency")
         st.markdown(explanation("live", "kv"))
-        show_chart(charts.kv_cache_chart(records, kv_bytes_per_token=model["kv_bytes_per_token"], prompt_tokens=prompt_tokens, kv_cache=kv_cache),
-                   key=f"{key}_chart_kv")
+        show_chart(
+            charts.kv_cache_chart(
+                records, kv_bytes_per_token=model["kv_bytes_per_token"], prompt_tokens=prompt_tokens, kv_cache=kv_cache
+            ),
+            key=f"{key}_chart_kv",
+        )
     with right:
         st.markdown(explanation("live", "tokens"))
         show_chart(charts.tokens_over_time_chart(records), key=f"{key}_chart_tokens")
-        memory_kind = "resident memory of the process" if model.get("device", "cpu") == "cpu" else f"memory allocated on {model['device']}"
+        memory_kind = (
+            "resident memory of the process"
+            if model.get("device", "cpu") == "cpu"
+            else f"memory allocated on {model['device']}"
+        )
         st.markdown(explanation("live", "memory", memory_kind=memory_kind))
         show_chart(charts.memory_chart(records), key=f"{key}_chart_memory")

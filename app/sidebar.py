@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import streamlit as st
 import torch
 
-from app.kitchen import dashboard_threads
+from app.kitchen import Selection, dashboard_threads
 from app.presentation import KEY as PRESENTATION_KEY
 from app.presentation import settings_area
 from engine import DEFAULT_MODEL
 from engine.hardware import available_devices, available_dtypes, describe_hardware, dtype_name, pick_dtype
 from engine.units import fmt_bytes
-
-
-@dataclass(frozen=True)
-class Selection:
-    """The model, device and dtype a visitor picked (what the shared model slot is keyed by)."""
-
-    model: str
-    device: str
-    dtype: str
 
 
 def dtype_choices(device: str) -> list[str]:
@@ -46,10 +35,14 @@ def hardware_card(device: str) -> str:
     info = describe_hardware(torch.device(device))
     lines = [
         f"**CPU** {info['cpu']}  \n{info['cpu_cores_physical']} cores / {info['cpu_cores_logical']} threads",
-        f"**Model threads** {dashboard_threads()} (the rest is left for drawing this page, so drawing does not slow the model)",
+        f"**Model threads** {dashboard_threads()} (the rest is left for drawing this page, so drawing does "
+        "not slow the model)",
         f"**Memory** {fmt_bytes(info['memory_total_bytes'])}",
-        f"**GPU** {info['gpu']} ({fmt_bytes(info.get('gpu_memory_total_bytes'))})" if "gpu" in info else "**GPU** none detected",
-        f"**Engine picks** {available_devices()[0]} · {dtype_name(pick_dtype(None, torch.device(available_devices()[0])))}",
+        f"**GPU** {info['gpu']} ({fmt_bytes(info.get('gpu_memory_total_bytes'))})"
+        if "gpu" in info
+        else "**GPU** none detected",
+        f"**Engine picks** {available_devices()[0]} · "
+        f"{dtype_name(pick_dtype(None, torch.device(available_devices()[0])))}",
     ]
     return "  \n".join(lines)
 
@@ -61,7 +54,11 @@ def draw_sidebar() -> Selection:
     if st.session_state.get("sidebar_device") not in devices:
         st.session_state["sidebar_device"] = devices[0]
     with st.sidebar:
-        st.toggle("Presentation mode", key=PRESENTATION_KEY, help="For projecting: larger type and charts, settings folded away.")
+        st.toggle(
+            "Presentation mode",
+            key=PRESENTATION_KEY,
+            help="For projecting: larger type and charts, settings folded away.",
+        )
         st.markdown("### 🍳 The kitchen")
         pickers = settings_area("Model, device and dtype")
         pickers.text_input(
@@ -70,7 +67,9 @@ def draw_sidebar() -> Selection:
             help="The bundled default, a Hugging Face id (e.g. HuggingFaceTB/SmolLM2-360M-Instruct) or a local folder. "
             "Other models load where the hub is reachable or they are in the local Hugging Face cache.",
         )
-        device = pickers.selectbox("Device", devices, key="sidebar_device", help="Only devices this machine has are offered.")
+        device = pickers.selectbox(
+            "Device", devices, key="sidebar_device", help="Only devices this machine has are offered."
+        )
         choices = dtype_choices(device)
         if st.session_state.get("sidebar_dtype") not in choices:
             st.session_state["sidebar_dtype"] = choices[0]

@@ -6,23 +6,21 @@ from pathlib import Path
 
 import streamlit as st
 
+from engine.experiments import EXPERIMENTS
+
 ROOT = Path(__file__).resolve().parent.parent
 
-PAGES = {  # key: (file in pages/, title, icon)
+PAGES = {  # key: (file in pages/, title, icon); the experiments' pages come from the engine's registry
     "live": ("live.py", "Live inference", "🔥"),
     "runs": ("runs.py", "Runs", "🗂️"),
     "restaurant": ("restaurant.py", "The restaurant", "🧑‍🍳"),
     "costs": ("costs.py", "What it costs", "💵"),
-    "prefill": ("prefill.py", "Prefill vs decode", "📖"),
-    "kv-cache": ("kv_cache.py", "The KV cache", "🧂"),
-    "batch": ("batch.py", "Batching", "🍽️"),
-    "roofline": ("roofline.py", "The memory wall", "🧱"),
-    "train-vs-infer": ("train_vs_infer.py", "Training vs inference", "🎓"),
+    **{name: experiment.page for name, experiment in EXPERIMENTS.items() if experiment.page is not None},
 }
 SECTIONS = {
     "Watch it cook": ["live", "runs"],
     "Explained": ["restaurant", "costs"],
-    "Experiments: why it behaves so": ["prefill", "kv-cache", "batch", "roofline", "train-vs-infer"],
+    "Experiments: why it behaves so": [name for name, experiment in EXPERIMENTS.items() if experiment.page is not None],
 }
 
 

@@ -12,7 +12,10 @@ import html
 import math
 from collections.abc import Sequence
 
-from engine import TokenPiece, TokenRecord
+import streamlit as st
+
+from engine import RULE_OF_THUMB_WORDS_PER_TOKEN, TokenPiece, TokenRecord
+from engine.tokens import TextTokens
 
 CHIP_STYLE = """
 <style>
@@ -63,7 +66,9 @@ def token_chips(records: Sequence[TokenRecord], *, eos_token_ids: Sequence[int],
         classes = f"ik-chip ik-{r.phase}" + (" ik-slow" if r.phase == "decode" and r.latency_ms > slow_ms else "")
         if not rich:
             alternatives = "\n".join(f"  {alt.token!r} {alt.prob:.1%}" for alt in r.top)
-            title = html.escape(f"step {r.step} · {r.phase} · {r.latency_ms:.1f} ms\nmost likely:\n{alternatives}", quote=True)
+            title = html.escape(
+                f"step {r.step} · {r.phase} · {r.latency_ms:.1f} ms\nmost likely:\n{alternatives}", quote=True
+            )
             chips.append(f"<span class='{classes}' title='{title}'>{label}</span>")
             continue
         tip = (
@@ -77,11 +82,16 @@ def token_chips(records: Sequence[TokenRecord], *, eos_token_ids: Sequence[int],
 
 def number_cards(cards: Sequence[tuple[str, str, str]]) -> str:
     """Headline numbers as cards: (label, value, explanation shown on hovering the label)."""
-    return "<div class='ik-cards'>" + "".join(
-        f"<div class='ik-card'><div class='ik-label' title='{html.escape(help_text, quote=True)}'>{html.escape(label)}</div>"
-        f"<div class='ik-value'>{html.escape(value)}</div></div>"
-        for label, value, help_text in cards
-    ) + "</div>"
+    return (
+        "<div class='ik-cards'>"
+        + "".join(
+            "<div class='ik-card'><div class='ik-label' "
+            f"title='{html.escape(help_text, quote=True)}'>{html.escape(label)}</div>"
+            f"<div class='ik-value'>{html.escape(value)}</div></div>"
+            for label, value, help_text in cards
+        )
+        + "</div>"
+    )
 
 
 def tokenizer_pieces(pieces: Sequence[TokenPiece]) -> str:
@@ -92,3 +102,17 @@ def tokenizer_pieces(pieces: Sequence[TokenPiece]) -> str:
         for i, p in enumerate(pieces)
     ]
     return f"<div class='ik-pieces'>{''.join(spans)}</div>"
+
+
+def token_count_metrics(tokens: TextTokens) -> None:
+    """Three metrics: tokens in the text, words per token measured with the model's tokenizer, the rule of thumb."""
+    ratio = tokens.words_per_token
+    columns = st.columns(3)
+    columns[0].metric("tokens in your text", f"{tokens.count:,}")
+    columns[1].metric("words per token, measured", f"{ratio:.2f}" if ratio is not None else "n/a")
+    columns[2].metric(
+        "rule of thumb (seed article)",
+        f"{RULE_OF_THUMB_WORDS_PER_TOKEN:.2f}",
+        delta=f"{ratio - RULE_OF_THUMB_WORDS_PER_TOKEN:+.2f} here" if ratio is not None else None,
+        delta_color="off",
+    )

@@ -10,7 +10,7 @@ This package never imports streamlit.
 
 __version__ = "0.1.0"
 
-from engine.errors import (  # noqa: E402
+from engine.errors import (
     EngineError,
     GenerationCancelled,
     ModelLoadError,
@@ -18,13 +18,13 @@ from engine.errors import (  # noqa: E402
     SettingsError,
     TraceFormatError,
 )
-from engine.generate import CancelFlag, Request, check_prompt_text, prepare_request, stream_generate  # noqa: E402
-from engine.loading import DEFAULT_MODEL, LoadedModel, LoadProgress, load_model  # noqa: E402
-from engine.records import Alternative, Summary, TokenRecord, summarize  # noqa: E402
-from engine.run import collect_trace, run_trace  # noqa: E402
-from engine.tokens import RULE_OF_THUMB_WORDS_PER_TOKEN, TokenPiece, split_into_tokens, words_per_token  # noqa: E402
-from engine.settings import GenerationSettings  # noqa: E402
-from engine.trace import Trace, load_trace, save_trace  # noqa: E402
+from engine.generate import CancelFlag, Request, check_prompt_text, prepare_request, stream_generate
+from engine.loading import DEFAULT_MODEL, LoadedModel, LoadProgress, load_model
+from engine.records import Alternative, Summary, TokenRecord, summarize
+from engine.run import collect_trace, run_trace
+from engine.settings import GenerationSettings
+from engine.tokens import RULE_OF_THUMB_WORDS_PER_TOKEN, TokenPiece, split_into_tokens, words_per_token
+from engine.trace import Trace, load_trace, save_trace
 
 __all__ = [
     "DEFAULT_MODEL",

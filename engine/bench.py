@@ -11,15 +11,15 @@ gap between tokens minus the timed step, i.e. what detokenizing, top-5, memory a
 
 from __future__ import annotations
 
+import itertools
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from engine.generate import prepare_request
-from engine.hardware import synchronizer
+from engine.hardware import device_clock_ns
 from engine.loading import LoadedModel
 from engine.run import run_trace
 from engine.settings import GenerationSettings
@@ -39,7 +39,7 @@ class BenchResult:
     @property
     def recording_share(self) -> float:
         """The recording cost as a fraction of one decode step (median over rounds)."""
-        return statistics.median(r / s for r, s in zip(self.recording_ms, self.step_ms))
+        return statistics.median(r / s for r, s in zip(self.recording_ms, self.step_ms, strict=True))
 
     @property
     def ratio(self) -> float:
@@ -50,15 +50,14 @@ class BenchResult:
 class TokenClock:
     """A generate() streamer that notes when each new token arrives (the first put is the prompt)."""
 
-    def __init__(self, sync: Callable[[], None]) -> None:
-        self.sync, self.times_ns, self.prompt_seen = sync, [], False
+    def __init__(self, clock: Callable[[], int]) -> None:
+        self.clock, self.times_ns, self.prompt_seen = clock, [], False
 
     def put(self, value: torch.Tensor) -> None:
         if not self.prompt_seen:
             self.prompt_seen = True
             return
-        self.sync()
-        self.times_ns.append(time.perf_counter_ns())
+        self.times_ns.append(self.clock())
 
     def end(self) -> None:
         pass
@@ -66,7 +65,7 @@ class TokenClock:
 
 def generate_decode_tokens_per_s(loaded: LoadedModel, token_ids: tuple[int, ...], new_tokens: int) -> float:
     """Decode tokens/s of transformers' own generate() for exactly `new_tokens` greedy tokens."""
-    clock = TokenClock(synchronizer(loaded.device))
+    clock = TokenClock(device_clock_ns(loaded.device))
     input_ids = torch.tensor([token_ids], device=loaded.device)  # (1, T)
     with torch.inference_mode():
         loaded.model.generate(
@@ -85,7 +84,7 @@ def generate_decode_tokens_per_s(loaded: LoadedModel, token_ids: tuple[int, ...]
 def ours_decode(loaded: LoadedModel, prompt: str, settings: GenerationSettings) -> tuple[float, float, float]:
     """Our instrumented loop (recording included): decode tokens/s, median recording ms, median step ms."""
     events = run_trace(loaded, prompt, settings=settings).events
-    decode = list(zip(events, events[1:]))
+    decode = list(itertools.pairwise(events))
     recording = statistics.median((later.t_ms - earlier.t_ms) - later.latency_ms for earlier, later in decode)
     step = statistics.median(later.latency_ms for _, later in decode)
     return (len(events) - 1) / ((events[-1].t_ms - events[0].t_ms) / 1000), recording, step

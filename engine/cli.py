@@ -1,11 +1,11 @@
 """Command line: `python -m engine trace|info|bench|experiment ...` (headless; for scripts and workshop prep).
 
-    python -m engine trace --prompt "What is the capital of France?" --max-new-tokens 32 --out paris.json
-    python -m engine info
-    python -m engine bench --rounds 5
-    python -m engine experiment prefill --prompt-lengths 16,64,256 --out prefill.json
-    python -m engine report paris.json prefill.json --out report.html
-    python -m engine validate paris.json
+python -m engine trace --prompt "What is the capital of France?" --max-new-tokens 32 --out paris.json
+python -m engine info
+python -m engine bench --rounds 5
+python -m engine experiment prefill --prompt-lengths 16,64,256 --out prefill.json
+python -m engine report paris.json prefill.json --out report.html
+python -m engine validate paris.json
 """
 
 from __future__ import annotations
@@ -14,22 +14,33 @@ import argparse
 import sys
 
 from engine.errors import EngineError
-from engine.units import fmt_bytes, fmt_ms
+from engine.units import fmt_bytes, fmt_ms, fmt_value
 
 DEFAULT_PROMPT = "What is the capital of France?"
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """The --model/--device/--dtype options shared by every subcommand."""
-    parser.add_argument("--model", default=None, help="Hugging Face id or local folder (default: the bundled SmolLM2-135M-Instruct)")
+    parser.add_argument(
+        "--model", default=None, help="Hugging Face id or local folder (default: the bundled SmolLM2-135M-Instruct)"
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: the best available)")
-    parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: bfloat16 on CUDA, else float32)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, the physical cores; the dashboard leaves one core for drawing)")
+    parser.add_argument(
+        "--dtype", default=None, help="float32, bfloat16 or float16 (default: bfloat16 on CUDA, else float32)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's, the physical cores; the dashboard leaves one core for drawing)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its subcommands."""
-    parser = argparse.ArgumentParser(prog="python -m engine", description="Inference Kitchen's engine: run a real model and record every token.")
+    parser = argparse.ArgumentParser(
+        prog="python -m engine", description="Inference Kitchen's engine: run a real model and record every token."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     trace = commands.add_parser("trace", help="run one prompt, print a summary and write the trace JSON")
@@ -42,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--seed", type=int, default=0, help="random seed for sampling (same seed, same tokens)")
     trace.add_argument("--raw", action="store_true", help="raw completion: do not apply the chat template")
     trace.add_argument("--ignore-eos", action="store_true", help="always produce --max-new-tokens tokens")
-    trace.add_argument("--out", default=None, help="also write the trace here (it is always kept in the run store under the data folder)")
+    trace.add_argument(
+        "--out",
+        default=None,
+        help="also write the trace here (it is always kept in the run store under the data folder)",
+    )
     add_model_options(trace)
 
     info = commands.add_parser("info", help="print the device, hardware and the model's facts")
@@ -55,11 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(bench)
 
     report = commands.add_parser("report", help="write a self-contained HTML report of one or more traces or results")
-    report.add_argument("runs", nargs="+", metavar="RUN.json", help="trace or experiment-result files (two or more traces are compared)")
+    report.add_argument(
+        "runs", nargs="+", metavar="RUN.json", help="trace or experiment-result files (two or more traces are compared)"
+    )
     report.add_argument("--out", required=True, help="the HTML file to write")
     report.add_argument("--title", default="Inference Kitchen report", help="the report's title")
 
-    validate = commands.add_parser("validate", help="check a trace or result file: exit 0 when valid, 2 with the reason otherwise")
+    validate = commands.add_parser(
+        "validate", help="check a trace or result file: exit 0 when valid, 2 with the reason otherwise"
+    )
     validate.add_argument("file", metavar="FILE.json")
 
     from engine.experiments import EXPERIMENTS
@@ -69,7 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, spec in EXPERIMENTS.items():
         one = names.add_parser(name, help=spec.title, description=f"{spec.title}. {spec.options_type.__doc__}")
         add_options_of(one, spec.options_type)
-        one.add_argument("--out", default=None, help="also write the result here (it is always kept in the run store under the data folder)")
+        one.add_argument(
+            "--out",
+            default=None,
+            help="also write the result here (it is always kept in the run store under the data folder)",
+        )
         add_model_options(one)
     return parser
 
@@ -82,11 +105,18 @@ def add_options_of(parser: argparse.ArgumentParser, options_type: type) -> None:
     hints = typing.get_type_hints(options_type)
     for option in dataclasses.fields(options_type):
         flag, kind, default = "--" + option.name.replace("_", "-"), hints[option.name], option.default
-        help_text = f"{option.metadata.get('help', '')} (default: {','.join(map(str, default)) if isinstance(default, tuple) else default})"
+        help_text = (
+            f"{option.metadata.get('help', '')} (default: "
+            f"{','.join(map(str, default)) if isinstance(default, tuple) else default})"
+        )
         if kind is bool:
-            parser.add_argument(flag, dest=option.name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            parser.add_argument(
+                flag, dest=option.name, action=argparse.BooleanOptionalAction, default=default, help=help_text
+            )
         elif typing.get_origin(kind) is tuple:
-            parser.add_argument(flag, dest=option.name, type=int_list, default=default, metavar="N,N,...", help=help_text)
+            parser.add_argument(
+                flag, dest=option.name, type=int_list, default=default, metavar="N,N,...", help=help_text
+            )
         else:
             parser.add_argument(flag, dest=option.name, type=kind, default=default, help=help_text)
 
@@ -124,7 +154,9 @@ def command_trace(args: argparse.Namespace) -> int:
     )
     check_settings(settings)  # fail before spending seconds on loading
     check_prompt_text(args.prompt)
-    loaded = load_model(args.model, device=args.device, dtype=args.dtype, threads=args.threads, on_progress=print_progress)
+    loaded = load_model(
+        args.model, device=args.device, dtype=args.dtype, threads=args.threads, on_progress=print_progress
+    )
     trace = run_trace(loaded, args.prompt, settings=settings)
     kept = save_trace(trace, default_trace_path())  # every run is kept in the run store (the dashboard's Runs page)
     path = save_trace(trace, args.out) if args.out else kept
@@ -144,11 +176,14 @@ def render_summary(trace) -> str:
         f" · answer: {s.new_tokens} tokens, stopped by {trace.finish_reason}",
         f"answer: {answer[:300]}{'…' if len(answer) > 300 else ''}",
         "",
-        f"  time to first token (prefill)     {fmt_ms(s.ttft_ms)}   ({s.prefill_tokens_per_s or 0:,.0f} prompt tokens/s)",
+        f"  time to first token (prefill)     {fmt_ms(s.ttft_ms)}   ({s.prefill_tokens_per_s or 0:,.0f} "
+        "prompt tokens/s)",
         f"  inter-token latency p50/p90/p99   {fmt_ms(s.itl_p50_ms)} / {fmt_ms(s.itl_p90_ms)} / {fmt_ms(s.itl_p99_ms)}",
-        f"  time per output token             {fmt_ms(s.tpot_ms)}   ({s.decode_tokens_per_s or 0:,.1f} tokens/s decode)",
+        f"  time per output token             {fmt_ms(s.tpot_ms)}   ({s.decode_tokens_per_s or 0:,.1f} "
+        "tokens/s decode)",
         f"  total                             {fmt_ms(s.total_ms)}",
-        f"  KV cache                          {m['kv_bytes_per_token']:,} B/token, {fmt_bytes(trace.events[-1].kv_cache_bytes)} at the end",
+        f"  KV cache                          {m['kv_bytes_per_token']:,} B/token, "
+        f"{fmt_bytes(trace.events[-1].kv_cache_bytes)} at the end",
         f"  peak memory                       {fmt_bytes(s.peak_memory_bytes)}",
     ]
     return "\n".join(lines)
@@ -156,20 +191,32 @@ def render_summary(trace) -> str:
 
 def command_info(args: argparse.Namespace) -> int:
     """Print device, hardware and model facts."""
-    from engine.hardware import available_devices, available_dtypes, describe_hardware
+    from engine.hardware import DTYPES, available_devices, available_dtypes, describe_hardware
     from engine.loading import load_model
 
-    loaded = load_model(args.model, device=args.device, dtype=args.dtype, threads=args.threads, on_progress=print_progress)
+    loaded = load_model(
+        args.model, device=args.device, dtype=args.dtype, threads=args.threads, on_progress=print_progress
+    )
     hardware, facts = describe_hardware(loaded.device), loaded.facts
-    print(f"device:            {loaded.device} (available here: {', '.join(available_devices())}; dtypes: {', '.join(available_dtypes(loaded.device))})")
-    print(f"cpu:               {hardware['cpu']} ({hardware['cpu_cores_physical']} physical / {hardware['cpu_cores_logical']} logical cores)")
+    print(
+        f"device:            {loaded.device} (available here: {', '.join(available_devices())}; dtypes: "
+        f"{', '.join(available_dtypes(loaded.device))})"
+    )
+    print(
+        f"cpu:               {hardware['cpu']} ({hardware['cpu_cores_physical']} physical / "
+        f"{hardware['cpu_cores_logical']} logical cores)"
+    )
     print(f"memory:            {fmt_bytes(hardware['memory_total_bytes'])}")
     if "gpu" in hardware:
         print(f"gpu:               {hardware['gpu']} ({fmt_bytes(hardware.get('gpu_memory_total_bytes'))})")
     print(f"model:             {facts.name} ({facts.source})")
     print(f"parameters:        {facts.parameters:,}")
     print(f"weights:           {fmt_bytes(facts.weight_bytes)} as {facts.dtype}")
-    print(f"KV bytes/token:    {facts.kv_bytes_per_token:,} = 2 x {facts.layers} layers x {facts.kv_heads} kv heads x {facts.head_dim} head dim x {facts.kv_bytes_per_token // (2 * facts.layers * facts.kv_heads * facts.head_dim)} bytes")
+    print(
+        f"KV bytes/token:    {facts.kv_bytes_per_token:,} = 2 x {facts.layers} layers x {facts.kv_heads} kv "
+        f"heads x {facts.head_dim} head dim x "
+        f"{DTYPES[facts.dtype].itemsize} bytes"
+    )
     print(f"context length:    {facts.context_length:,} tokens")
     return 0
 
@@ -181,18 +228,30 @@ def command_bench(args: argparse.Namespace) -> int:
     from engine.bench import bench
     from engine.loading import load_model
 
-    loaded = load_model(args.model, device=args.device, dtype=args.dtype, threads=args.threads, on_progress=print_progress)
-    print(f"{loaded.facts.name} · {loaded.facts.dtype} on {loaded.device} · {args.new_tokens} new tokens, greedy, KV cache on")
+    loaded = load_model(
+        args.model, device=args.device, dtype=args.dtype, threads=args.threads, on_progress=print_progress
+    )
+    print(
+        f"{loaded.facts.name} · {loaded.facts.dtype} on {loaded.device} · {args.new_tokens} new tokens, "
+        "greedy, KV cache on"
+    )
 
     def show(index: int, ours: float, theirs: float) -> None:
-        print(f"  round {index + 1}: ours {ours:6.2f} tokens/s   generate {theirs:6.2f} tokens/s   ratio {ours / theirs:.3f}")
+        print(
+            f"  round {index + 1}: ours {ours:6.2f} tokens/s   generate {theirs:6.2f} tokens/s   ratio "
+            f"{ours / theirs:.3f}"
+        )
 
     result = bench(loaded, prompt=args.prompt, new_tokens=args.new_tokens, rounds=args.rounds, on_round=show)
-    print(f"median decode: ours {statistics.median(result.ours_tokens_per_s):.2f} tokens/s, "
-          f"model.generate {statistics.median(result.generate_tokens_per_s):.2f} tokens/s")
+    print(
+        f"median decode: ours {statistics.median(result.ours_tokens_per_s):.2f} tokens/s, "
+        f"model.generate {statistics.median(result.generate_tokens_per_s):.2f} tokens/s"
+    )
     print(f"ratio ours / generate: {result.ratio:.3f} (goal >= 0.97; rounds on a busy machine vary by several %)")
-    print(f"recording cost, measured directly: {statistics.median(result.recording_ms):.2f} ms per token "
-          f"= {result.recording_share:.1%} of a {statistics.median(result.step_ms):.1f} ms decode step")
+    print(
+        f"recording cost, measured directly: {statistics.median(result.recording_ms):.2f} ms per token "
+        f"= {result.recording_share:.1%} of a {statistics.median(result.step_ms):.1f} ms decode step"
+    )
     return 0
 
 
@@ -204,9 +263,13 @@ def command_experiment(args: argparse.Namespace) -> int:
     from engine.loading import load_model
 
     spec = get_experiment(args.experiment)
-    options = spec.options_type(**{option.name: getattr(args, option.name) for option in dataclasses.fields(spec.options_type)})
+    options = spec.options_type(
+        **{option.name: getattr(args, option.name) for option in dataclasses.fields(spec.options_type)}
+    )
     options.check()  # fail before spending seconds on loading
-    loaded = load_model(args.model, device=args.device, dtype=args.dtype, threads=args.threads, on_progress=print_progress)
+    loaded = load_model(
+        args.model, device=args.device, dtype=args.dtype, threads=args.threads, on_progress=print_progress
+    )
     print(f"{spec.title} · {loaded.facts.name} · {loaded.facts.dtype} on {loaded.device}", file=sys.stderr)
 
     def show(event) -> None:
@@ -217,7 +280,7 @@ def command_experiment(args: argparse.Namespace) -> int:
     path = save_result(result, args.out) if args.out else kept
     if args.experiment != "kv-cache":  # one row per token there: too many to print
         for row in result.rows:
-            print("  " + "  ".join(f"{key}={format_value(value)}" for key, value in row.items()))
+            print("  " + "  ".join(f"{key}={fmt_value(value)}" for key, value in row.items()))
     print(result.finding)
     print(f"result written to {path}" + (f" (and kept in the run store as {kept})" if args.out else ""))
     return 0
@@ -225,21 +288,12 @@ def command_experiment(args: argparse.Namespace) -> int:
 
 def command_report(args: argparse.Namespace) -> int:
     """Check every run file, then write one HTML report (written whole or not at all)."""
-    import os
-    import tempfile
-    from pathlib import Path
-
     from engine.report import render_report
     from engine.store import load_run
+    from engine.trace import write_text_atomic
 
     runs = [load_run(path) for path in args.runs]  # every file is checked before anything is written
-    page = render_report(runs, title=args.title)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    with os.fdopen(handle, "w", encoding="utf-8") as file:
-        file.write(page)
-    os.replace(temporary, out)
+    out = write_text_atomic(args.out, render_report(runs, title=args.title))
     print(f"report of {len(runs)} run(s) written to {out} ({out.stat().st_size:,} bytes, opens offline)")
     return 0
 
@@ -251,21 +305,26 @@ def command_validate(args: argparse.Namespace) -> int:
 
     data = read_json(args.file)
     check_run_dict(data)
-    kind = f"experiment result ({data['experiment']}, {len(data['rows'])} rows)" if data.get("kind") == "experiment" else f"trace ({len(data['events'])} tokens)"
+    kind = (
+        f"experiment result ({data['experiment']}, {len(data['rows'])} rows)"
+        if data.get("kind") == "experiment"
+        else f"trace ({len(data['events'])} tokens)"
+    )
     print(f"valid: {args.file} is an Inference Kitchen {kind}, schema_version {data['schema_version']}")
     return 0
-
-
-def format_value(value: object) -> str:
-    """A row value for the terminal: floats with 4 significant digits."""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run a subcommand; engine errors become one line on stderr."""
     args = build_parser().parse_args(argv)
-    handlers = {"trace": command_trace, "info": command_info, "bench": command_bench, "experiment": command_experiment,
-                "report": command_report, "validate": command_validate}
+    handlers = {
+        "trace": command_trace,
+        "info": command_info,
+        "bench": command_bench,
+        "experiment": command_experiment,
+        "report": command_report,
+        "validate": command_validate,
+    }
     try:
         return handlers[args.command](args)
     except EngineError as err:

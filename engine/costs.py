@@ -1,8 +1,8 @@
 """What inference costs: the formulas (each with its source), hardware presets with cited figures, workload plans.
 
-    cost per 1M tokens = price per hour / (tokens/s x 3600) x 10^6      (kubernetes-sigs/inference-perf #139)
-    tokens per second per watt = tokens/s / watts = tokens per joule    (a watt is a joule per second)
-    tokens per second per dollar-hour = tokens/s / price per hour
+cost per 1M tokens = price per hour / (tokens/s x 3600) x 10^6      (kubernetes-sigs/inference-perf #139)
+tokens per second per watt = tokens/s / watts = tokens per joule    (a watt is a joule per second)
+tokens per second per dollar-hour = tokens/s / price per hour
 """
 
 from __future__ import annotations
@@ -37,11 +37,19 @@ def tokens_per_dollar_hour(*, tokens_per_s: float, price_per_hour: float) -> flo
 
 @dataclass(frozen=True, kw_only=True)
 class Figure:
-    """One number with where it comes from; `estimate` marks a figure derived by us rather than published."""
+    """One number with where it comes from, and its kind: cited (published), measured (here), typed, or estimate."""
 
     value: float | None
     source: str
-    estimate: bool = False
+    kind: str = "cited"  # one of FIGURE_KINDS
+
+    @property
+    def estimate(self) -> bool:
+        """True for a figure we derived rather than read, measured or were told."""
+        return self.kind == "estimate"
+
+
+FIGURE_KINDS = ("cited", "measured", "typed", "estimate")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,11 +77,20 @@ def load_presets(path: Path = PRESETS_FILE) -> list[HardwarePreset]:
             figure = entry[name]
             if not str(figure.get("source", "")).strip():
                 raise SettingsError(f"preset {entry['key']}: {name} has no source")
-        presets.append(HardwarePreset(
-            key=entry["key"], name=entry["name"], kind=entry["kind"],
-            **{name: Figure(**entry[name]) for name in FIGURES},
-        ))
+        presets.append(
+            HardwarePreset(
+                key=entry["key"],
+                name=entry["name"],
+                kind=entry["kind"],
+                **{name: preset_figure(entry[name]) for name in FIGURES},
+            )
+        )
     return presets
+
+
+def preset_figure(entry: dict) -> Figure:
+    """A figure from the presets file: cited, or an estimate where the file marks it so."""
+    return Figure(value=entry["value"], source=entry["source"], kind="estimate" if entry.get("estimate") else "cited")
 
 
 def market_projection(path: Path = PRESETS_FILE) -> dict:
@@ -93,7 +110,10 @@ class Workload:
     def check(self) -> None:
         """Raise SettingsError for a workload that cannot be planned."""
         if self.requests_per_day <= 0 or self.input_tokens < 0 or self.output_tokens < 1 or self.latency_target_s <= 0:
-            raise SettingsError("a workload needs requests per day above 0, input tokens of 0 or more, at least 1 output token and a latency target above 0")
+            raise SettingsError(
+                "a workload needs requests per day above 0, input tokens of 0 or more, at least 1 output "
+                "token and a latency target above 0"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,7 +126,7 @@ class Throughput:
     source: str = ""
 
     def request_seconds(self, workload: Workload) -> float:
-        """One request's time from arrival to last token: read the input, then write the output at its share of decode."""
+        """One request's time, arrival to last token: read the input, then write the output at its share of decode."""
         per_request_decode = self.decode_tokens_per_s / self.concurrent_requests
         return workload.input_tokens / self.prefill_tokens_per_s + workload.output_tokens / per_request_decode
 
@@ -126,7 +146,9 @@ class WorkloadPlan:
     energy_kwh_per_day_busy: float  # only the time spent on requests
 
 
-def plan_workload(workload: Workload, throughput: Throughput, *, price_per_hour: float, power_watts: float) -> WorkloadPlan:
+def plan_workload(
+    workload: Workload, throughput: Throughput, *, price_per_hour: float, power_watts: float
+) -> WorkloadPlan:
     """Machines, money and energy for a workload at an average, evenly spread load."""
     workload.check()
     seconds = throughput.request_seconds(workload)
@@ -152,30 +174,56 @@ def scaled_by_bandwidth(tokens_per_s: float, *, measured_bandwidth: float, targe
 
 
 def this_machine(*, price_per_hour: float, power_watts: float, roofline=None, energy=None) -> HardwarePreset:
-    """This machine as a preset: bandwidth and FLOP/s from a memory-wall result, power from an energy result if measured."""
+    """This machine as a preset: bandwidth and FLOP/s from a memory-wall result, power from an energy result."""
     when = lambda result: f"{result.created_at[:10]}"  # noqa: E731
-    bandwidth = peak = Figure(value=None, source="not measured yet: run the memory-wall experiment")
+    bandwidth = peak = Figure(value=None, source="not measured yet: run the memory-wall experiment", kind="measured")
     if roofline is not None:
-        bandwidth = Figure(value=roofline.details["bandwidth_bytes_per_s"], source=f"measured here by the memory-wall experiment ({when(roofline)}): {roofline.details['bandwidth_method']}")
-        peak = Figure(value=roofline.details["peak_flops"], source=f"measured here by the memory-wall experiment ({when(roofline)}): {roofline.details['flops_method']}")
-    power = Figure(value=power_watts, source="typed: your estimate of this machine's power draw", estimate=True)
-    measured_watts = [row["average_power_w"] for row in (energy.rows if energy is not None else ()) if row.get("average_power_w")]
+        bandwidth = Figure(
+            value=roofline.details["bandwidth_bytes_per_s"],
+            source=f"measured here by the memory-wall experiment ({when(roofline)}): "
+            f"{roofline.details['bandwidth_method']}",
+            kind="measured",
+        )
+        peak = Figure(
+            value=roofline.details["peak_flops"],
+            source=f"measured here by the memory-wall experiment ({when(roofline)}): "
+            f"{roofline.details['flops_method']}",
+            kind="measured",
+        )
+    power = Figure(value=power_watts, source="typed: your estimate of this machine's power draw", kind="typed")
+    measured_watts = [
+        row["average_power_w"] for row in (energy.rows if energy is not None else ()) if row.get("average_power_w")
+    ]
     if measured_watts:
-        power = Figure(value=sum(measured_watts) / len(measured_watts), source=f"measured here by the energy experiment ({when(energy)}): {energy.details['energy_source']}")
+        power = Figure(
+            value=sum(measured_watts) / len(measured_watts),
+            source=f"measured here by the energy experiment ({when(energy)}): {energy.details['energy_source']}",
+            kind="measured",
+        )
     return HardwarePreset(
-        key="this-machine", name="This machine", kind="this machine",
-        price_per_hour=Figure(value=price_per_hour, source="typed: what this machine costs you per hour", estimate=True),
-        power_watts=power, bandwidth_bytes_per_s=bandwidth, peak_flops=peak,
+        key="this-machine",
+        name="This machine",
+        kind="this machine",
+        price_per_hour=Figure(value=price_per_hour, source="typed: what this machine costs you per hour", kind="typed"),
+        power_watts=power,
+        bandwidth_bytes_per_s=bandwidth,
+        peak_flops=peak,
     )
 
 
-def custom_machine(*, price_per_hour: float, power_watts: float, bandwidth_bytes_per_s: float | None, peak_flops: float | None) -> HardwarePreset:
+def custom_machine(
+    *, price_per_hour: float, power_watts: float, bandwidth_bytes_per_s: float | None, peak_flops: float | None
+) -> HardwarePreset:
     """A machine described by the visitor: every figure typed."""
     typed = "typed by you"
     return HardwarePreset(
-        key="custom", name="Custom", kind="custom",
-        price_per_hour=Figure(value=price_per_hour, source=typed), power_watts=Figure(value=power_watts, source=typed),
-        bandwidth_bytes_per_s=Figure(value=bandwidth_bytes_per_s, source=typed), peak_flops=Figure(value=peak_flops, source=typed),
+        key="custom",
+        name="Custom",
+        kind="custom",
+        price_per_hour=Figure(value=price_per_hour, source=typed, kind="typed"),
+        power_watts=Figure(value=power_watts, source=typed, kind="typed"),
+        bandwidth_bytes_per_s=Figure(value=bandwidth_bytes_per_s, source=typed, kind="typed"),
+        peak_flops=Figure(value=peak_flops, source=typed, kind="typed"),
     )
 
 
@@ -186,8 +234,11 @@ def throughput_from_trace(trace) -> Throughput | None:
         return None
     model = trace.model
     return Throughput(
-        prefill_tokens_per_s=summary.prefill_tokens_per_s, decode_tokens_per_s=summary.decode_tokens_per_s, concurrent_requests=1,
-        source=f"measured: your run of {trace.created_at[:16].replace('T', ' ')} ({model['name']}, {model['dtype']} on {model['device']}, batch 1)",
+        prefill_tokens_per_s=summary.prefill_tokens_per_s,
+        decode_tokens_per_s=summary.decode_tokens_per_s,
+        concurrent_requests=1,
+        source=f"measured: your run of {trace.created_at[:16].replace('T', ' ')} ({model['name']}, {model['dtype']} "
+        f"on {model['device']}, batch 1)",
     )
 
 
@@ -201,13 +252,17 @@ def throughput_from_batch(result) -> Throughput | None:
     prompt_tokens = result.details["prompt_tokens"]
     return Throughput(
         prefill_tokens_per_s=best["batch_size"] * prompt_tokens / (best["prefill_ms"] / 1000),
-        decode_tokens_per_s=best["tokens_per_s"], concurrent_requests=best["batch_size"],
-        source=f"measured: the batching experiment of {result.created_at[:16].replace('T', ' ')}, batch {best['batch_size']} "
-               f"({'the largest within its budget' if best['within_budget'] else 'none met its budget'})",
+        decode_tokens_per_s=best["tokens_per_s"],
+        concurrent_requests=best["batch_size"],
+        source=f"measured: the batching experiment of {result.created_at[:16].replace('T', ' ')}, batch "
+        f"{best['batch_size']} "
+        f"({'the largest within its budget' if best['within_budget'] else 'none met its budget'})",
     )
 
 
-def scaled_throughput(throughput: Throughput, *, measured_on: HardwarePreset, target: HardwarePreset) -> Throughput | None:
+def scaled_throughput(
+    throughput: Throughput, *, measured_on: HardwarePreset, target: HardwarePreset
+) -> Throughput | None:
     """An estimate of a measured throughput on other hardware: decode scales with bandwidth, prefill with FLOP/s.
 
     None when either machine lacks the figures. Prefill falls back to the bandwidth ratio when a FLOP/s is missing.
@@ -219,8 +274,39 @@ def scaled_throughput(throughput: Throughput, *, measured_on: HardwarePreset, ta
     prefill_ratio = flops_there / flops_here if flops_here and flops_there else bandwidth_there / bandwidth_here
     return Throughput(
         prefill_tokens_per_s=throughput.prefill_tokens_per_s * prefill_ratio,
-        decode_tokens_per_s=scaled_by_bandwidth(throughput.decode_tokens_per_s, measured_bandwidth=bandwidth_here, target_bandwidth=bandwidth_there),
+        decode_tokens_per_s=scaled_by_bandwidth(
+            throughput.decode_tokens_per_s, measured_bandwidth=bandwidth_here, target_bandwidth=bandwidth_there
+        ),
         concurrent_requests=throughput.concurrent_requests,
-        source=f"estimate: {throughput.source}, scaled to {target.name} by memory bandwidth ({bandwidth_there / bandwidth_here:,.1f}x) "
-               f"and, for prefill, {'peak FLOP/s' if flops_here and flops_there else 'bandwidth'} ({prefill_ratio:,.1f}x)",
+        source=f"estimate: {throughput.source}, scaled to {target.name} by memory bandwidth "
+        f"({bandwidth_there / bandwidth_here:,.1f}x) "
+        f"and, for prefill, {'peak FLOP/s' if flops_here and flops_there else 'bandwidth'} ({prefill_ratio:,.1f}x)",
     )
+
+
+def throughput_on(
+    target: HardwarePreset, *, throughput: Throughput, here: HardwarePreset, typed: bool
+) -> Throughput | None:
+    """The throughput to price `target` with: as given for this machine or a typed rate, else scaled (an estimate).
+
+    None when a measured rate cannot be scaled (a machine lacks its bandwidth).
+    """
+    if typed or target.key == here.key:
+        return throughput
+    return scaled_throughput(throughput, measured_on=here, target=target)
+
+
+def cost_across_hardware(
+    machines: list[HardwarePreset], *, throughput: Throughput, here: HardwarePreset, typed: bool
+) -> list[tuple[str, float]]:
+    """(machine name, dollars per million output tokens) for every machine with a price and a usable throughput."""
+    rows = []
+    for machine in machines:
+        rate = throughput_on(machine, throughput=throughput, here=here, typed=typed)
+        if rate is None or machine.price_per_hour.value is None:
+            continue
+        price = machine.price_per_hour.value
+        rows.append(
+            (machine.name, cost_per_million_tokens(price_per_hour=price, tokens_per_s=rate.decode_tokens_per_s))
+        )
+    return rows

@@ -42,7 +42,9 @@ def nvml_counter(device: torch.device) -> EnergyCounter | None:
     except Exception:  # noqa: BLE001 - no NVIDIA driver, no library, or an old GPU: no counter
         return None
     name = pynvml.nvmlDeviceGetName(handle)
-    return EnergyCounter(f"measured: NVML total energy of {name}", lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1000)
+    return EnergyCounter(
+        f"measured: NVML total energy of {name}", lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1000
+    )
 
 
 def rapl_counter(root: Path = RAPL_ROOT) -> EnergyCounter | None:

@@ -48,66 +48,114 @@ def figure(data: list[dict], *, x_title: str, y_title: str, height: int = 300, *
 def latency_chart(records: Sequence[TokenRecord]) -> dict:
     """Per-token latency bars, the prefill step in its own color."""
     bars = []
-    for phase, color, name in (("prefill", PREFILL_COLOR, "prefill (reading the order)"), ("decode", DECODE_COLOR, "decode (one token at a time)")):
+    for phase, color, name in (
+        ("prefill", PREFILL_COLOR, "prefill (reading the order)"),
+        ("decode", DECODE_COLOR, "decode (one token at a time)"),
+    ):
         chosen = [r for r in records if r.phase == phase]
-        bars.append({
-            "type": "bar", "name": name, "marker": {"color": color},
-            "x": [r.step for r in chosen], "y": [round(r.latency_ms, 3) for r in chosen],
-            "hovertemplate": "step %{x}: %{y:.1f} ms<extra></extra>",
-        })
+        bars.append(
+            {
+                "type": "bar",
+                "name": name,
+                "marker": {"color": color},
+                "x": [r.step for r in chosen],
+                "y": [round(r.latency_ms, 3) for r in chosen],
+                "hovertemplate": "step %{x}: %{y:.1f} ms<extra></extra>",
+            }
+        )
     return figure(bars, x_title="token (step)", y_title="latency (ms)")
 
 
 def tokens_over_time_chart(records: Sequence[TokenRecord]) -> dict:
     """Tokens produced against time since the request started."""
     line = {
-        "type": "scatter", "mode": "lines+markers", "name": "tokens", "line": {"color": DECODE_COLOR},
-        "x": [round(r.t_ms / 1000, 4) for r in records], "y": [r.step + 1 for r in records],
+        "type": "scatter",
+        "mode": "lines+markers",
+        "name": "tokens",
+        "line": {"color": DECODE_COLOR},
+        "x": [round(r.t_ms / 1000, 4) for r in records],
+        "y": [r.step + 1 for r in records],
         "marker": {"size": 6, "color": [PREFILL_COLOR if r.phase == "prefill" else DECODE_COLOR for r in records]},
         "hovertemplate": "%{x:.2f} s: %{y} tokens<extra></extra>",
     }
     return figure([line], x_title="time since the request started (s)", y_title="tokens generated")
 
 
-def kv_cache_chart(records: Sequence[TokenRecord], *, kv_bytes_per_token: int, prompt_tokens: int, kv_cache: bool) -> dict:
+def kv_cache_chart(
+    records: Sequence[TokenRecord], *, kv_bytes_per_token: int, prompt_tokens: int, kv_cache: bool
+) -> dict:
     """Measured KV-cache bytes per step next to the formula line kv_bytes_per_token x tokens held."""
     steps = [r.step for r in records]
     data = []
     if kv_cache:
-        data.append({
-            "type": "scatter", "mode": "lines", "name": f"formula: {kv_bytes_per_token:,} B × tokens held",
-            "line": {"color": FORMULA_COLOR, "dash": "dash"},
-            "x": steps, "y": [kv_bytes_per_token * (prompt_tokens + s) / 1e6 for s in steps],
-            "hovertemplate": "formula at step %{x}: %{y:.3f} MB<extra></extra>",
-        })
-    data.append({
-        "type": "scatter", "mode": "markers", "name": "measured (from the cache's tensors)",
-        "marker": {"color": DECODE_COLOR, "size": 6},
-        "x": steps, "y": [r.kv_cache_bytes / 1e6 for r in records],
-        "hovertemplate": "measured at step %{x}: %{y:.3f} MB<extra></extra>",
-    })
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": f"formula: {kv_bytes_per_token:,} B × tokens held",
+                "line": {"color": FORMULA_COLOR, "dash": "dash"},
+                "x": steps,
+                "y": [kv_bytes_per_token * (prompt_tokens + s) / 1e6 for s in steps],
+                "hovertemplate": "formula at step %{x}: %{y:.3f} MB<extra></extra>",
+            }
+        )
+    data.append(
+        {
+            "type": "scatter",
+            "mode": "markers",
+            "name": "measured (from the cache's tensors)",
+            "marker": {"color": DECODE_COLOR, "size": 6},
+            "x": steps,
+            "y": [r.kv_cache_bytes / 1e6 for r in records],
+            "hovertemplate": "measured at step %{x}: %{y:.3f} MB<extra></extra>",
+        }
+    )
     return figure(data, x_title="token (step)", y_title="KV cache (MB)")
 
 
 def memory_chart(records: Sequence[TokenRecord]) -> dict:
     """Memory in use after each step, against time."""
     line = {
-        "type": "scatter", "mode": "lines+markers", "name": "memory", "line": {"color": MEMORY_COLOR}, "marker": {"size": 4},
-        "x": [round(r.t_ms / 1000, 4) for r in records], "y": [round(r.memory_bytes / 1e6, 2) for r in records],
+        "type": "scatter",
+        "mode": "lines+markers",
+        "name": "memory",
+        "line": {"color": MEMORY_COLOR},
+        "marker": {"size": 4},
+        "x": [round(r.t_ms / 1000, 4) for r in records],
+        "y": [round(r.memory_bytes / 1e6, 2) for r in records],
         "hovertemplate": "%{x:.2f} s: %{y:,.1f} MB<extra></extra>",
     }
     # From zero: the weights dominate, and a zoomed axis would turn the prep station's few MB into a cliff.
-    return figure([line], x_title="time since the request started (s)", y_title="memory (MB)", yaxis=axis("memory (MB)", rangemode="tozero"))
+    return figure(
+        [line],
+        x_title="time since the request started (s)",
+        y_title="memory (MB)",
+        yaxis=axis("memory (MB)", rangemode="tozero"),
+    )
 
 
 def budget_chart(total_ms: float, ttft_ms: float) -> dict:
     """This answer's time to first token and total time against the ten-second line."""
     limit_s = TEN_SECONDS_MS / 1000
     bars = [
-        {"type": "bar", "orientation": "h", "y": ["this answer"], "x": [ttft_ms / 1000], "name": "waiting for the first token",
-         "marker": {"color": PREFILL_COLOR}, "hovertemplate": "first token after %{x:.2f} s<extra></extra>"},
-        {"type": "bar", "orientation": "h", "y": ["this answer"], "x": [(total_ms - ttft_ms) / 1000], "name": "the rest of the answer",
-         "marker": {"color": DECODE_COLOR}, "hovertemplate": "%{x:.2f} s more for the rest<extra></extra>"},
+        {
+            "type": "bar",
+            "orientation": "h",
+            "y": ["this answer"],
+            "x": [ttft_ms / 1000],
+            "name": "waiting for the first token",
+            "marker": {"color": PREFILL_COLOR},
+            "hovertemplate": "first token after %{x:.2f} s<extra></extra>",
+        },
+        {
+            "type": "bar",
+            "orientation": "h",
+            "y": ["this answer"],
+            "x": [(total_ms - ttft_ms) / 1000],
+            "name": "the rest of the answer",
+            "marker": {"color": DECODE_COLOR},
+            "hovertemplate": "%{x:.2f} s more for the rest<extra></extra>",
+        },
     ]
     return figure(
         bars,
@@ -116,31 +164,78 @@ def budget_chart(total_ms: float, ttft_ms: float) -> dict:
         height=190,
         barmode="stack",
         xaxis=axis("seconds", range=[0, max(limit_s, total_ms / 1000) * 1.05]),
-        shapes=[{"type": "line", "x0": limit_s, "x1": limit_s, "y0": 0, "y1": 1, "yref": "paper",
-                 "line": {"color": LIMIT_COLOR, "width": 3, "dash": "dot"}}],
-        annotations=[{"x": limit_s, "y": 1, "yref": "paper", "text": "10 s: people give up", "showarrow": False,
-                      "xanchor": "right", "yanchor": "bottom", "font": {"color": LIMIT_COLOR}}],
+        shapes=[
+            {
+                "type": "line",
+                "x0": limit_s,
+                "x1": limit_s,
+                "y0": 0,
+                "y1": 1,
+                "yref": "paper",
+                "line": {"color": LIMIT_COLOR, "width": 3, "dash": "dot"},
+            }
+        ],
+        annotations=[
+            {
+                "x": limit_s,
+                "y": 1,
+                "yref": "paper",
+                "text": "10 s: people give up",
+                "showarrow": False,
+                "xanchor": "right",
+                "yanchor": "bottom",
+                "font": {"color": LIMIT_COLOR},
+            }
+        ],
     )
 
 
 RUN_COLORS = ["#2E86AB", "#E4572E", "#6A4C93", "#2A9D8F", "#F4A259", "#8E44AD", "#6C757D", "#C0392B"]
-OVERLAYS = (("Latency of every token", "latency"), ("Tokens over time", "tokens"), ("KV cache", "kv"), ("Memory", "memory"))
+OVERLAYS = (
+    ("Latency of every token", "latency"),
+    ("Tokens over time", "tokens"),
+    ("KV cache", "kv"),
+    ("Memory", "memory"),
+)
 
 
 def overlay_chart(traces: Sequence, names: Sequence[str], *, metric: str) -> dict:
     """Several runs on one chart: per-token latency, tokens over time, KV-cache bytes or memory."""
     axes = {
         "latency": ("token (step)", "latency (ms)", lambda r: r.step, lambda r: round(r.latency_ms, 3)),
-        "tokens": ("time since the request started (s)", "tokens generated", lambda r: round(r.t_ms / 1000, 4), lambda r: r.step + 1),
+        "tokens": (
+            "time since the request started (s)",
+            "tokens generated",
+            lambda r: round(r.t_ms / 1000, 4),
+            lambda r: r.step + 1,
+        ),
         "kv": ("token (step)", "KV cache (MB)", lambda r: r.step, lambda r: r.kv_cache_bytes / 1e6),
-        "memory": ("time since the request started (s)", "memory (MB)", lambda r: round(r.t_ms / 1000, 4), lambda r: round(r.memory_bytes / 1e6, 2)),
+        "memory": (
+            "time since the request started (s)",
+            "memory (MB)",
+            lambda r: round(r.t_ms / 1000, 4),
+            lambda r: round(r.memory_bytes / 1e6, 2),
+        ),
     }
     x_title, y_title, x_of, y_of = axes[metric]
     lines = [
-        {"type": "scatter", "mode": "lines", "name": name, "line": {"color": RUN_COLORS[index % len(RUN_COLORS)]},
-         "x": [x_of(r) for r in trace.events], "y": [y_of(r) for r in trace.events],
-         "hovertemplate": f"{name[:40]}<br>%{{x}}: %{{y:,.2f}}<extra></extra>"}
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": name,
+            "line": {"color": RUN_COLORS[index % len(RUN_COLORS)]},
+            "x": [x_of(r) for r in trace.events],
+            "y": [y_of(r) for r in trace.events],
+            "hovertemplate": f"{name[:40]}<br>%{{x}}: %{{y:,.2f}}<extra></extra>",
+        }
         for index, (trace, name) in enumerate(zip(traces, names, strict=True))
     ]
     extra = {"yaxis": axis(y_title, rangemode="tozero")} if metric in ("memory", "kv") else {}
-    return figure(lines, x_title=x_title, y_title=y_title, legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0}, height=360, **extra)
+    return figure(
+        lines,
+        x_title=x_title,
+        y_title=y_title,
+        legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0},
+        height=360,
+        **extra,
+    )

@@ -8,7 +8,6 @@ clock has stopped. On CUDA/MPS the device is synchronized before every clock rea
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -17,13 +16,15 @@ import torch
 from transformers import DynamicCache
 
 from engine.errors import GenerationCancelled, PromptError
-from engine.hardware import memory_probe, synchronizer
+from engine.hardware import device_clock_ns, memory_probe
 from engine.loading import LoadedModel
 from engine.records import Alternative, TokenRecord
 from engine.settings import GenerationSettings, check_settings
 
 TOP_ALTERNATIVES = 5  # how many most-likely tokens each record keeps
-PROMPT_CHARS_PER_CONTEXT_TOKEN = 32  # a prompt longer than this many characters per context token is refused untokenized
+PROMPT_CHARS_PER_CONTEXT_TOKEN = (
+    32  # a prompt longer than this many characters per context token is refused untokenized
+)
 
 
 class CancelFlag(Protocol):
@@ -56,7 +57,9 @@ def prepare_request(loaded: LoadedModel, prompt: str, *, settings: GenerationSet
     check_prompt_text(prompt)
     context = loaded.facts.context_length
     if len(prompt) > context * PROMPT_CHARS_PER_CONTEXT_TOKEN:
-        raise PromptError(f"the prompt is {len(prompt):,} characters, far more than {loaded.facts.name} can read ({context:,} tokens)")
+        raise PromptError(
+            f"the prompt is {len(prompt):,} characters, far more than {loaded.facts.name} can read ({context:,} tokens)"
+        )
     tokenizer = loaded.tokenizer
     use_template = settings.chat_template and bool(getattr(tokenizer, "chat_template", None))
     if use_template:
@@ -80,7 +83,9 @@ def prepare_request(loaded: LoadedModel, prompt: str, *, settings: GenerationSet
     )
 
 
-def make_sampler(*, temperature: float, top_k: int, top_p: float, generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
+def make_sampler(
+    *, temperature: float, top_k: int, top_p: float, generator: torch.Generator
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function from logits (1, vocab) to the next token (1, 1): argmax at temperature 0, else sampling."""
     if temperature == 0:
         return lambda logits: logits.argmax(dim=-1, keepdim=True)  # (1, 1)
@@ -173,16 +178,20 @@ class StreamingDetokenizer:
         return after[len(before) :]
 
 
-def stream_generate(loaded: LoadedModel, request: Request, *, cancel: CancelFlag | None = None) -> Iterator[TokenRecord]:
+def stream_generate(
+    loaded: LoadedModel, request: Request, *, cancel: CancelFlag | None = None
+) -> Iterator[TokenRecord]:
     """Run one request, yielding a measured TokenRecord per token as soon as it exists.
 
     Stops at an end-of-sequence token (when settings.stop_at_eos) or after request.max_new_tokens.
     When `cancel.is_set()` turns true it stops between two steps with GenerationCancelled.
     """
     settings, device, tokenizer = request.settings, loaded.device, loaded.tokenizer
-    sync, memory_in_use = synchronizer(device), memory_probe(device)
+    clock, memory_in_use = device_clock_ns(device), memory_probe(device)
     generator = torch.Generator(device=device).manual_seed(settings.seed)
-    sampler = make_sampler(temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p, generator=generator)
+    sampler = make_sampler(
+        temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p, generator=generator
+    )
     prompt_ids = torch.tensor([request.token_ids], device=device)  # (1, T)
     steps = generate_step(loaded.model, prompt_ids, kv_cache=settings.kv_cache, sampler=sampler)
     detokenizer = StreamingDetokenizer(tokenizer)
@@ -192,12 +201,10 @@ def stream_generate(loaded: LoadedModel, request: Request, *, cancel: CancelFlag
         for step in range(request.max_new_tokens):
             if cancel is not None and cancel.is_set():
                 raise GenerationCancelled(f"the run was cancelled after {step} tokens")
-            sync()
-            began_ns = time.perf_counter_ns()
+            began_ns = clock()
             started_ns = started_ns or began_ns
             token, logits, cache = next(steps)  # the timed region: one forward pass + sampling
-            sync()
-            ended_ns = time.perf_counter_ns()
+            ended_ns = clock()
             # Recording starts here, outside the timed region.
             token_id = int(token)
             log_probs = torch.log_softmax(logits[0].float(), dim=-1)  # (vocab,)
@@ -216,7 +223,7 @@ def stream_generate(loaded: LoadedModel, request: Request, *, cancel: CancelFlag
                 logprob=float(log_probs[token_id]),
                 top=tuple(
                     Alternative(token=tokenizer.decode([i]), prob=float(p))
-                    for i, p in zip(top.indices.tolist(), top.values.exp().tolist())
+                    for i, p in zip(top.indices.tolist(), top.values.exp().tolist(), strict=True)
                 ),
             )
             if last:

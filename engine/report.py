@@ -1,6 +1,6 @@
 """Side-by-side summaries and a self-contained HTML report (plotly embedded: it opens offline in any browser).
 
-    python -m engine report RUN.json [MORE.json ...] --out report.html
+python -m engine report RUN.json [MORE.json ...] --out report.html
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from engine import figures
 from engine.experiments.result import ExperimentResult
 from engine.trace import Trace
-from engine.units import fmt_bytes, fmt_ms
+from engine.units import fmt_bytes, fmt_ms, fmt_value
 
 SUMMARY_METRICS = (  # (label, summary field, format)
     ("time to first token", "ttft_ms", fmt_ms),
@@ -40,7 +40,9 @@ def compare_summaries(traces: list[Trace]) -> list[dict]:
         for index, value in enumerate(values):
             row[f"run {index + 1}"] = fmt(value)
             if index:
-                row[f"run {index + 1} ÷ run 1"] = f"{value / values[0]:.2f}x" if value is not None and values[0] else "n/a"
+                row[f"run {index + 1} ÷ run 1"] = (
+                    f"{value / values[0]:.2f}x" if value is not None and values[0] else "n/a"
+                )
         rows.append(row)
     return rows
 
@@ -50,13 +52,11 @@ def table_html(rows: list[dict]) -> str:
     if not rows:
         return ""
     head = "".join(f"<th>{html.escape(str(key))}</th>" for key in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(format_cell(value))}</td>" for value in row.values()) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(fmt_value(value))}</td>" for value in row.values()) + "</tr>"
+        for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def format_cell(value: object) -> str:
-    """A table cell: floats with 4 significant digits."""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def trace_figures(traces: list[Trace], names: list[str]) -> list[tuple[str, dict]]:
@@ -67,8 +67,15 @@ def trace_figures(traces: list[Trace], names: list[str]) -> list[tuple[str, dict
         return [
             ("Latency of every token", figures.latency_chart(records)),
             ("Tokens over time", figures.tokens_over_time_chart(records)),
-            ("KV cache", figures.kv_cache_chart(records, kv_bytes_per_token=trace.model["kv_bytes_per_token"], prompt_tokens=len(trace.prompt["tokens"]),
-                                                kv_cache=bool(trace.settings.get("kv_cache", True)))),
+            (
+                "KV cache",
+                figures.kv_cache_chart(
+                    records,
+                    kv_bytes_per_token=trace.model["kv_bytes_per_token"],
+                    prompt_tokens=len(trace.prompt["tokens"]),
+                    kv_cache=bool(trace.settings.get("kv_cache", True)),
+                ),
+            ),
             ("Memory", figures.memory_chart(records)),
         ]
     return [(title, figures.overlay_chart(traces, names, metric=metric)) for title, metric in figures.OVERLAYS]
@@ -81,13 +88,21 @@ def render_report(runs: list[Trace | ExperimentResult], *, title: str = "Inferen
     traces = [run for run in runs if isinstance(run, Trace)]
     results = [run for run in runs if isinstance(run, ExperimentResult)]
     names = [f"run {index + 1}: {run_name(trace)}" for index, trace in enumerate(traces)]
-    parts = [f"<h1>{html.escape(title)}</h1>",
-             f"<p class='meta'>Made {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by Inference Kitchen from {len(runs)} recorded run(s).</p>"]
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class='meta'>Made {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by Inference "
+        f"Kitchen from {len(runs)} recorded run(s).</p>",
+    ]
     for name, trace in zip(names, traces, strict=True):
         hardware = trace.hardware.get("gpu") or trace.hardware.get("cpu", "?")
-        parts.append(f"<h2>{html.escape(name)}</h2><p>{html.escape(trace.model['name'])}, {html.escape(trace.model['dtype'])} on "
-                     f"{html.escape(trace.model['device'])} ({html.escape(str(hardware))}), engine {html.escape(str(trace.versions.get('engine')))}</p>"
-                     f"<p><b>Prompt:</b> {html.escape(trace.prompt['text'])}</p><p><b>Answer:</b> {html.escape(trace.answer)}</p>")
+        parts.append(
+            f"<h2>{html.escape(name)}</h2><p>{html.escape(trace.model['name'])}, "
+            f"{html.escape(trace.model['dtype'])} on "
+            f"{html.escape(trace.model['device'])} ({html.escape(str(hardware))}), engine "
+            f"{html.escape(str(trace.versions.get('engine')))}</p>"
+            f"<p><b>Prompt:</b> {html.escape(trace.prompt['text'])}</p><p><b>Answer:</b> "
+            f"{html.escape(trace.answer)}</p>"
+        )
     if traces:
         parts.append("<h2>Summary</h2>" + table_html(compare_summaries(traces)))
         first = True
@@ -96,9 +111,18 @@ def render_report(runs: list[Trace | ExperimentResult], *, title: str = "Inferen
             parts.append(f"<h3>{html.escape(chart_title)}</h3><div class='chart'>{chart}</div>")
             first = False
     for result in results:
-        parts.append(f"<h2>Experiment: {html.escape(result.experiment)} ({html.escape(result.created_at[:16])})</h2>"
-                     f"<p class='finding'>{html.escape(result.finding)}</p>" + table_html([dict(row) for row in result.rows[:200]]))
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#102A43}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #D9E2EC;padding:.3em .6em;text-align:right}th{background:#F0F4F8}.meta{color:#627D98}"
-             ".finding{background:#E3F9E5;padding:.8em;border-radius:6px}")
-    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>"
+        parts.append(
+            f"<h2>Experiment: {html.escape(result.experiment)} ({html.escape(result.created_at[:16])})</h2>"
+            f"<p class='finding'>{html.escape(result.finding)}</p>"
+            + table_html([dict(row) for row in result.rows[:200]])
+        )
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em "
+        "auto;color:#102A43}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #D9E2EC;padding:.3em .6em;text-align:right}th{background:#F0F4F8}.meta{color:#627D98}"
+        ".finding{background:#E3F9E5;padding:.8em;border-radius:6px}"
+    )
+    return (
+        "<!DOCTYPE html><html><head><meta "
+        f"charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>"
+    )

@@ -22,7 +22,9 @@ def finish_reason(request: Request, records: list[TokenRecord], eos_token_ids: t
     return "length" if len(records) >= request.settings.max_new_tokens else "context"
 
 
-def build_trace(loaded: LoadedModel, request: Request, records: list[TokenRecord], *, peak_memory_bytes: int | None = None) -> Trace:
+def build_trace(
+    loaded: LoadedModel, request: Request, records: list[TokenRecord], *, peak_memory_bytes: int | None = None
+) -> Trace:
     """Assemble a Trace from a finished request's records and the model/machine metadata."""
     return Trace(
         schema_version=SCHEMA_VERSION,
@@ -47,12 +49,12 @@ def run_trace(
     loaded: LoadedModel,
     prompt: str,
     *,
-    settings: GenerationSettings = GenerationSettings(),
+    settings: GenerationSettings | None = None,
     cancel: CancelFlag | None = None,
     on_record: Callable[[TokenRecord], None] | None = None,
 ) -> Trace:
     """Run one prompt to the end and return its Trace; `on_record` sees each record as it is made."""
-    request = prepare_request(loaded, prompt, settings=settings)
+    request = prepare_request(loaded, prompt, settings=settings or GenerationSettings())
     return collect_trace(loaded, request, cancel=cancel, on_record=on_record)
 
 

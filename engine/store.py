@@ -15,7 +15,16 @@ from pathlib import Path
 
 from engine.errors import TraceFormatError
 from engine.experiments.result import ExperimentResult, check_result_dict, default_result_path
-from engine.trace import MAX_TRACE_FILE_BYTES, Trace, check_trace_dict, data_dir, default_trace_path, parse_json, read_json, write_json_atomic
+from engine.trace import (
+    MAX_TRACE_FILE_BYTES,
+    Trace,
+    check_trace_dict,
+    data_dir,
+    default_trace_path,
+    parse_json,
+    read_json,
+    write_json_atomic,
+)
 
 FOLDERS = ("traces", "experiments")
 INDEX_VERSION = 1
@@ -46,16 +55,37 @@ def entry_for(relative: str, data: dict, *, size: int, mtime_ns: int) -> RunEntr
     """The listing of one parsed, checked run file."""
     model, hardware = data["model"], data["hardware"]
     common = {
-        "path": relative, "created_at": data["created_at"], "model": str(model.get("name")), "device": str(model.get("device")),
-        "dtype": str(model.get("dtype")), "hardware": str(hardware.get("gpu") or hardware.get("cpu") or "?"), "size": size, "mtime_ns": mtime_ns,
+        "path": relative,
+        "created_at": data["created_at"],
+        "model": str(model.get("name")),
+        "device": str(model.get("device")),
+        "dtype": str(model.get("dtype")),
+        "hardware": str(hardware.get("gpu") or hardware.get("cpu") or "?"),
+        "size": size,
+        "mtime_ns": mtime_ns,
     }
     if data.get("kind", "trace") == "trace":
         summary = data["summary"]
-        return RunEntry(kind="trace", name="trace", prompt_start=data["prompt"]["text"][:80], **common, headline={
-            "tokens": summary["new_tokens"], "ttft_ms": summary["ttft_ms"], "itl_p50_ms": summary["itl_p50_ms"],
-            "decode_tokens_per_s": summary["decode_tokens_per_s"], "total_ms": summary["total_ms"],
-        })
-    return RunEntry(kind="experiment", name=data["experiment"], prompt_start=data["finding"][:80], headline={"rows": len(data["rows"])}, **common)
+        return RunEntry(
+            kind="trace",
+            name="trace",
+            prompt_start=data["prompt"]["text"][:80],
+            **common,
+            headline={
+                "tokens": summary["new_tokens"],
+                "ttft_ms": summary["ttft_ms"],
+                "itl_p50_ms": summary["itl_p50_ms"],
+                "decode_tokens_per_s": summary["decode_tokens_per_s"],
+                "total_ms": summary["total_ms"],
+            },
+        )
+    return RunEntry(
+        kind="experiment",
+        name=data["experiment"],
+        prompt_start=data["finding"][:80],
+        headline={"rows": len(data["rows"])},
+        **common,
+    )
 
 
 def check_run_dict(data: object) -> None:
@@ -142,13 +172,17 @@ class RunStore:
                 continue
             stat = path.stat()
             entry = entry_for(f"{REFERENCE}/{path.name}", data, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
-            entries.append(RunEntry(**{**asdict(entry), "label": f"reference: {data.get('reference_note', path.stem)}"[:120]}))
+            entries.append(
+                RunEntry(**{**asdict(entry), "label": f"reference: {data.get('reference_note', path.stem)}"[:120]})
+            )
         return entries
 
     def _writable(self, relative: str) -> Path:
         path = self.path_of(relative)
         if relative.startswith(f"{REFERENCE}/"):
-            raise TraceFormatError("reference traces ship with Inference Kitchen and cannot be changed; import a copy to label it")
+            raise TraceFormatError(
+                "reference traces ship with Inference Kitchen and cannot be changed; import a copy to label it"
+            )
         return path
 
     def open(self, relative: str) -> Trace | ExperimentResult:

@@ -26,7 +26,7 @@ def split_into_tokens(tokenizer: object, text: str) -> list[TokenPiece]:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         return [TokenPiece(i, tokenizer.decode([i])) for i in ids]
     pieces, covered = [], 0
-    for token_id, (start, end) in zip(encoded["input_ids"], offsets):
+    for token_id, (start, end) in zip(encoded["input_ids"], offsets, strict=True):
         start = max(start, covered)  # a character split over several tokens is shown once, on its first token
         pieces.append(TokenPiece(token_id, text[start:end] if end > start else ""))
         covered = max(covered, end)
@@ -41,3 +41,22 @@ def count_words(text: str) -> int:
 def words_per_token(text: str, token_count: int) -> float | None:
     """Measured words per token for this text and tokenizer (None for no tokens)."""
     return count_words(text) / token_count if token_count else None
+
+
+@dataclass(frozen=True)
+class TextTokens:
+    """How a tokenizer reads a text: its pieces and the measured words per token (None for no tokens)."""
+
+    pieces: tuple[TokenPiece, ...]
+    words_per_token: float | None
+
+    @property
+    def count(self) -> int:
+        """How many tokens the text is."""
+        return len(self.pieces)
+
+
+def read_text(tokenizer: object, text: str) -> TextTokens:
+    """The tokenizer view of a text: its token pieces and words per token, measured with this tokenizer."""
+    pieces = split_into_tokens(tokenizer, text)
+    return TextTokens(tuple(pieces), words_per_token(text, len(pieces)))

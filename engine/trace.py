@@ -26,7 +26,12 @@ def versions() -> dict:
 
     from engine import __version__
 
-    return {"engine": __version__, "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()}
+    return {
+        "engine": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def now_iso() -> str:
@@ -71,11 +76,12 @@ class Trace:
         }
 
     @classmethod
-    def from_dict(cls, data: object) -> "Trace":
+    def from_dict(cls, data: object) -> Trace:
         """Rebuild a trace from its JSON form; TraceFormatError names the first thing that is wrong."""
         check_trace_dict(data)
         events = tuple(
-            TokenRecord(**{**event, "top": tuple(Alternative(**alt) for alt in event["top"])}) for event in data["events"]
+            TokenRecord(**{**event, "top": tuple(Alternative(**alt) for alt in event["top"])})
+            for event in data["events"]
         )
         summary = Summary(**{name: data["summary"].get(name) for name in SUMMARY_FIELDS})
         return cls(
@@ -107,7 +113,14 @@ RECORD_TYPES = {
     "top": list,
 }
 SUMMARY_FIELDS = tuple(field.name for field in fields(Summary))
-MODEL_FIELDS = {"name": str, "parameters": int, "dtype": str, "device": str, "weight_bytes": int, "kv_bytes_per_token": int}
+MODEL_FIELDS = {
+    "name": str,
+    "parameters": int,
+    "dtype": str,
+    "device": str,
+    "weight_bytes": int,
+    "kv_bytes_per_token": int,
+}
 PROMPT_FIELDS = {"text": str, "tokens": list}
 
 
@@ -126,20 +139,40 @@ def require(data: dict, where: str, spec: dict[str, type]) -> None:
         if name not in data:
             raise TraceFormatError(f"{where}: the field {name!r} is missing")
         if not type_ok(data[name], expected):
-            raise TraceFormatError(f"{where}.{name}: expected {expected.__name__}, got {type(data[name]).__name__} {data[name]!r:.40}")
+            raise TraceFormatError(
+                f"{where}.{name}: expected {expected.__name__}, got {type(data[name]).__name__} {data[name]!r:.40}"
+            )
 
 
 def check_trace_dict(data: object) -> None:
     """Check a parsed JSON value against the trace contract; raise TraceFormatError naming what is wrong."""
     if not isinstance(data, dict):
-        raise TraceFormatError(f"not an Inference Kitchen trace: the file holds a JSON {type(data).__name__}, not an object")
+        raise TraceFormatError(
+            f"not an Inference Kitchen trace: the file holds a JSON {type(data).__name__}, not an object"
+        )
     if "schema_version" not in data or "events" not in data:
         raise TraceFormatError("not an Inference Kitchen trace: it has no 'schema_version' or no 'events'")
     if data.get("kind", "trace") != "trace":
         raise TraceFormatError(f"this file is a {data.get('kind')!r} result, not a trace")
     if data["schema_version"] != SCHEMA_VERSION:
-        raise TraceFormatError(f"schema_version {data['schema_version']!r} is not supported (this engine reads {SCHEMA_VERSION})")
-    require(data, "trace", {"created_at": str, "model": dict, "hardware": dict, "versions": dict, "settings": dict, "prompt": dict, "summary": dict, "events": list, "finish_reason": str})
+        raise TraceFormatError(
+            f"schema_version {data['schema_version']!r} is not supported (this engine reads {SCHEMA_VERSION})"
+        )
+    require(
+        data,
+        "trace",
+        {
+            "created_at": str,
+            "model": dict,
+            "hardware": dict,
+            "versions": dict,
+            "settings": dict,
+            "prompt": dict,
+            "summary": dict,
+            "events": list,
+            "finish_reason": str,
+        },
+    )
     require(data["model"], "model", MODEL_FIELDS)
     require(data["prompt"], "prompt", PROMPT_FIELDS)
     if data["finish_reason"] not in FINISH_REASONS:
@@ -157,11 +190,15 @@ def check_trace_dict(data: object) -> None:
         if event["step"] != index:
             raise TraceFormatError(f"{where}.step: expected {index}, got {event['step']}")
         if event["phase"] != ("prefill" if index == 0 else "decode"):
-            raise TraceFormatError(f"{where}.phase: expected {'prefill' if index == 0 else 'decode'!r}, got {event['phase']!r}")
+            raise TraceFormatError(
+                f"{where}.phase: expected {'prefill' if index == 0 else 'decode'!r}, got {event['phase']!r}"
+            )
         if event["latency_ms"] < 0 or event["t_ms"] < 0 or event["kv_cache_bytes"] < 0 or event["memory_bytes"] < 0:
             raise TraceFormatError(f"{where}: times and byte counts cannot be negative")
         if index and event["t_ms"] < data["events"][index - 1]["t_ms"]:
-            raise TraceFormatError(f"{where}.t_ms: time runs backwards ({event['t_ms']} after {data['events'][index - 1]['t_ms']})")
+            raise TraceFormatError(
+                f"{where}.t_ms: time runs backwards ({event['t_ms']} after {data['events'][index - 1]['t_ms']})"
+            )
         for rank, alt in enumerate(event["top"]):
             if not isinstance(alt, dict):
                 raise TraceFormatError(f"{where}.top[{rank}]: expected an object with 'token' and 'prob'")
@@ -179,14 +216,14 @@ def check_trace_dict(data: object) -> None:
 # ---- files: written whole or not at all -----------------------------------------------------------------------
 
 
-def write_json_atomic(path: str | os.PathLike, data: dict) -> Path:
-    """Write JSON to a temporary file beside `path`, fsync it, then rename it over `path` in one step."""
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write text to a temporary file beside `path`, fsync it, then rename it over `path` in one step."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(data, out, ensure_ascii=False, indent=1, allow_nan=False)
+            out.write(text)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)
@@ -194,6 +231,24 @@ def write_json_atomic(path: str | os.PathLike, data: dict) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path: str | os.PathLike, data: dict) -> Path:
+    """Write JSON whole or not at all (see write_text_atomic)."""
+    return write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=1, allow_nan=False))
+
+
+def trace_csv(trace: Trace) -> str:
+    """The per-token table of a trace as CSV: one row per record, the top-5 joined into one cell."""
+    import pandas as pd
+
+    rows = [{**r.to_dict(), "top": " | ".join(f"{a.token!r} {a.prob:.4f}" for a in r.top)} for r in trace.events]
+    return pd.DataFrame(rows).to_csv(index=False)
+
+
+def trace_json(trace: Trace) -> str:
+    """A trace in its file format, as text (what a download or an export holds)."""
+    return json.dumps(trace.to_dict(), ensure_ascii=False, indent=1)
 
 
 def read_json(path: str | os.PathLike, *, max_bytes: int = MAX_TRACE_FILE_BYTES) -> object:
@@ -215,7 +270,9 @@ def parse_json(raw: bytes, *, name: str = "the file") -> object:
     except UnicodeDecodeError as err:
         raise TraceFormatError(f"{name} is not UTF-8 text (byte {err.start})") from err
     except json.JSONDecodeError as err:
-        raise TraceFormatError(f"{name} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); is it truncated?") from err
+        raise TraceFormatError(
+            f"{name} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); is it truncated?"
+        ) from err
 
 
 def save_trace(trace: Trace, path: str | os.PathLike) -> Path:

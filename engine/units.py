@@ -26,3 +26,8 @@ def fmt_rate(value: float | None, unit: str = "tokens/s") -> str:
     if value is None:
         return "n/a"
     return f"{value:,.0f} {unit}" if value >= 100 else f"{value:,.1f} {unit}"
+
+
+def fmt_value(value: object) -> str:
+    """A table or terminal cell: floats with 4 significant digits, everything else as text."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

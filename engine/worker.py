@@ -7,6 +7,19 @@ page redrew (together with other costs since removed), and a shorter GIL switch 
 worker process the model shares only CPU cores with the UI, never the interpreter, and its torch thread
 setting is its own. `ModelWorker` is the parent's handle: it loads the model over there, then runs one
 request or experiment at a time, relaying each record or progress event as it is made.
+
+The messages, every one a frozen dataclass below (pickled over the events socket):
+
+    worker -> parent while loading:   Loading* -> Ready | LoadFailed (then the worker exits)
+    parent -> worker, one at a time:  Generate | RunExperiment
+    worker -> parent per request:     Started, then
+                                      Prepared, Record* (a generation) | Measuring* (an experiment),
+                                      then exactly one of Finished | Cancelled | Failed
+
+The cancel handshake: a stop is one byte on a second socket, which the worker checks between two steps or
+measurements. Before a request the worker drops any byte meant for an earlier one, then sends `Started`; the
+parent sends its byte only after `Started`, so a stop can neither be lost nor hit the next request. The worker
+also treats a closed cancel socket (the parent is gone) as a stop.
 """
 
 from __future__ import annotations
@@ -19,12 +32,13 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 from engine import errors
 from engine.errors import EngineError, GenerationCancelled
-from engine.experiments.common import ExperimentProgress
+from engine.experiments.common import ExperimentProgress, Options
 from engine.generate import CancelFlag, Request
 from engine.loading import LoadProgress, ModelFacts
 from engine.records import TokenRecord
@@ -33,6 +47,97 @@ from engine.trace import Trace
 
 if TYPE_CHECKING:
     from engine.experiments.result import ExperimentResult
+
+
+# ---- the messages ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Loading:
+    """Worker -> parent: how far loading the model is."""
+
+    event: LoadProgress
+
+
+@dataclass(frozen=True)
+class Ready:
+    """Worker -> parent: the model is loaded; its facts, and its tokenizer for the page's tokenizer view."""
+
+    facts: ModelFacts
+    tokenizer: object
+
+
+@dataclass(frozen=True)
+class LoadFailed:
+    """Worker -> parent: the model could not be loaded (the worker exits after sending it)."""
+
+    error_type: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Generate:
+    """Parent -> worker: run one prompt with these settings."""
+
+    prompt: str
+    settings: GenerationSettings
+
+
+@dataclass(frozen=True)
+class RunExperiment:
+    """Parent -> worker: run one experiment (engine.experiments) with these options (None: its defaults)."""
+
+    name: str
+    options: Options | None
+
+
+@dataclass(frozen=True)
+class Started:
+    """Worker -> parent: the request was taken and old stops were dropped; a stop sent now is meant for it."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Worker -> parent: the generation's checked, tokenized request."""
+
+    request: Request
+
+
+@dataclass(frozen=True)
+class Record:
+    """Worker -> parent: one token's record, sent after the clock stopped."""
+
+    record: TokenRecord
+
+
+@dataclass(frozen=True)
+class Measuring:
+    """Worker -> parent: an experiment's progress, sent between two measurements."""
+
+    event: ExperimentProgress
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Worker -> parent: the request's result: a Trace for a generation, an ExperimentResult for an experiment."""
+
+    result: Trace | ExperimentResult
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """Worker -> parent: the request stopped between two steps because a stop arrived."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Worker -> parent: the request failed; the worker goes on serving."""
+
+    error_type: str
+    message: str
+
 
 POLL_SECONDS = 0.05  # how often the parent looks at the cancel flag while waiting for the next record
 
@@ -57,43 +162,50 @@ class SocketCancel:
         self.flag = False
 
 
-def serve(connection: Connection, cancel: SocketCancel, name: str | None, device: str | None, dtype: str | None, threads: int | None) -> None:
-    """The worker process: load the model, then run requests one at a time, sending events back."""
+def serve(
+    connection: Connection,
+    cancel: SocketCancel,
+    name: str | None,
+    device: str | None,
+    dtype: str | None,
+    threads: int | None,
+) -> None:
+    """The worker process: load the model, then run requests one at a time, sending messages back."""
     from engine.experiments import run_experiment
     from engine.generate import prepare_request
     from engine.loading import load_model
     from engine.run import collect_trace
 
     try:
-        loaded = load_model(name, device=device, dtype=dtype, threads=threads, on_progress=lambda event: connection.send(("progress", event)))
+        on_progress = lambda event: connection.send(Loading(event))  # noqa: E731
+        loaded = load_model(name, device=device, dtype=dtype, threads=threads, on_progress=on_progress)
     except Exception as err:  # noqa: BLE001 - reported to the parent as a sentence
-        connection.send(("error", type(err).__name__, str(err)))
+        connection.send(LoadFailed(type(err).__name__, str(err)))
         return
-    connection.send(("ready", loaded.facts, loaded.tokenizer))
+    connection.send(Ready(loaded.facts, loaded.tokenizer))
     while True:
         try:
-            kind, *arguments = connection.recv()
+            message = connection.recv()
         except (EOFError, OSError):  # the parent is gone
             return
         cancel.clear()  # a stop meant for an earlier request
-        connection.send(("started", kind))  # from now on a stop byte is meant for this request
+        connection.send(Started())  # from now on a stop byte is meant for this request
         try:
-            if kind == "generate":
-                prompt, settings = arguments
-                request = prepare_request(loaded, prompt, settings=settings)
-                connection.send(("request", request))
-                relay = lambda record: connection.send(("record", record))  # noqa: E731 - after the clock stopped
-                connection.send(("done", collect_trace(loaded, request, cancel=cancel, on_record=relay)))
-            elif kind == "experiment":
-                name, options = arguments
-                relay = lambda event: connection.send(("progress", event))  # noqa: E731 - between measurements
-                connection.send(("done", run_experiment(loaded, name, options, on_progress=relay, cancel=cancel)))
+            if isinstance(message, Generate):
+                request = prepare_request(loaded, message.prompt, settings=message.settings)
+                connection.send(Prepared(request))
+                relay = lambda record: connection.send(Record(record))  # noqa: E731 - after the clock stopped
+                connection.send(Finished(collect_trace(loaded, request, cancel=cancel, on_record=relay)))
+            elif isinstance(message, RunExperiment):
+                relay = lambda event: connection.send(Measuring(event))  # noqa: E731 - between measurements
+                result = run_experiment(loaded, message.name, message.options, on_progress=relay, cancel=cancel)
+                connection.send(Finished(result))
             else:
-                connection.send(("error", "EngineError", f"the worker does not know the request {kind!r}"))
+                connection.send(Failed("EngineError", f"the worker does not know the request {message!r:.80}"))
         except GenerationCancelled as err:
-            connection.send(("cancelled", str(err)))
+            connection.send(Cancelled(str(err)))
         except Exception as err:  # noqa: BLE001 - one request's failure must not end the worker
-            connection.send(("error", type(err).__name__, str(err)))
+            connection.send(Failed(type(err).__name__, str(err)))
 
 
 def main() -> None:
@@ -120,7 +232,14 @@ class ModelWorker:
     parent's __main__, which inside Streamlit is the page script itself.
     """
 
-    def __init__(self, name: str | None = None, *, device: str | None = None, dtype: str | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        threads: int | None = None,
+    ) -> None:
         events_parent, events_child = socket.socketpair()
         self._cancel, cancel_child = socket.socketpair()
         options = json.dumps({"name": name, "device": device, "dtype": dtype, "threads": threads})
@@ -130,7 +249,7 @@ class ModelWorker:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "engine.worker", str(fds[0]), str(fds[1]), options],
             pass_fds=fds,
-            env={**os.environ, "PYTHONPATH": python_path},  # same working directory: relative model folders still resolve
+            env={**os.environ, "PYTHONPATH": python_path},  # same working directory: relative folders still resolve
         )
         events_child.close()
         cancel_child.close()
@@ -143,25 +262,30 @@ class ModelWorker:
         """True while the worker process runs."""
         return self.process.poll() is None
 
-    def _receive(self) -> tuple:
+    def _receive(self) -> object:
         try:
             return self._connection.recv()
         except (EOFError, OSError) as err:
-            raise EngineError(f"the model worker process stopped unexpectedly (exit code {self.process.poll()})") from err
+            raise self._stopped_error() from err
+
+    def _stopped_error(self) -> EngineError:
+        return EngineError(f"the model worker process stopped unexpectedly (exit code {self.process.poll()})")
 
     def wait_loaded(self, on_progress: Callable[[LoadProgress], None] | None = None) -> ModelFacts:
         """Block until the model is loaded, passing on its progress; raise its loading error if any."""
         while True:
             message = self._receive()
-            if message[0] == "progress":
+            if isinstance(message, Loading):
                 if on_progress is not None:
-                    on_progress(message[1])
-            elif message[0] == "ready":
-                self.facts, self.tokenizer = message[1], message[2]
+                    on_progress(message.event)
+            elif isinstance(message, Ready):
+                self.facts, self.tokenizer = message.facts, message.tokenizer
                 return self.facts
-            else:
+            elif isinstance(message, LoadFailed):
                 self.process.wait(timeout=10)
-                raise rebuild_error(message[1], message[2])
+                raise rebuild_error(message.error_type, message.message)
+            else:
+                raise EngineError(f"the model worker sent {type(message).__name__} while loading")
 
     def generate(
         self,
@@ -175,37 +299,39 @@ class ModelWorker:
         """Run one request in the worker; records arrive through `on_record` as they are made."""
         records: list[TokenRecord] = []
 
-        def handle(kind: str, payload: object) -> None:
-            if kind == "request" and on_request is not None:
-                on_request(payload)
-            elif kind == "record":
-                records.append(payload)
+        def handle(message: object) -> None:
+            if isinstance(message, Prepared) and on_request is not None:
+                on_request(message.request)
+            elif isinstance(message, Record):
+                records.append(message.record)
                 if on_record is not None:
-                    on_record(payload)
+                    on_record(message.record)
 
         try:
-            return self._exchange(("generate", prompt, settings), cancel=cancel, handle=handle)
+            return self._exchange(Generate(prompt, settings), cancel=cancel, handle=handle)
         except GenerationCancelled as err:
             raise GenerationCancelled(str(err), records=tuple(records)) from None
 
     def experiment(
         self,
         name: str,
-        options: object = None,
+        options: Options | None = None,
         *,
         cancel: CancelFlag | None = None,
         on_progress: Callable[[ExperimentProgress], None] | None = None,
-    ) -> "ExperimentResult":
+    ) -> ExperimentResult:
         """Run one experiment in the worker (engine.experiments); its progress arrives through `on_progress`."""
 
-        def handle(kind: str, payload: object) -> None:
-            if kind == "progress" and on_progress is not None:
-                on_progress(payload)
+        def handle(message: object) -> None:
+            if isinstance(message, Measuring) and on_progress is not None:
+                on_progress(message.event)
 
-        return self._exchange(("experiment", name, options), cancel=cancel, handle=handle)
+        return self._exchange(RunExperiment(name, options), cancel=cancel, handle=handle)
 
-    def _exchange(self, message: tuple, *, cancel: CancelFlag | None, handle: Callable[[str, object], None]) -> object:
-        """Send one request and pass its events to `handle` until it ends: its result, or its error raised here."""
+    def _exchange(
+        self, message: Generate | RunExperiment, *, cancel: CancelFlag | None, handle: Callable[[object], None]
+    ) -> Trace | ExperimentResult:
+        """Send one request and pass its messages to `handle` until it ends: its result, or its error raised here."""
         if cancel is not None and cancel.is_set():
             raise GenerationCancelled("stopped before it started")
         with self._lock:
@@ -217,22 +343,22 @@ class ModelWorker:
                     cancel_sent = True
                 if not self._connection.poll(POLL_SECONDS):
                     if not self.is_alive():
-                        raise EngineError(f"the model worker process stopped unexpectedly (exit code {self.process.poll()})")
+                        raise self._stopped_error()
                     continue
-                kind, *payload = self._receive()
-                if kind == "started":
-                    started = True  # the worker has cleared old stops: a stop sent now reaches this request
-                elif kind == "done":
-                    return payload[0]
-                elif kind == "cancelled":
-                    raise GenerationCancelled(payload[0])
-                elif kind == "error":
-                    raise rebuild_error(payload[0], payload[1])
+                reply = self._receive()
+                if isinstance(reply, Started):
+                    started = True  # the worker has dropped old stops: a stop sent now reaches this request
+                elif isinstance(reply, Finished):
+                    return reply.result
+                elif isinstance(reply, Cancelled):
+                    raise GenerationCancelled(reply.message)
+                elif isinstance(reply, Failed):
+                    raise rebuild_error(reply.error_type, reply.message)
                 else:
-                    handle(kind, payload[0])
+                    handle(reply)
 
     def close(self) -> None:
-        """Stop the worker process."""
+        """Stop the worker process: closing its sockets ends its loop (or stops its run at the next step)."""
         self._connection.close()
         self._cancel.close()
         try:
@@ -243,4 +369,8 @@ class ModelWorker:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the copy imported as `engine.worker`, not this `__main__` one: the messages must pickle as
+    # engine.worker.Record and so on, the names the parent knows.
+    from engine import worker
+
+    worker.main()

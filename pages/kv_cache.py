@@ -18,9 +18,17 @@ st.title("🧂 With and without the KV cache")
 st.markdown(explanation("kv_cache", "intro"))
 
 columns = settings_area("Options").columns([3, 1])
-prompt = columns[0].text_input("Prompt (the same for both runs)", DEFAULTS.prompt, key="kv_cache_prompt", max_chars=2000)
-new_tokens = columns[1].number_input("New tokens", 2, min(512, max_new_tokens_cap()), DEFAULTS.new_tokens, key="kv_cache_new_tokens",
-                                     help="Both runs make exactly this many tokens. Without the cache the time grows with the square of it.")
+prompt = columns[0].text_input(
+    "Prompt (the same for both runs)", DEFAULTS.prompt, key="kv_cache_prompt", max_chars=2000
+)
+new_tokens = columns[1].number_input(
+    "New tokens",
+    2,
+    min(512, max_new_tokens_cap()),
+    DEFAULTS.new_tokens,
+    key="kv_cache_new_tokens",
+    help="Both runs make exactly this many tokens. Without the cache the time grows with the square of it.",
+)
 if not prompt.strip():
     st.warning("Type a prompt to cook: both runs need the same order.")
     st.stop()
@@ -31,15 +39,27 @@ if result is None:
     st.stop()
 
 runs = result.details["runs"]
-with_cache, without = decode_latencies(list(result.rows), kv_cache=True), decode_latencies(list(result.rows), kv_cache=False)
+with_cache, without = (
+    decode_latencies(list(result.rows), kv_cache=True),
+    decode_latencies(list(result.rows), kv_cache=False),
+)
 cards = st.columns(4)
 cards[0].metric("total time, with the cache", fmt_ms(runs["on"]["total_ms"]))
-cards[1].metric("total time, without", fmt_ms(runs["off"]["total_ms"]), delta=f"{runs['off']['total_ms'] / runs['on']['total_ms']:.1f}x longer", delta_color="inverse")
+cards[1].metric(
+    "total time, without",
+    fmt_ms(runs["off"]["total_ms"]),
+    delta=f"{runs['off']['total_ms'] / runs['on']['total_ms']:.1f}x longer",
+    delta_color="inverse",
+)
 if without:
     start, end = edge_means(without)
     cards[2].metric("per-token time without, first → last tenth", f"{start:,.0f} → {end:,.0f} ms")
 cards[3].metric("KV cache held at the end", fmt_bytes(runs["on"]["kv_cache_bytes"]))
-st.caption("Both runs produced the same tokens ✓" if result.details["same_tokens"] else "The two runs' tokens differ (see the note below).")
+st.caption(
+    "Both runs produced the same tokens ✓"
+    if result.details["same_tokens"]
+    else "The two runs' tokens differ (see the note below)."
+)
 left, right = st.columns(2)
 with left:
     st.markdown(explanation("kv_cache", "latency"))
@@ -49,5 +69,7 @@ with right:
     show_chart(experiment_charts.kv_time_chart(result), key="kv_cache_chart_time")
 st.markdown(explanation("kv_cache", "bytes", kv_bytes_per_token=result.model["kv_bytes_per_token"]))
 if not result.details["same_tokens"]:
-    st.caption("The two runs chose different tokens somewhere: the two paths add the same numbers in a different order, and a "
-               "near-tie between two tokens can fall either way. The timing comparison still holds.")
+    st.caption(
+        "The two runs chose different tokens somewhere: the two paths add the same numbers in a different order, and a "
+        "near-tie between two tokens can fall either way. The timing comparison still holds."
+    )

@@ -18,11 +18,24 @@ st.title("📖 Prefill vs decode")
 st.markdown(explanation("prefill", "intro"))
 
 columns = settings_area("Options").columns([3, 1, 1])
-lengths = columns[0].multiselect("Prompt lengths (tokens)", LENGTH_CHOICES, default=list(DEFAULTS.prompt_lengths), key="prefill_lengths",
-                                 help="Lengths beyond the model's context window are capped to it.")
-repeats = columns[1].number_input("Passes per length", 1, 20, DEFAULTS.repeats, key="prefill_repeats", help="The median pass is reported.")
-decode_tokens = columns[2].number_input("Decode tokens", 2, 64, DEFAULTS.decode_tokens, key="prefill_decode_tokens",
-                                        help="Tokens cooked after each prompt, to time one decode step at that context.")
+lengths = columns[0].multiselect(
+    "Prompt lengths (tokens)",
+    LENGTH_CHOICES,
+    default=list(DEFAULTS.prompt_lengths),
+    key="prefill_lengths",
+    help="Lengths beyond the model's context window are capped to it.",
+)
+repeats = columns[1].number_input(
+    "Passes per length", 1, 20, DEFAULTS.repeats, key="prefill_repeats", help="The median pass is reported."
+)
+decode_tokens = columns[2].number_input(
+    "Decode tokens",
+    2,
+    64,
+    DEFAULTS.decode_tokens,
+    key="prefill_decode_tokens",
+    help="Tokens cooked after each prompt, to time one decode step at that context.",
+)
 options = PrefillOptions(prompt_lengths=tuple(sorted(lengths)), repeats=int(repeats), decode_tokens=int(decode_tokens))
 
 result = experiment_section("prefill", options, key="prefill")
@@ -37,11 +50,20 @@ with right:
     st.markdown(explanation("prefill", "time"))
     show_chart(experiment_charts.prefill_time_chart(result), key="prefill_chart_time")
 if result.details.get("capped_lengths"):
-    st.caption(f"Capped to the context window ({result.details['context_length']:,} tokens): {result.details['capped_lengths']}.")
+    st.caption(
+        f"Capped to the context window ({result.details['context_length']:,} tokens): "
+        f"{result.details['capped_lengths']}."
+    )
 st.dataframe(
-    pd.DataFrame(result.rows).rename(columns={
-        "prompt_tokens": "prompt tokens", "prefill_ms": "prefill (ms)", "prefill_tokens_per_s": "prefill tokens/s",
-        "prefill_ms_per_token": "prefill ms per token", "itl_ms": "decode step (ms)", "decode_tokens_per_s": "decode tokens/s",
-    }),
+    pd.DataFrame(result.rows).rename(
+        columns={
+            "prompt_tokens": "prompt tokens",
+            "prefill_ms": "prefill (ms)",
+            "prefill_tokens_per_s": "prefill tokens/s",
+            "prefill_ms_per_token": "prefill ms per token",
+            "itl_ms": "decode step (ms)",
+            "decode_tokens_per_s": "decode tokens/s",
+        }
+    ),
     hide_index=True,
 )

@@ -18,15 +18,36 @@ st.title("🧱 The memory wall: roofline and bandwidth")
 st.markdown(explanation("roofline", "intro"))
 
 columns = settings_area("Options").columns(5)
-repeats = columns[0].number_input("Repeats", 1, 50, DEFAULTS.repeats, key="roofline_repeats", help="Best of these is the machine's peak.")
-bandwidth_mb = columns[1].number_input("Bandwidth tensor (MB)", 16, 8192, DEFAULTS.bandwidth_mb, key="roofline_bandwidth_mb",
-                                       help="Far larger than the CPU caches, so the read comes from main memory.")
-decode_tokens = columns[2].number_input("Decode steps per format", 2, 256, DEFAULTS.decode_tokens, key="roofline_decode_tokens")
-prefill_tokens = columns[3].number_input("Prefill tokens (MFU)", 1, 4096, DEFAULTS.prefill_tokens, key="roofline_prefill_tokens")
-include_int8 = columns[4].toggle("Try int8 weights", DEFAULTS.include_int8, key="roofline_include_int8",
-                                 help="Weight-only int8 with one scale per row, where the device has a kernel for it.")
-options = RooflineOptions(repeats=int(repeats), bandwidth_mb=int(bandwidth_mb), decode_tokens=int(decode_tokens),
-                          prefill_tokens=int(prefill_tokens), include_int8=include_int8)
+repeats = columns[0].number_input(
+    "Repeats", 1, 50, DEFAULTS.repeats, key="roofline_repeats", help="Best of these is the machine's peak."
+)
+bandwidth_mb = columns[1].number_input(
+    "Bandwidth tensor (MB)",
+    16,
+    8192,
+    DEFAULTS.bandwidth_mb,
+    key="roofline_bandwidth_mb",
+    help="Far larger than the CPU caches, so the read comes from main memory.",
+)
+decode_tokens = columns[2].number_input(
+    "Decode steps per format", 2, 256, DEFAULTS.decode_tokens, key="roofline_decode_tokens"
+)
+prefill_tokens = columns[3].number_input(
+    "Prefill tokens (MFU)", 1, 4096, DEFAULTS.prefill_tokens, key="roofline_prefill_tokens"
+)
+include_int8 = columns[4].toggle(
+    "Try int8 weights",
+    DEFAULTS.include_int8,
+    key="roofline_include_int8",
+    help="Weight-only int8 with one scale per row, where the device has a kernel for it.",
+)
+options = RooflineOptions(
+    repeats=int(repeats),
+    bandwidth_mb=int(bandwidth_mb),
+    decode_tokens=int(decode_tokens),
+    prefill_tokens=int(prefill_tokens),
+    include_int8=include_int8,
+)
 
 result = experiment_section("roofline", options, key="roofline")
 if result is None:
@@ -35,10 +56,13 @@ if result is None:
 details = result.details
 st.markdown(explanation("roofline", "machine"))
 cards = st.columns(3)
-cards[0].metric("memory bandwidth (read)", f"{details['bandwidth_bytes_per_s'] / 1e9:,.1f} GB/s",
-                help=f"Method: {details['bandwidth_method']}. Median {details['bandwidth_median_bytes_per_s'] / 1e9:,.1f} GB/s; "
-                     f"a copy (read + write) moved {details['copy_bytes_per_s'] / 1e9:,.1f} GB/s.")
-for column, (dtype, flops) in zip(cards[1:], list(details["peak_flops_by_dtype"].items())[:2]):
+cards[0].metric(
+    "memory bandwidth (read)",
+    f"{details['bandwidth_bytes_per_s'] / 1e9:,.1f} GB/s",
+    help=f"Method: {details['bandwidth_method']}. Median {details['bandwidth_median_bytes_per_s'] / 1e9:,.1f} GB/s; "
+    f"a copy (read + write) moved {details['copy_bytes_per_s'] / 1e9:,.1f} GB/s.",
+)
+for column, (dtype, flops) in zip(cards[1:], list(details["peak_flops_by_dtype"].items())[:2], strict=False):
     column.metric(f"matmul peak, {dtype}", f"{flops / 1e9:,.0f} GFLOP/s", help=f"Method: {details['flops_method']}.")
 st.caption(f"Bandwidth: {details['bandwidth_method']}. FLOP/s: {details['flops_method']}.")
 
@@ -54,8 +78,25 @@ for dtype, reason in details.get("skipped", {}).items():
 table = pd.DataFrame(result.rows)
 table["bytes_per_token"] = table["bytes_per_token"].map(fmt_bytes)
 st.dataframe(
-    table[["dtype", "compute_dtype", "bytes_per_token", "decode_tokens_per_s", "ceiling_tokens_per_s", "mbu", "prefill_ms", "mfu"]]
-    .rename(columns={"compute_dtype": "arithmetic in", "bytes_per_token": "bytes per token", "decode_tokens_per_s": "decode tokens/s",
-                     "ceiling_tokens_per_s": "ceiling tokens/s", "prefill_ms": "prefill (ms)"}),
+    table[
+        [
+            "dtype",
+            "compute_dtype",
+            "bytes_per_token",
+            "decode_tokens_per_s",
+            "ceiling_tokens_per_s",
+            "mbu",
+            "prefill_ms",
+            "mfu",
+        ]
+    ].rename(
+        columns={
+            "compute_dtype": "arithmetic in",
+            "bytes_per_token": "bytes per token",
+            "decode_tokens_per_s": "decode tokens/s",
+            "ceiling_tokens_per_s": "ceiling tokens/s",
+            "prefill_ms": "prefill (ms)",
+        }
+    ),
     hide_index=True,
 )

@@ -16,7 +16,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"  # Playwright's own browser download cannot work on these machines
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 
 
 def free_port() -> int:
@@ -40,9 +46,28 @@ def require_chromium() -> None:
 def dashboard_server(data_dir: Path, log_path: Path, env_extra: dict | None = None):
     """Start `streamlit run app/main.py` on a free port with its own data folder; yield its URL; stop it after."""
     port = free_port()
-    env = {**os.environ, "INFERENCE_KITCHEN_DATA": str(data_dir), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env_extra or {})}
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"), "--server.address", "127.0.0.1",
-               "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    env = {
+        **os.environ,
+        "INFERENCE_KITCHEN_DATA": str(data_dir),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        **(env_extra or {}),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "app" / "main.py"),
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     with open(log_path, "w", encoding="utf-8") as log:
         server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
@@ -108,5 +133,6 @@ def wait_until_finished(page, timeout_ms: int = 120_000) -> str:
 def answer_text(page) -> str:
     """The answer as shown: the chips' visible labels joined (popups excluded)."""
     return page.evaluate(
-        """() => Array.from(document.querySelectorAll('.ik-chip')).map(c => c.firstChild ? c.firstChild.textContent : '').join('')"""
+        """() => Array.from(document.querySelectorAll('.ik-chip'))
+                 .map(c => c.firstChild ? c.firstChild.textContent : '').join('')"""
     )

@@ -1,14 +1,31 @@
-"""Shared fixtures: a tiny random Llama for fast mechanics tests, the real default model for truth."""
+"""Shared fixtures and helpers: a tiny random Llama for mechanics, the real default model for truth, AppTest and
+CLI helpers, the experiments' small options, isolation of every folder a test writes, and CI's skip guard.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
+ROOT = Path(__file__).resolve().parent.parent
+
 # No test may reach a model hub: a missing model must fail fast, not retry a closed network for a minute.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Nor touch the user's own model cache: the converted default model lives in a test cache inside the checkout
+# (ignored by git; converted once, ~30 s, then reused by every test, subprocess and dashboard the tests start).
+os.environ["INFERENCE_KITCHEN_CACHE"] = os.environ.get("INFERENCE_KITCHEN_TEST_CACHE") or str(ROOT / ".test-cache")
+
+# Tests that may skip, and why. Under CI=true any other skip is a failure (see pytest_runtest_logreport below).
+ALLOWED_SKIPS = {
+    # pick a device this machine lacks; on a box with 8 GPUs the device exists
+    "test_unknown_or_missing_devices_are_refused": "this machine really has 8 GPUs",
+}
 
 TINY_CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -25,7 +42,9 @@ def byte_tokenizer():
     core = Tokenizer(models.BPE(vocab={char: index for index, char in enumerate(alphabet)}, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", bos_token="<|im_start|>", pad_token="<|endoftext|>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token="<|im_end|>", bos_token="<|im_start|>", pad_token="<|endoftext|>"
+    )
     tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>", "<|endoftext|>"]})
     tokenizer.chat_template = TINY_CHAT_TEMPLATE
     return tokenizer
@@ -73,3 +92,93 @@ def real():
 def isolated_data_dir(tmp_path, monkeypatch):
     """Keep traces written by tests out of the user's data folder."""
     monkeypatch.setenv("INFERENCE_KITCHEN_DATA", str(tmp_path / "data"))
+
+
+def in_ci() -> bool:
+    """True in CI (.ci/run runs with CI=true)."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true a skip not listed in ALLOWED_SKIPS (with its reason) fails the test instead."""
+    outcome = yield
+    report = outcome.get_result()
+    if not (in_ci() and report.skipped):
+        return
+    reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    allowed = ALLOWED_SKIPS.get(item.originalname if hasattr(item, "originalname") else item.name)
+    if allowed is None or allowed not in reason:
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI without being on the allowed list (tests/conftest.py ALLOWED_SKIPS): {reason}"
+
+
+# ---- the experiments' small options, shared by the tiny-model tests and the page tests ---------------------------
+
+
+def small_options() -> dict:
+    """Small options for every experiment: seconds on the tiny model."""
+    from engine.experiments.batch import BatchOptions
+    from engine.experiments.energy import EnergyOptions
+    from engine.experiments.kv_cache import KvCacheOptions
+    from engine.experiments.prefill import PrefillOptions
+    from engine.experiments.roofline import RooflineOptions
+    from engine.experiments.train_vs_infer import TrainVsInferOptions
+
+    return {
+        "prefill": PrefillOptions(prompt_lengths=(16, 64, 256), repeats=3, decode_tokens=4),
+        "kv-cache": KvCacheOptions(prompt="soup of the day", new_tokens=16),
+        "batch": BatchOptions(batch_sizes=(1, 4), prompt_tokens=16, decode_tokens=8),
+        "roofline": RooflineOptions(repeats=3, bandwidth_mb=32, decode_tokens=6, prefill_tokens=32),
+        "train-vs-infer": TrainVsInferOptions(train_tokens=32, new_tokens=8, context_tokens=512),
+        "energy": EnergyOptions(prompt="soup of the day", new_tokens=8, runs=2),
+    }
+
+
+SMALL = small_options()
+
+
+# ---- the command line ---------------------------------------------------------------------------------------------
+
+
+def engine_cli(*args: str, env_extra: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `python -m engine ARGS` from the repository root; its exit code and output."""
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+# ---- AppTest ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_kitchen():
+    """A test starts with no cached model slot, and every worker process it started is stopped after."""
+    import streamlit as st
+
+    from app.kitchen import close_all_slots
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    close_all_slots()
+    st.cache_resource.clear()
+
+
+def html_of(at) -> str:
+    """All st.html bodies on the page, joined."""
+    return "\n".join(element.proto.body for element in at.get("html"))
+
+
+def run_until(at, done, *, timeout_s: float, what: str):
+    """Rerun the app (as the live fragments would) until `done(at)` holds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        at.run()
+        assert not at.exception, at.exception
+        if done(at):
+            return at
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)

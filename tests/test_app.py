@@ -3,49 +3,19 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
-import streamlit as st
+from conftest import html_of, run_until
 from streamlit.testing.v1 import AppTest
 
 from engine import Trace
 
+pytestmark = pytest.mark.usefixtures("fresh_kitchen")
+
 MAIN = "../app/main.py"  # AppTest resolves paths relative to this test file
 LIVE_PAGE = "../pages/live.py"
 LOAD_TIMEOUT_S = 120  # the first load converts the bundled GGUF (~30 s on 2 cores); later loads take seconds
-
-
-@pytest.fixture(autouse=True)
-def fresh_kitchen():
-    """Each test starts with no cached model slot, and every worker process it started is stopped after."""
-    from app.kitchen import OPEN_SLOTS
-
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    for slot in list(OPEN_SLOTS):
-        slot.close()
-    st.cache_resource.clear()
-
-
-def html_of(at: AppTest) -> str:
-    """All st.html bodies on the page, joined."""
-    return "\n".join(element.proto.body for element in at.get("html"))
-
-
-def run_until(at: AppTest, done, *, timeout_s: float, what: str) -> AppTest:
-    """Rerun the app (as the live fragments would) until `done(at)` holds."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        at.run()
-        assert not at.exception, at.exception
-        if done(at):
-            return at
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
 
 
 def loaded_app(path: str = MAIN) -> AppTest:
@@ -63,7 +33,15 @@ def test_live_page_generates_a_real_answer():
     run_until(at, lambda a: "✅ Done" in html_of(a), timeout_s=60, what="the answer")
     page = html_of(at)
     assert "Paris" in page and "ik-chip ik-prefill" in page and "ik-tip" in page  # chips with popups
-    for label in ("time to first token", "inter-token p50", "inter-token p90", "decode speed", "KV bytes per token", "total time", "10-second budget used"):
+    for label in (
+        "time to first token",
+        "inter-token p50",
+        "inter-token p90",
+        "decode speed",
+        "KV bytes per token",
+        "total time",
+        "10-second budget used",
+    ):
         assert label in page
     assert len(at.get("plotly_chart")) == 5
     assert [b.label for b in at.get("download_button")] == ["Download trace (JSON)", "Download tokens (CSV)"]

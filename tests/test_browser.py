@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from browser import ARTIFACTS, chromium, dashboard_server, generate, wait_for_model, wait_until_finished
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -156,10 +155,14 @@ def test_a_visitor_prices_a_workload_and_sees_the_cost_follow(served):
     requests.fill("2000000")
     requests.press("Enter")
     page.wait_for_function(
-        "([before]) => [...document.querySelectorAll('[data-testid=stMetric]')].some(e => e.innerText.includes('machines needed') && e.innerText !== before)",
-        arg=[before_machines], timeout=30_000,
+        "([before]) => [...document.querySelectorAll('[data-testid=stMetric]')].some(e => "
+        "e.innerText.includes('machines needed') && e.innerText !== before)",
+        arg=[before_machines],
+        timeout=30_000,
     )
-    assert int(machines.inner_text().split("\n")[-1].replace(",", "")) > int(before_machines.split("\n")[-1].replace(",", ""))
+    assert int(machines.inner_text().split("\n")[-1].replace(",", "")) > int(
+        before_machines.split("\n")[-1].replace(",", "")
+    )
     assert monthly.inner_text() != before_monthly
     page.screenshot(path=str(ARTIFACTS / "costs-page.png"), full_page=True)
     page.close()
@@ -167,11 +170,15 @@ def test_a_visitor_prices_a_workload_and_sees_the_cost_follow(served):
 
 def test_the_html_report_opens_offline_and_draws_its_charts(served, tmp_path):
     from conftest import make_tiny_model
+
     from engine import GenerationSettings, run_trace
     from engine.report import render_report
 
     tiny = make_tiny_model()
-    runs = [run_trace(tiny, prompt, settings=GenerationSettings(max_new_tokens=16, stop_at_eos=False)) for prompt in ("soup", "bread")]
+    runs = [
+        run_trace(tiny, prompt, settings=GenerationSettings(max_new_tokens=16, stop_at_eos=False))
+        for prompt in ("soup", "bread")
+    ]
     report = tmp_path / "report.html"
     report.write_text(render_report(runs, title="Two runs"), encoding="utf-8")
     context = served[2].new_context(offline=True)  # no network at all: everything must be inside the file

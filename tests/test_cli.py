@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import engine_cli
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def engine_cli(*args: str, env_extra: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    import os
-
-    env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.mark.parametrize(
@@ -43,7 +35,10 @@ def test_bad_input_exits_2_with_one_line(args, message, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["experiment", "prefill", "--prompt-lengths", "16,0"], "error: prompt lengths must be a list of positive whole numbers"),
+        (
+            ["experiment", "prefill", "--prompt-lengths", "16,0"],
+            "error: prompt lengths must be a list of positive whole numbers",
+        ),
         (["experiment", "batch", "--budget-s", "0"], "error: the time budget must be above 0 seconds"),
         (["experiment", "roofline", "--device", "quantum"], "error: unknown device 'quantum'"),
     ],

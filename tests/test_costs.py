@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import make_tiny_model
 
-from engine import SettingsError
-from engine import costs
+from engine import SettingsError, costs
 from engine.energy import EnergyCounter, rapl_counter
 from engine.experiments import run_experiment
 from engine.experiments.energy import EnergyOptions
-
-from conftest import make_tiny_model
 
 
 def test_cost_per_million_tokens_by_hand():
@@ -42,23 +40,35 @@ def test_a_workload_plan_by_hand():
 
 def test_batching_divides_a_machine_between_users():
     workload = costs.Workload(requests_per_day=100_000, input_tokens=0, output_tokens=100, latency_target_s=10)
-    alone = costs.plan_workload(workload, costs.Throughput(prefill_tokens_per_s=1, decode_tokens_per_s=50), price_per_hour=1, power_watts=100)
-    together = costs.plan_workload(workload, costs.Throughput(prefill_tokens_per_s=1, decode_tokens_per_s=200, concurrent_requests=8),
-                                   price_per_hour=1, power_watts=100)
+    alone = costs.plan_workload(
+        workload, costs.Throughput(prefill_tokens_per_s=1, decode_tokens_per_s=50), price_per_hour=1, power_watts=100
+    )
+    together = costs.plan_workload(
+        workload,
+        costs.Throughput(prefill_tokens_per_s=1, decode_tokens_per_s=200, concurrent_requests=8),
+        price_per_hour=1,
+        power_watts=100,
+    )
     assert alone.request_seconds == 2.0 and together.request_seconds == 4.0  # each user gets 200/8 = 25 tokens/s
     assert together.machines < alone.machines  # 8 at a time: 100,000 x 4 / 8 s vs 100,000 x 2 s of busy time
 
 
 def test_a_target_no_machine_can_meet_needs_no_machines_and_says_so():
     workload = costs.Workload(requests_per_day=10, input_tokens=0, output_tokens=1000, latency_target_s=10)
-    plan = costs.plan_workload(workload, costs.Throughput(prefill_tokens_per_s=1, decode_tokens_per_s=10), price_per_hour=1, power_watts=1)
+    plan = costs.plan_workload(
+        workload, costs.Throughput(prefill_tokens_per_s=1, decode_tokens_per_s=10), price_per_hour=1, power_watts=1
+    )
     assert not plan.meets_target and plan.machines == 0 and plan.monthly_cost == 0
 
 
 def test_an_impossible_workload_is_refused():
     with pytest.raises(SettingsError, match="requests per day above 0"):
-        costs.plan_workload(costs.Workload(requests_per_day=0, input_tokens=1, output_tokens=1, latency_target_s=1),
-                            costs.Throughput(prefill_tokens_per_s=1, decode_tokens_per_s=1), price_per_hour=1, power_watts=1)
+        costs.plan_workload(
+            costs.Workload(requests_per_day=0, input_tokens=1, output_tokens=1, latency_target_s=1),
+            costs.Throughput(prefill_tokens_per_s=1, decode_tokens_per_s=1),
+            price_per_hour=1,
+            power_watts=1,
+        )
 
 
 def test_every_preset_figure_has_a_source_and_the_kinds_asked_for_exist():
@@ -75,7 +85,11 @@ def test_every_preset_figure_has_a_source_and_the_kinds_asked_for_exist():
     h100 = next(p for p in presets if p.key == "h100")
     assert h100.bandwidth_bytes_per_s.value == 3.35e12 and "datasheet" in h100.bandwidth_bytes_per_s.source
     market = costs.market_projection()
-    assert market["inference_capex_usd"] == 72e9 and market["training_capex_usd"] == 37e9 and "seed article" in market["source"]
+    assert (
+        market["inference_capex_usd"] == 72e9
+        and market["training_capex_usd"] == 37e9
+        and "seed article" in market["source"]
+    )
 
 
 def test_a_preset_without_a_source_is_refused(tmp_path):
@@ -105,7 +119,9 @@ def test_this_machine_takes_measured_figures_from_results():
     machine = costs.this_machine(price_per_hour=0.1, power_watts=50, roofline=roofline)
     assert machine.bandwidth_bytes_per_s.value == roofline.details["bandwidth_bytes_per_s"]
     assert machine.bandwidth_bytes_per_s.source.startswith("measured here")
-    assert machine.power_watts.estimate and machine.power_watts.value == 50  # no energy counter: the typed estimate
+    assert machine.power_watts.value == 50  # no energy counter: the visitor's typed figure
+    assert machine.power_watts.kind == "typed"
+    assert machine.bandwidth_bytes_per_s.kind == machine.peak_flops.kind == "measured"
     batch = run_experiment(tiny, "batch", run_options("batch"))
     throughput = costs.throughput_from_batch(batch)
     assert throughput.concurrent_requests in batch.column("batch_size") and throughput.source.startswith("measured")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from conftest import SMALL, make_tiny_model, run_until
 from streamlit.testing.v1 import AppTest
 
 from engine.experiments import run_experiment, save_result
 from engine.experiments.result import default_result_path
 
-from conftest import make_tiny_model
-from test_app import fresh_kitchen, run_until  # noqa: F401 - fresh_kitchen is an autouse fixture
-from test_experiments import SMALL
+pytestmark = pytest.mark.usefixtures("fresh_kitchen")
 
 PAGES = {  # page file -> (experiment, session-state key prefix)
     "prefill": ("prefill", "prefill"),
@@ -82,11 +81,19 @@ def test_a_presenter_runs_an_experiment_and_gets_a_finding():
     at.number_input(key="batch_prompt_tokens").set_value(8)
     at.button(key="batch_run").click().run()
     assert not at.exception and at.button(key="batch_run").disabled and not at.button(key="batch_stop").disabled
-    run_until(at, lambda a: a.session_state["batch_job"].state not in ("queued", "running"), timeout_s=180, what="the experiment")
+    run_until(
+        at,
+        lambda a: a.session_state["batch_job"].state not in ("queued", "running"),
+        timeout_s=180,
+        what="the experiment",
+    )
     job = at.session_state["batch_job"]
     assert job.state == "done", job.error
     assert job.saved_to.is_file() and at.selectbox(key="batch_saved").value == str(job.saved_to)
-    assert any(job.result.finding in s.value for s in at.success) and "SmolLM2" in job.result.finding + job.result.model["name"]
+    assert (
+        any(job.result.finding in s.value for s in at.success)
+        and "SmolLM2" in job.result.finding + job.result.model["name"]
+    )
     assert [row["batch_size"] for row in job.result.rows] == [1, 2]
 
 
@@ -100,5 +107,7 @@ def test_presentation_mode_folds_the_settings_away_and_enlarges_the_charts(tiny_
     presenting.run()
     assert not presenting.exception
     assert "Options" in [e.label for e in presenting.expander] and "Options" not in [e.label for e in normal.expander]
-    heights = [json_module.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["height"] for at in (normal, presenting)]
+    heights = [
+        json_module.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["height"] for at in (normal, presenting)
+    ]
     assert heights[1] > 1.4 * heights[0]

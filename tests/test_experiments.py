@@ -8,11 +8,11 @@ import threading
 
 import pytest
 import torch
+from conftest import SMALL, make_tiny_model
 
 from engine import GenerationCancelled, SettingsError, TraceFormatError
 from engine.experiments import EXPERIMENTS, load_result, run_experiment, save_result, saved_results
 from engine.experiments.batch import BatchOptions
-from engine.experiments.energy import EnergyOptions
 from engine.experiments.common import PeakMemory, prompt_ids
 from engine.experiments.kv_cache import KvCacheOptions
 from engine.experiments.prefill import PrefillOptions
@@ -20,17 +20,6 @@ from engine.experiments.result import ExperimentResult, check_result_dict, defau
 from engine.experiments.roofline import RooflineOptions
 from engine.experiments.train_vs_infer import TrainVsInferOptions
 from engine.quantize import int8_weight_only_support, quantize_int8_weight_only, weight_bytes_read_per_token
-
-from conftest import make_tiny_model
-
-SMALL = {
-    "prefill": PrefillOptions(prompt_lengths=(16, 64, 256), repeats=3, decode_tokens=4),
-    "kv-cache": KvCacheOptions(prompt="soup of the day", new_tokens=16),
-    "batch": BatchOptions(batch_sizes=(1, 4), prompt_tokens=16, decode_tokens=8),
-    "roofline": RooflineOptions(repeats=3, bandwidth_mb=32, decode_tokens=6, prefill_tokens=32),
-    "train-vs-infer": TrainVsInferOptions(train_tokens=32, new_tokens=8, context_tokens=512),
-    "energy": EnergyOptions(prompt="soup of the day", new_tokens=8, runs=2),
-}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +48,11 @@ def test_each_result_follows_the_contract_and_survives_a_file(results, name, tmp
     data = round_trip(result)
     check_result_dict(data)
     assert data["kind"] == "experiment" and data["experiment"] == name
-    assert data["model"]["name"] == long_tiny.facts.name and data["hardware"]["device"] == "cpu" and data["versions"]["torch"]
+    assert (
+        data["model"]["name"] == long_tiny.facts.name
+        and data["hardware"]["device"] == "cpu"
+        and data["versions"]["torch"]
+    )
     assert data["settings"] == SMALL[name].to_dict()
     assert data["finding"].endswith(".") and len(data["finding"]) > 40
     path = save_result(result, tmp_path / f"{name}.json")
@@ -106,7 +99,9 @@ def test_batch_stops_early_when_memory_would_run_short(long_tiny, monkeypatch):
     from engine.experiments import batch
 
     monkeypatch.setattr(batch, "free_memory_bytes", lambda device: 10_000_000)  # room for small batches only
-    result = run_experiment(long_tiny, "batch", BatchOptions(batch_sizes=(1, 2, 4096), prompt_tokens=16, decode_tokens=2))
+    result = run_experiment(
+        long_tiny, "batch", BatchOptions(batch_sizes=(1, 2, 4096), prompt_tokens=16, decode_tokens=2)
+    )
     assert result.column("batch_size") == [1, 2]
     assert result.details["stopped_early"].startswith("batch 4096 would need")
 
@@ -117,8 +112,15 @@ def test_roofline_measures_the_machine_and_counts_bytes_per_format(results):
     rows = {row["dtype"]: row for row in result.rows}
     assert rows["float32"]["weight_bytes_read"] == 2 * rows["bfloat16"]["weight_bytes_read"]
     for row in result.rows:
-        assert 0 < row["mbu"] < 1 and 0 < row["mfu"] < 1
-        assert row["ceiling_tokens_per_s"] == pytest.approx(result.details["bandwidth_bytes_per_s"] / row["bytes_per_token"])
+        assert 0 < row["mbu"] < 1
+        assert row["mfu"] > 0
+        # A square product is float32's peak everywhere; in bfloat16 a CPU without native bfloat16 (AMD EPYC, AVX2
+        # only: 1024^2 products ran at 0.9 GFLOP/s) may run the tiny model's small matrices faster than it.
+        if row["compute_dtype"] == "float32":
+            assert row["mfu"] < 1
+        assert row["ceiling_tokens_per_s"] == pytest.approx(
+            result.details["bandwidth_bytes_per_s"] / row["bytes_per_token"]
+        )
     if int8_weight_only_support(torch.device("cpu")) is None:
         assert rows["int8"]["weight_bytes_read"] < rows["bfloat16"]["weight_bytes_read"]
     else:
@@ -136,8 +138,13 @@ def test_int8_weights_store_a_quarter_and_predict_the_same_token(long_tiny):
     assert torch.allclose(got, expected, atol=0.05 * expected.abs().max().item())
     embedding = model.get_input_embeddings().weight  # not tied to the output head here: one row read per token
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
-    assert weight_bytes_read_per_token(model) == long_tiny.facts.weight_bytes - embedding.numel() * 4 + embedding.shape[1] * 4 + buffers
-    assert weight_bytes_read_per_token(quantized) < 0.35 * weight_bytes_read_per_token(model)  # int8 + one float scale per row
+    assert (
+        weight_bytes_read_per_token(model)
+        == long_tiny.facts.weight_bytes - embedding.numel() * 4 + embedding.shape[1] * 4 + buffers
+    )
+    assert weight_bytes_read_per_token(quantized) < 0.35 * weight_bytes_read_per_token(
+        model
+    )  # int8 + one float scale per row
 
 
 def test_train_vs_infer_counts_gradients_and_adam_state_and_puts_the_weights_back(long_tiny, results):
@@ -146,15 +153,22 @@ def test_train_vs_infer_counts_gradients_and_adam_state_and_puts_the_weights_bac
     weights = long_tiny.facts.weight_bytes
     assert rows["train"]["gradients_bytes"] == weights
     tensors = len({id(p) for p in long_tiny.model.parameters()})
-    assert rows["train"]["optimizer_bytes"] == 2 * weights + 4 * tensors  # two moments per weight, one step count per tensor
-    assert rows["infer"]["gradients_bytes"] == rows["infer"]["optimizer_bytes"] == 0 and rows["infer"]["kv_cache_bytes"] > 0
+    assert (
+        rows["train"]["optimizer_bytes"] == 2 * weights + 4 * tensors
+    )  # two moments per weight, one step count per tensor
+    assert (
+        rows["infer"]["gradients_bytes"] == rows["infer"]["optimizer_bytes"] == 0
+        and rows["infer"]["kv_cache_bytes"] > 0
+    )
     before = copy.deepcopy(long_tiny.model.state_dict())
     run_experiment(long_tiny, "train-vs-infer", SMALL["train-vs-infer"])
     after = long_tiny.model.state_dict()
     assert all(torch.equal(before[name], after[name]) for name in before)  # trained in place, then restored exactly
     assert not long_tiny.model.training and all(p.grad is None for p in long_tiny.model.parameters())
     published = result.details["published_models"]
-    assert {m["name"] for m in published} >= {"Llama-3.1-8B", "Llama-3.1-70B"} and all(m["source"].startswith("https://") for m in published)
+    assert {m["name"] for m in published} >= {"Llama-3.1-8B", "Llama-3.1-70B"} and all(
+        m["source"].startswith("https://") for m in published
+    )
     llama = next(m for m in published if m["name"] == "Llama-3.1-8B")
     assert llama["kv_bytes_per_token"] == 2 * 32 * 8 * 128 * 2 == 131_072  # bfloat16 cache
 

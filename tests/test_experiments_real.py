@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import engine_cli
 
 from engine import GenerationSettings, run_trace
 from engine.experiments import run_experiment
@@ -13,8 +14,6 @@ from engine.experiments.kv_cache import KvCacheOptions, decode_latencies, edge_m
 from engine.experiments.prefill import PrefillOptions
 from engine.experiments.roofline import RooflineOptions
 from engine.experiments.train_vs_infer import TrainVsInferOptions
-
-from test_cli import engine_cli
 
 pytestmark = pytest.mark.slow
 
@@ -59,11 +58,17 @@ def test_batch_4_makes_more_tokens_per_second_than_batch_1(real):
 
 
 def test_decode_runs_under_its_bandwidth_ceiling(real):
-    result = run_experiment(real, "roofline", RooflineOptions(repeats=3, bandwidth_mb=128, decode_tokens=8, prefill_tokens=32, include_int8=False))
+    result = run_experiment(
+        real,
+        "roofline",
+        RooflineOptions(repeats=3, bandwidth_mb=128, decode_tokens=8, prefill_tokens=32, include_int8=False),
+    )
     assert result.details["bandwidth_bytes_per_s"] > 1e9 and result.details["peak_flops"] > 1e9
     float32 = next(row for row in result.rows if row["dtype"] == "float32")
     buffers = sum(b.numel() * b.element_size() for b in real.model.buffers())  # rotary frequencies
-    assert float32["weight_bytes_read"] == real.facts.weight_bytes + buffers  # tied embedding: the output head reads it whole
+    assert (
+        float32["weight_bytes_read"] == real.facts.weight_bytes + buffers
+    )  # tied embedding: the output head reads it whole
     for row in result.rows:
         assert 0 < row["mbu"] < 1 and row["decode_tokens_per_s"] < row["ceiling_tokens_per_s"]
 
@@ -71,7 +76,9 @@ def test_decode_runs_under_its_bandwidth_ceiling(real):
 def test_a_training_step_needs_more_memory_than_a_request_and_leaves_the_model_as_it_was(real):
     result = run_experiment(real, "train-vs-infer", TrainVsInferOptions(train_tokens=64, new_tokens=16))
     rows = {row["mode"]: row for row in result.rows}
-    assert rows["train"]["peak_memory_bytes"] > rows["infer"]["peak_memory_bytes"] + 2 * real.facts.weight_bytes  # gradients + moments
+    assert (
+        rows["train"]["peak_memory_bytes"] > rows["infer"]["peak_memory_bytes"] + 2 * real.facts.weight_bytes
+    )  # gradients + moments
     assert rows["train"]["gradients_bytes"] == real.facts.weight_bytes
     assert result.details["this_model"]["users_to_exceed_training"] > 1
     trace = run_trace(real, "What is the capital of France?", settings=GenerationSettings(max_new_tokens=12))
@@ -80,7 +87,9 @@ def test_a_training_step_needs_more_memory_than_a_request_and_leaves_the_model_a
 
 def test_the_cli_twin_writes_the_same_contract(tmp_path):
     out = tmp_path / "batch.json"
-    result = engine_cli("experiment", "batch", "--batch-sizes", "1,2", "--decode-tokens", "4", "--prompt-tokens", "8", "--out", str(out))
+    result = engine_cli(
+        "experiment", "batch", "--batch-sizes", "1,2", "--decode-tokens", "4", "--prompt-tokens", "8", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     assert data["experiment"] == "batch" and [row["batch_size"] for row in data["rows"]] == [1, 2]

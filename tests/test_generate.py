@@ -7,12 +7,11 @@ import threading
 
 import pytest
 import torch
+from conftest import make_tiny_model
+from transformers import DynamicCache
 
 from engine import GenerationCancelled, GenerationSettings, PromptError, SettingsError, prepare_request, run_trace
 from engine.generate import StreamingDetokenizer, decode_one_token, generate_step, kv_cache_bytes, make_sampler, prefill
-from transformers import DynamicCache
-
-from conftest import make_tiny_model
 
 GREEDY_20 = GenerationSettings(max_new_tokens=20, stop_at_eos=False)
 
@@ -34,7 +33,9 @@ def test_kv_bytes_equal_the_formula_exactly_at_every_step(tiny):
     assert facts.kv_bytes_per_token == 2 * facts.layers * facts.kv_heads * facts.head_dim * 4  # float32
     trace = run_trace(tiny, "the prep station", settings=GREEDY_20)
     prompt_tokens = len(trace.prompt["tokens"])
-    assert [e.kv_cache_bytes for e in trace.events] == [facts.kv_bytes_per_token * (prompt_tokens + e.step) for e in trace.events]
+    assert [e.kv_cache_bytes for e in trace.events] == [
+        facts.kv_bytes_per_token * (prompt_tokens + e.step) for e in trace.events
+    ]
 
 
 def test_records_are_ordered_timed_and_complete(tiny):
@@ -59,7 +60,9 @@ def test_records_are_ordered_timed_and_complete(tiny):
 
 def test_is_a_generator_yielding_records_as_they_are_made(tiny):
     seen = []
-    trace = run_trace(tiny, "live", settings=GenerationSettings(max_new_tokens=5, stop_at_eos=False), on_record=seen.append)
+    trace = run_trace(
+        tiny, "live", settings=GenerationSettings(max_new_tokens=5, stop_at_eos=False), on_record=seen.append
+    )
     assert tuple(seen) == trace.events
 
 
@@ -75,7 +78,9 @@ def test_sampling_is_deterministic_per_seed(tiny):
     first = [e.token_id for e in run_trace(tiny, "dice", settings=settings).events]
     again = [e.token_id for e in run_trace(tiny, "dice", settings=settings).events]
     other = [e.token_id for e in run_trace(tiny, "dice", settings=dataclasses.replace(settings, seed=8)).events]
-    greedy = [e.token_id for e in run_trace(tiny, "dice", settings=dataclasses.replace(settings, temperature=0.0)).events]
+    greedy = [
+        e.token_id for e in run_trace(tiny, "dice", settings=dataclasses.replace(settings, temperature=0.0)).events
+    ]
     assert first == again
     assert first != other
     assert first != greedy
@@ -83,8 +88,18 @@ def test_sampling_is_deterministic_per_seed(tiny):
 
 def test_top_k_one_and_tiny_top_p_reduce_sampling_to_greedy(tiny):
     greedy = [e.token_id for e in run_trace(tiny, "pick", settings=GREEDY_20).events]
-    top_k = [e.token_id for e in run_trace(tiny, "pick", settings=dataclasses.replace(GREEDY_20, temperature=1.5, top_k=1, seed=3)).events]
-    top_p = [e.token_id for e in run_trace(tiny, "pick", settings=dataclasses.replace(GREEDY_20, temperature=1.5, top_p=1e-9, seed=3)).events]
+    top_k = [
+        e.token_id
+        for e in run_trace(
+            tiny, "pick", settings=dataclasses.replace(GREEDY_20, temperature=1.5, top_k=1, seed=3)
+        ).events
+    ]
+    top_p = [
+        e.token_id
+        for e in run_trace(
+            tiny, "pick", settings=dataclasses.replace(GREEDY_20, temperature=1.5, top_p=1e-9, seed=3)
+        ).events
+    ]
     assert top_k == greedy and top_p == greedy
 
 
@@ -136,7 +151,9 @@ def test_split_multibyte_characters_join_back_exactly(tiny):
     pieces = [detokenizer.add(i) for i in ids] + [detokenizer.flush()]
     assert "".join(pieces) == text
     assert "\ufffd" not in "".join(pieces) and "" in pieces  # incomplete characters were held back
-    trace = run_trace(tiny, "bytes", settings=GenerationSettings(max_new_tokens=40, temperature=1.0, seed=1, stop_at_eos=False))
+    trace = run_trace(
+        tiny, "bytes", settings=GenerationSettings(max_new_tokens=40, temperature=1.0, seed=1, stop_at_eos=False)
+    )
     ids_out = [e.token_id for e in trace.events]
     assert trace.answer == tiny.tokenizer.decode(ids_out, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 

@@ -16,12 +16,18 @@ from engine.loading import explain_load_failure, looks_like_path
 def test_default_device_and_dtype_follow_the_hardware():
     device = pick_device()
     assert str(device) == available_devices()[0]
-    expected = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if device.type == "cuda" else torch.float32
+    expected = (
+        (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+        if device.type == "cuda"
+        else torch.float32
+    )
     assert pick_dtype(None, device) == expected
     assert pick_dtype("bf16", torch.device("cpu")) == torch.bfloat16
 
 
-@pytest.mark.parametrize(("device", "message"), [("tpu", "unknown device"), ("cuda:7", "not available"), ("banana", "unknown device")])
+@pytest.mark.parametrize(
+    ("device", "message"), [("tpu", "unknown device"), ("cuda:7", "not available"), ("banana", "unknown device")]
+)
 def test_unknown_or_missing_devices_are_refused(device, message):
     if device == "cuda:7" and torch.cuda.device_count() > 7:
         pytest.skip("this machine really has 8 GPUs")

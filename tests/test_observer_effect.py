@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from benchmarks.observer_effect import measure
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -19,6 +18,9 @@ CI_BOUND = 1.5
 
 def test_watching_a_run_live_does_not_slow_the_model(tmp_path):
     result = measure(4, tmp_path)
-    print(f"CLI ITL p50 per round {result.cli_itl_ms}, live page {result.page_itl_ms}, ratio of medians {result.ratio:.3f}")
+    print(
+        f"CLI ITL p50 per round {result.cli_itl_ms}, live page {result.page_itl_ms}, ratio of medians "
+        f"{result.ratio:.3f}"
+    )
     assert all(value > 0 for value in result.cli_itl_ms + result.page_itl_ms)
     assert result.ratio < CI_BOUND

@@ -6,12 +6,11 @@ import json
 import re
 
 import pytest
+from conftest import engine_cli
 
 from engine import GenerationSettings, load_model, load_trace, run_trace, save_trace
 from engine.bench import bench
 from engine.trace import Trace
-
-from test_cli import engine_cli
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +42,9 @@ def test_kv_bytes_follow_the_formula_at_every_step_and_the_trace_round_trips(rea
 def test_cache_off_gives_the_same_answer_but_holds_nothing(real):
     settings = GenerationSettings(max_new_tokens=8, stop_at_eos=False)
     cached = run_trace(real, "Say hello.", settings=settings)
-    uncached = run_trace(real, "Say hello.", settings=GenerationSettings(max_new_tokens=8, stop_at_eos=False, kv_cache=False))
+    uncached = run_trace(
+        real, "Say hello.", settings=GenerationSettings(max_new_tokens=8, stop_at_eos=False, kv_cache=False)
+    )
     assert [e.token_id for e in cached.events] == [e.token_id for e in uncached.events]
     assert all(e.kv_cache_bytes == 0 for e in uncached.events)
 
@@ -52,12 +53,19 @@ def test_loading_reports_progress_in_order(real):
     events = []
     load_model(on_progress=events.append)
     fractions = [e.fraction for e in events]
-    assert fractions == sorted(fractions) and events[0].stage == "locate" and events[-1].stage == "ready" and fractions[-1] == 1.0
+    assert (
+        fractions == sorted(fractions)
+        and events[0].stage == "locate"
+        and events[-1].stage == "ready"
+        and fractions[-1] == 1.0
+    )
 
 
 def test_cli_trace_writes_a_valid_trace(tmp_path):
     out = tmp_path / "paris.json"
-    result = engine_cli("trace", "--prompt", "What is the capital of France?", "--max-new-tokens", "16", "--out", str(out))
+    result = engine_cli(
+        "trace", "--prompt", "What is the capital of France?", "--max-new-tokens", "16", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     assert "time to first token" in result.stdout and str(out) in result.stdout
     trace = load_trace(out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest import SMALL, make_tiny_model
 from streamlit.testing.v1 import AppTest
 
 from engine import GenerationSettings, run_trace, save_trace
@@ -12,9 +13,6 @@ from engine.experiments import run_experiment, save_result
 from engine.experiments.result import default_result_path
 from engine.store import RunStore
 from engine.trace import default_trace_path
-
-from conftest import make_tiny_model
-from test_experiments import SMALL
 
 PAGE = "../pages/runs.py"
 
@@ -24,8 +22,14 @@ def saved():
     """Two traces and one result in the store; returns their relative paths (trace, trace, result)."""
     tiny = make_tiny_model(context=512)
     paths = [
-        save_trace(run_trace(tiny, "soup", settings=GenerationSettings(max_new_tokens=10, stop_at_eos=False)), default_trace_path()),
-        save_trace(run_trace(tiny, "bread", settings=GenerationSettings(max_new_tokens=16, stop_at_eos=False)), default_trace_path()),
+        save_trace(
+            run_trace(tiny, "soup", settings=GenerationSettings(max_new_tokens=10, stop_at_eos=False)),
+            default_trace_path(),
+        ),
+        save_trace(
+            run_trace(tiny, "bread", settings=GenerationSettings(max_new_tokens=16, stop_at_eos=False)),
+            default_trace_path(),
+        ),
         save_result(run_experiment(tiny, "batch", SMALL["batch"]), default_result_path("batch")),
     ]
     return [f"{path.parent.name}/{path.name}" for path in paths]
@@ -47,7 +51,11 @@ def test_opening_a_trace_shows_it_like_the_live_page_with_its_downloads(saved):
     at.multiselect(key="runs_selected").set_value([saved[0]]).run()
     assert not at.exception
     assert len(at.get("plotly_chart")) == 5
-    assert [b.label for b in at.get("download_button")] == ["Download JSON", "Download tokens (CSV)", "Download HTML report"]
+    assert [b.label for b in at.get("download_button")] == [
+        "Download JSON",
+        "Download tokens (CSV)",
+        "Download HTML report",
+    ]
     assert "Recorded: 10 tokens." in "".join(h.proto.body for h in at.get("html"))
 
 

@@ -7,6 +7,8 @@ import json
 import os
 
 import pytest
+from conftest import SMALL, make_tiny_model
+from test_cli import engine_cli
 
 from engine import GenerationSettings, TraceFormatError, run_trace, save_trace
 from engine.experiments import run_experiment, save_result
@@ -15,10 +17,6 @@ from engine.replay import records_until, replay, replay_seconds
 from engine.report import compare_summaries, render_report
 from engine.store import REFERENCE_DIR, RunStore, check_run_dict, load_run
 from engine.trace import default_trace_path, read_json, write_json_atomic
-
-from conftest import make_tiny_model
-from test_cli import engine_cli
-from test_experiments import SMALL
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +78,9 @@ def test_labels_and_deletes(store):
     assert target not in {e.path for e in store.list()[0]} and target not in store.labels()
 
 
-@pytest.mark.parametrize("relative", ["../secrets.json", "traces/../../x.json", "traces/", "elsewhere/x.json", "traces/.hidden.json"])
+@pytest.mark.parametrize(
+    "relative", ["../secrets.json", "traces/../../x.json", "traces/", "elsewhere/x.json", "traces/.hidden.json"]
+)
 def test_paths_outside_the_store_are_refused(store, relative):
     with pytest.raises(TraceFormatError, match="is not a run in this store"):
         store.delete(relative)
@@ -125,8 +125,18 @@ def broken_files(trace: dict) -> list[tuple[str, bytes, str]]:
     negative["events"][0]["latency_ms"] = -1
     wrong_version = {**trace, "schema_version": 99}
     missing = {key: value for key, value in trace.items() if key != "summary"}
-    hostile_row = {"schema_version": 1, "kind": "experiment", "experiment": "batch", "created_at": "x", "model": {}, "hardware": {}, "versions": {},
-                   "settings": {}, "finding": "f", "rows": [{"batch_size": 1, "tokens_per_s": 1.0, "itl_ms": 1.0, "kv_cache_bytes": 1, "x": {"__class__": 1}}]}
+    hostile_row = {
+        "schema_version": 1,
+        "kind": "experiment",
+        "experiment": "batch",
+        "created_at": "x",
+        "model": {},
+        "hardware": {},
+        "versions": {},
+        "settings": {},
+        "finding": "f",
+        "rows": [{"batch_size": 1, "tokens_per_s": 1.0, "itl_ms": 1.0, "kv_cache_bytes": 1, "x": {"__class__": 1}}],
+    }
     text = json.dumps(trace)
     return [
         ("truncated.json", text[: len(text) // 2].encode(), "is not valid JSON"),
@@ -174,7 +184,7 @@ def test_replay_emits_records_in_order_at_their_recorded_times(tiny_runs):
         for record in replay(trace, speed=speed, clock=lambda: now["t"], sleep=sleep):
             seen.append((record.step, now["t"] - 100.0))
         assert [step for step, _ in seen] == list(range(len(trace.events)))
-        for (step, at), record in zip(seen, trace.events, strict=True):
+        for (_step, at), record in zip(seen, trace.events, strict=True):
             assert at == pytest.approx(record.t_ms / 1000 / speed)
         assert replay_seconds(trace, speed=speed) == pytest.approx(trace.events[-1].t_ms / 1000 / speed)
 
@@ -191,7 +201,9 @@ def test_replay_in_real_time_keeps_the_recorded_rhythm(tiny_runs):
     assert records_until(trace, 0.0, speed=1.0) == [] or records_until(trace, 0.0, speed=1.0)[0].t_ms == 0
     assert records_until(trace, 10**6, speed=1.0) == list(trace.events)
     middle = trace.events[len(trace.events) // 2]
-    at_middle = records_until(trace, middle.t_ms / 1000 / 2 + 1e-9, speed=2.0)  # (1e-9 s: float rounding of the division)
+    at_middle = records_until(
+        trace, middle.t_ms / 1000 / 2 + 1e-9, speed=2.0
+    )  # (1e-9 s: float rounding of the division)
     assert at_middle[-1] == middle and len(at_middle) == len(trace.events) // 2 + 1
 
 
@@ -213,7 +225,11 @@ def test_the_html_report_is_self_contained(tiny_runs, tmp_path):
 
 def test_the_cli_validates_and_reports(tiny_runs, tmp_path):
     first, second, result = tiny_runs
-    paths = [save_trace(first, tmp_path / "a.json"), save_trace(second, tmp_path / "b.json"), save_result(result, tmp_path / "c.json")]
+    paths = [
+        save_trace(first, tmp_path / "a.json"),
+        save_trace(second, tmp_path / "b.json"),
+        save_result(result, tmp_path / "c.json"),
+    ]
     for path in paths:
         outcome = engine_cli("validate", str(path))
         assert outcome.returncode == 0 and outcome.stdout.startswith("valid:")

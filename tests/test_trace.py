@@ -14,8 +14,16 @@ from engine.trace import Trace, write_json_atomic
 
 def record(step: int, t_ms: float, memory: int = 1000) -> TokenRecord:
     return TokenRecord(
-        step=step, phase="prefill" if step == 0 else "decode", token_id=step, text=str(step), latency_ms=1.0,
-        t_ms=t_ms, kv_cache_bytes=0, memory_bytes=memory, logprob=-0.1, top=(Alternative(token="a", prob=0.9),),
+        step=step,
+        phase="prefill" if step == 0 else "decode",
+        token_id=step,
+        text=str(step),
+        latency_ms=1.0,
+        t_ms=t_ms,
+        kv_cache_bytes=0,
+        memory_bytes=memory,
+        logprob=-0.1,
+        top=(Alternative(token="a", prob=0.9),),
     )
 
 
@@ -33,7 +41,12 @@ def test_summary_uses_vllm_definitions_hand_computed():
 
 def test_summary_of_a_single_token_has_no_decode_figures():
     summary = summarize([record(0, 80.0)], prompt_tokens=8)
-    assert summary.ttft_ms == 80.0 and summary.tpot_ms is None and summary.itl_p50_ms is None and summary.decode_tokens_per_s is None
+    assert (
+        summary.ttft_ms == 80.0
+        and summary.tpot_ms is None
+        and summary.itl_p50_ms is None
+        and summary.decode_tokens_per_s is None
+    )
 
 
 def test_percentile_matches_linear_interpolation():
@@ -54,10 +67,30 @@ def test_trace_round_trips_through_json(tiny_trace, tmp_path):
         assert key in data
     assert set(data["model"]) >= {"name", "parameters", "dtype", "device", "weight_bytes", "kv_bytes_per_token"}
     assert set(data["versions"]) >= {"torch", "transformers", "python"}
-    assert set(data["summary"]) == {"ttft_ms", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms", "tpot_ms", "decode_tokens_per_s",
-                                    "prefill_tokens_per_s", "total_ms", "peak_memory_bytes", "new_tokens"}
-    assert set(data["events"][0]) == {"step", "phase", "token_id", "text", "latency_ms", "t_ms", "kv_cache_bytes",
-                                      "memory_bytes", "logprob", "top"}
+    assert set(data["summary"]) == {
+        "ttft_ms",
+        "itl_p50_ms",
+        "itl_p90_ms",
+        "itl_p99_ms",
+        "tpot_ms",
+        "decode_tokens_per_s",
+        "prefill_tokens_per_s",
+        "total_ms",
+        "peak_memory_bytes",
+        "new_tokens",
+    }
+    assert set(data["events"][0]) == {
+        "step",
+        "phase",
+        "token_id",
+        "text",
+        "latency_ms",
+        "t_ms",
+        "kv_cache_bytes",
+        "memory_bytes",
+        "logprob",
+        "top",
+    }
     assert set(data["events"][0]["top"][0]) == {"token", "prob"}
     assert data["settings"]["max_new_tokens"] == 12 and data["prompt"]["text"] == "round trip café 😀"
 
@@ -77,11 +110,10 @@ def test_a_crash_mid_save_leaves_the_old_file_and_no_debris(tiny_trace, tmp_path
 
 
 def test_a_crash_while_writing_a_new_file_leaves_nothing(tmp_path, monkeypatch):
-    def crash(data, out, **kwargs):
-        out.write('{"schema_version": 1, "ev')
+    def crash(fd):  # the bytes are written but not yet on disk, nor renamed into place
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(json, "dump", crash)
+    monkeypatch.setattr(os, "fsync", crash)
     with pytest.raises(KeyboardInterrupt):
         write_json_atomic(tmp_path / "new.json", {"a": 1})
     assert list(tmp_path.iterdir()) == []
@@ -99,7 +131,11 @@ BROKEN_CASES = {
     "foreign object": (None, '{"hello": "world"}', "not an Inference Kitchen trace"),
     "future schema": (lambda d: d.update(schema_version=99), None, "schema_version 99"),
     "no model name": (lambda d: d["model"].pop("name"), None, "model: the field 'name' is missing"),
-    "latency as text": (lambda d: d["events"][3].update(latency_ms="fast"), None, "events[3].latency_ms: expected float"),
+    "latency as text": (
+        lambda d: d["events"][3].update(latency_ms="fast"),
+        None,
+        "events[3].latency_ms: expected float",
+    ),
     "steps out of order": (lambda d: d["events"].reverse(), None, "events[0].step"),
     "time backwards": (lambda d: d["events"][2].update(t_ms=0.0), None, "events[2].t_ms: time runs backwards"),
     "negative kv": (lambda d: d["events"][1].update(kv_cache_bytes=-5), None, "cannot be negative"),

@@ -5,11 +5,18 @@ from __future__ import annotations
 import threading
 
 import pytest
-
-from engine import GenerationCancelled, GenerationSettings, ModelLoadError, PromptError, SettingsError, load_model, run_trace
-from engine.worker import ModelWorker
-
 from conftest import make_tiny_model
+
+from engine import (
+    GenerationCancelled,
+    GenerationSettings,
+    ModelLoadError,
+    PromptError,
+    SettingsError,
+    load_model,
+    run_trace,
+)
+from engine.worker import ModelWorker
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +63,9 @@ def test_cancel_crosses_the_process_boundary(worker):
             stop.set()
 
     with pytest.raises(GenerationCancelled) as caught:
-        worker.generate("cancel", GenerationSettings(max_new_tokens=100, stop_at_eos=False), cancel=stop, on_record=stop_after_two)
+        worker.generate(
+            "cancel", GenerationSettings(max_new_tokens=100, stop_at_eos=False), cancel=stop, on_record=stop_after_two
+        )
     assert 2 <= len(caught.value.records) < 100
     # the worker serves the next request normally
     assert len(worker.generate("again", GenerationSettings(max_new_tokens=3, stop_at_eos=False)).events) == 3
@@ -80,12 +89,21 @@ def test_an_experiment_runs_in_the_worker_with_progress_and_can_be_stopped(worke
     from engine.experiments.kv_cache import KvCacheOptions
 
     events = []
-    result = worker.experiment("batch", BatchOptions(batch_sizes=(1, 2), prompt_tokens=8, decode_tokens=4), on_progress=events.append)
+    result = worker.experiment(
+        "batch", BatchOptions(batch_sizes=(1, 2), prompt_tokens=8, decode_tokens=4), on_progress=events.append
+    )
     assert result.column("batch_size") == [1, 2] and result.hardware["torch_threads"] == 1
     assert [e.fraction for e in events] == sorted(e.fraction for e in events) and events[-1].fraction == 1.0
     stop = threading.Event()
-    with pytest.raises(GenerationCancelled, match="the experiment was stopped"):  # stopped mid-run, between two measurements
-        worker.experiment("kv-cache", KvCacheOptions(new_tokens=200), cancel=stop, on_progress=lambda event: event.fraction > 0.1 and stop.set())
+    with pytest.raises(
+        GenerationCancelled, match="the experiment was stopped"
+    ):  # stopped mid-run, between two measurements
+        worker.experiment(
+            "kv-cache",
+            KvCacheOptions(new_tokens=200),
+            cancel=stop,
+            on_progress=lambda event: event.fraction > 0.1 and stop.set(),
+        )
     with pytest.raises(GenerationCancelled, match="before it started"):
         worker.experiment("prefill", cancel=stop)
     with pytest.raises(SettingsError, match="unknown experiment"):

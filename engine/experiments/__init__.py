@@ -5,19 +5,28 @@
     result = run_experiment(load_model(), "prefill")
     print(result.finding)
 
-Each experiment module has an `Options` dataclass and `run(loaded, options, progress) -> (rows, details,
-finding)`; `run_experiment` adds the metadata a trace carries and returns an `ExperimentResult`.
+Each experiment module has an `Options` dataclass, its contract's `ROW_FIELDS`, and `run(loaded, options,
+progress) -> Measured` (rows, details, finding); `run_experiment` adds the metadata a trace carries and returns
+an `ExperimentResult`. EXPERIMENTS below is the one list of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 from engine.errors import SettingsError
 from engine.experiments import batch, energy, kv_cache, prefill, roofline, train_vs_infer
-from engine.experiments.common import ExperimentProgress, Options, Progress
-from engine.experiments.result import ExperimentResult, default_result_path, load_result, results_dir, save_result, saved_results
+from engine.experiments.common import ExperimentProgress, Measured, Options, Progress
+from engine.experiments.result import (
+    ExperimentResult,
+    default_result_path,
+    load_result,
+    results_dir,
+    save_result,
+    saved_results,
+)
 from engine.generate import CancelFlag
 from engine.hardware import describe_hardware
 from engine.loading import LoadedModel
@@ -26,25 +35,50 @@ from engine.trace import SCHEMA_VERSION, now_iso, versions
 
 @dataclass(frozen=True)
 class Experiment:
-    """One experiment: its command-line name, a title, its options type and its run function."""
+    """One experiment: its command-line name, title, module (options, run, contract fields) and dashboard page.
+
+    This registry is the one list of experiments: the CLI's subcommands, the result contract (engine.experiments
+    .result) and the dashboard's pages and navigation (app/site.py) are all derived from it.
+    """
 
     name: str
     title: str
+    module: ModuleType  # has `run`, ROW_FIELDS and optionally DETAIL_FIELDS
     options_type: type[Options]
-    run: Callable
+    page: tuple[str, str, str] | None = None  # (file in pages/, navigation title, icon); None: no page of its own
+
+    @property
+    def run(self) -> Callable[..., Measured]:
+        """The module's run(loaded, options, progress) -> Measured."""
+        return self.module.run
+
+    @property
+    def row_fields(self) -> dict[str, type]:
+        """The fields every row carries at least."""
+        return self.module.ROW_FIELDS
+
+    @property
+    def detail_fields(self) -> dict[str, type]:
+        """Top-level fields the result carries besides the common ones."""
+        return getattr(self.module, "DETAIL_FIELDS", {})
 
 
 EXPERIMENTS: dict[str, Experiment] = {
     experiment.name: experiment
     for experiment in (
-        Experiment("prefill", "Prefill vs decode", prefill.PrefillOptions, prefill.run),
-        Experiment("kv-cache", "With and without the KV cache", kv_cache.KvCacheOptions, kv_cache.run),
-        Experiment("batch", "Batching: throughput vs latency", batch.BatchOptions, batch.run),
-        Experiment("roofline", "The memory wall: roofline and bandwidth", roofline.RooflineOptions, roofline.run),
-        Experiment("train-vs-infer", "Training vs inference", train_vs_infer.TrainVsInferOptions, train_vs_infer.run),
-        Experiment("energy", "Energy per token", energy.EnergyOptions, energy.run),
+        Experiment("prefill", "Prefill vs decode", prefill, prefill.PrefillOptions,
+                   ("prefill.py", "Prefill vs decode", "📖")),
+        Experiment("kv-cache", "With and without the KV cache", kv_cache, kv_cache.KvCacheOptions,
+                   ("kv_cache.py", "The KV cache", "🧂")),
+        Experiment("batch", "Batching: throughput vs latency", batch, batch.BatchOptions,
+                   ("batch.py", "Batching", "🍽️")),
+        Experiment("roofline", "The memory wall: roofline and bandwidth", roofline, roofline.RooflineOptions,
+                   ("roofline.py", "The memory wall", "🧱")),
+        Experiment("train-vs-infer", "Training vs inference", train_vs_infer, train_vs_infer.TrainVsInferOptions,
+                   ("train_vs_infer.py", "Training vs inference", "🎓")),
+        Experiment("energy", "Energy per token", energy, energy.EnergyOptions),  # drawn on the Costs page
     )
-}
+}  # fmt: skip
 
 
 def get_experiment(name: str) -> Experiment:
@@ -66,9 +100,11 @@ def run_experiment(
     experiment = get_experiment(name)
     options = options if options is not None else experiment.options_type()
     if not isinstance(options, experiment.options_type):
-        raise SettingsError(f"experiment {name!r} takes {experiment.options_type.__name__}, not {type(options).__name__}")
+        raise SettingsError(
+            f"experiment {name!r} takes {experiment.options_type.__name__}, not {type(options).__name__}"
+        )
     options.check()
-    rows, details, finding = experiment.run(loaded, options, Progress(on_progress, cancel))
+    measured = experiment.run(loaded, options, Progress(on_progress, cancel))
     return ExperimentResult(
         schema_version=SCHEMA_VERSION,
         experiment=name,
@@ -77,14 +113,15 @@ def run_experiment(
         hardware=describe_hardware(loaded.device),
         versions=versions(),
         settings=options.to_dict(),
-        rows=tuple(rows),
-        finding=finding,
-        details=details,
+        rows=tuple(measured.rows),
+        finding=measured.finding,
+        details=measured.details,
     )
 
 
 __all__ = [
     "EXPERIMENTS",
+    "Measured",
     "Experiment",
     "ExperimentProgress",
     "ExperimentResult",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import statistics
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -48,6 +47,15 @@ class Progress:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Measured:
+    """What an experiment's `run` returns: one flat row per measured point, its own extra figures, its finding."""
+
+    rows: list[dict]
+    details: dict
+    finding: str  # one sentence computed from the rows and details
+
+
+@dataclass(frozen=True, kw_only=True)
 class Options:
     """Base of every experiment's options: typed, keyword-only, frozen; `check` refuses impossible ones."""
 
@@ -64,17 +72,10 @@ def require_positive(**values: object) -> None:
     for name, value in values.items():
         items = value if isinstance(value, tuple) else (value,)
         if not items or any(isinstance(item, bool) or not isinstance(item, int) or item < 1 for item in items):
-            raise SettingsError(f"{name.replace('_', ' ')} must be {'a list of ' if isinstance(value, tuple) else ''}positive whole numbers, got {value!r}")
-
-
-def timed_ms(device: torch.device, work: Callable[[], object]) -> tuple[float, object]:
-    """Run `work` once between two device synchronizations; return (milliseconds, its result)."""
-    sync = synchronizer(device)
-    sync()
-    began = time.perf_counter_ns()
-    result = work()
-    sync()
-    return (time.perf_counter_ns() - began) / 1e6, result
+            raise SettingsError(
+                f"{name.replace('_', ' ')} must be "
+                f"{'a list of ' if isinstance(value, tuple) else ''}positive whole numbers, got {value!r}"
+            )
 
 
 def median(values: list[float]) -> float:
@@ -112,7 +113,7 @@ class PeakMemory:
         self._stop = threading.Event()
         self._sampler: threading.Thread | None = None
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         synchronizer(self.device)()
         self.before_bytes = memory_probe(self.device)()
         if self.device.type == "cuda":

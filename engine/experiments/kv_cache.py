@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.experiments.common import Options, Progress, require_positive
+from engine.experiments.common import Measured, Options, Progress, require_positive
 from engine.generate import prepare_request, stream_generate
 from engine.loading import LoadedModel
 from engine.records import summarize
@@ -16,6 +16,10 @@ from engine.settings import GenerationSettings
 from engine.units import fmt_bytes, fmt_ms
 
 DEFAULT_PROMPT = "Write a long story about a chef who cooks soup."
+
+
+# The fields every row carries at least (the result contract; other tools may rely on them).
+ROW_FIELDS: dict[str, type] = {"kv_cache": bool, "step": int, "latency_ms": float, "token_id": int}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,7 +33,7 @@ class KvCacheOptions(Options):
         require_positive(new_tokens=self.new_tokens)
 
 
-def run(loaded: LoadedModel, options: KvCacheOptions, progress: Progress) -> tuple[list[dict], dict, str]:
+def run(loaded: LoadedModel, options: KvCacheOptions, progress: Progress) -> Measured:
     """Generate the same answer with the cache on, then off; one row per token of each run."""
     rows, runs = [], {}
     for index, kv_cache in enumerate((True, False)):
@@ -40,16 +44,21 @@ def run(loaded: LoadedModel, options: KvCacheOptions, progress: Progress) -> tup
         progress(index / 2, f"Cooking {label}")
         for record in stream_generate(loaded, request):
             records.append(record)
-            rows.append({
-                "kv_cache": kv_cache,
-                "step": record.step,
-                "position": len(request.token_ids) + record.step,  # tokens the model had read before this step
-                "latency_ms": record.latency_ms,
-                "t_ms": record.t_ms,
-                "token_id": record.token_id,
-                "kv_cache_bytes": record.kv_cache_bytes,
-            })
-            progress((index + len(records) / request.max_new_tokens) / 2, f"Cooking {label}: token {len(records)} of {request.max_new_tokens}")
+            rows.append(
+                {
+                    "kv_cache": kv_cache,
+                    "step": record.step,
+                    "position": len(request.token_ids) + record.step,  # tokens the model had read before this step
+                    "latency_ms": record.latency_ms,
+                    "t_ms": record.t_ms,
+                    "token_id": record.token_id,
+                    "kv_cache_bytes": record.kv_cache_bytes,
+                }
+            )
+            progress(
+                (index + len(records) / request.max_new_tokens) / 2,
+                f"Cooking {label}: token {len(records)} of {request.max_new_tokens}",
+            )
         summary = summarize(records, prompt_tokens=len(request.token_ids))
         runs["on" if kv_cache else "off"] = {
             "total_ms": summary.total_ms,
@@ -64,7 +73,7 @@ def run(loaded: LoadedModel, options: KvCacheOptions, progress: Progress) -> tup
         "same_tokens": same,
         "runs": {mode: {key: value for key, value in run.items() if key != "token_ids"} for mode, run in runs.items()},
     }
-    return rows, details, finding(rows, details)
+    return Measured(rows=rows, details=details, finding=finding(rows, details))
 
 
 def decode_latencies(rows: list[dict], *, kv_cache: bool) -> list[float]:
@@ -83,13 +92,22 @@ def finding(rows: list[dict], details: dict) -> str:
     on, off = details["runs"]["on"], details["runs"]["off"]
     with_cache, without = decode_latencies(rows, kv_cache=True), decode_latencies(rows, kv_cache=False)
     if not with_cache:
-        return f"With one token per run there is nothing to compare: both took {on['total_ms']:,.0f} and {off['total_ms']:,.0f} ms."
+        return (
+            f"With one token per run there is nothing to compare: both took {on['total_ms']:,.0f} and "
+            f"{off['total_ms']:,.0f} ms."
+        )
     off_start, off_end = edge_means(without)
     on_start, on_end = edge_means(with_cache)
-    agreement = "both produced the same tokens" if details["same_tokens"] else "the two runs' tokens differed (float rounding between the two paths)"
+    agreement = (
+        "both produced the same tokens"
+        if details["same_tokens"]
+        else "the two runs' tokens differed (float rounding between the two paths)"
+    )
     return (
-        f"Without the KV cache each token re-read everything before it, so its time grew from {off_start:,.0f} to {off_end:,.0f} ms "
-        f"and the {off['tokens']} tokens took {fmt_ms(off['total_ms'])}; with the cache it went from {on_start:,.0f} to {on_end:,.0f} ms "
+        "Without the KV cache each token re-read everything before it, so its time grew from "
+        f"{off_start:,.0f} to {off_end:,.0f} ms "
+        f"and the {off['tokens']} tokens took {fmt_ms(off['total_ms'])}; with the cache it went from "
+        f"{on_start:,.0f} to {on_end:,.0f} ms "
         f"and the answer took {fmt_ms(on['total_ms'])} ({off['total_ms'] / on['total_ms']:.1f}x faster) "
         f"for {fmt_bytes(on['kv_cache_bytes'])} of prep station; {agreement}."
     )

@@ -12,18 +12,39 @@ import torch
 from transformers import DynamicCache
 
 from engine.errors import SettingsError
-from engine.experiments.common import Options, Progress, max_prompt_tokens, median, prompt_ids, require_positive, timed_ms
+from engine.experiments.common import (
+    Measured,
+    Options,
+    Progress,
+    max_prompt_tokens,
+    median,
+    prompt_ids,
+    require_positive,
+)
 from engine.generate import decode_one_token, prefill
+from engine.hardware import timed_ms
 from engine.loading import LoadedModel
+
+# The fields every row carries at least (the result contract; other tools may rely on them).
+ROW_FIELDS: dict[str, type] = {
+    "prompt_tokens": int,
+    "prefill_ms": float,
+    "prefill_tokens_per_s": float,
+    "itl_ms": float,
+}
 
 
 @dataclass(frozen=True, kw_only=True)
 class PrefillOptions(Options):
     """Which prompt lengths to read, how often, and how many tokens to cook after each."""
 
-    prompt_lengths: tuple[int, ...] = field(default=(16, 64, 256, 1024), metadata={"help": "prompt lengths in tokens (capped by the context window)"})
+    prompt_lengths: tuple[int, ...] = field(
+        default=(16, 64, 256, 1024), metadata={"help": "prompt lengths in tokens (capped by the context window)"}
+    )
     repeats: int = field(default=3, metadata={"help": "prefill passes per length; the median is reported"})
-    decode_tokens: int = field(default=8, metadata={"help": "tokens decoded after each prompt to time inter-token latency"})
+    decode_tokens: int = field(
+        default=8, metadata={"help": "tokens decoded after each prompt to time inter-token latency"}
+    )
 
     def check(self) -> None:
         require_positive(prompt_lengths=self.prompt_lengths, repeats=self.repeats, decode_tokens=self.decode_tokens)
@@ -38,12 +59,12 @@ def prefill_and_decode(loaded: LoadedModel, ids: torch.Tensor, *, decode_tokens:
     step_ms = []
     for _ in range(decode_tokens - 1):
         token = logits.argmax(dim=-1, keepdim=True)  # (1, 1)
-        elapsed, logits = timed_ms(loaded.device, lambda: decode_one_token(loaded.model, token, cache))
+        elapsed, logits = timed_ms(loaded.device, lambda token=token: decode_one_token(loaded.model, token, cache))
         step_ms.append(elapsed)
     return prefill_ms, step_ms
 
 
-def run(loaded: LoadedModel, options: PrefillOptions, progress: Progress) -> tuple[list[dict], dict, str]:
+def run(loaded: LoadedModel, options: PrefillOptions, progress: Progress) -> Measured:
     """Measure prefill speed and decode latency at each prompt length."""
     limit = max_prompt_tokens(loaded, new_tokens=options.decode_tokens)
     lengths = sorted({min(length, limit) for length in options.prompt_lengths})
@@ -57,23 +78,27 @@ def run(loaded: LoadedModel, options: PrefillOptions, progress: Progress) -> tup
         ids = prompt_ids(loaded, length)  # (1, length)
         prefill_times, step_times = [], []
         for repeat in range(options.repeats):
-            progress(work_done / work_total, f"Reading a {length:,}-token order (pass {repeat + 1} of {options.repeats})")
+            progress(
+                work_done / work_total, f"Reading a {length:,}-token order (pass {repeat + 1} of {options.repeats})"
+            )
             prefill_ms, steps = prefill_and_decode(loaded, ids, decode_tokens=options.decode_tokens)
             prefill_times.append(prefill_ms)
             step_times += steps
             work_done += length
         prefill_ms, itl_ms = median(prefill_times), median(step_times)
-        rows.append({
-            "prompt_tokens": length,
-            "prefill_ms": prefill_ms,
-            "prefill_tokens_per_s": length / (prefill_ms / 1000),
-            "prefill_ms_per_token": prefill_ms / length,
-            "itl_ms": itl_ms,
-            "decode_tokens_per_s": 1000 / itl_ms,
-        })
+        rows.append(
+            {
+                "prompt_tokens": length,
+                "prefill_ms": prefill_ms,
+                "prefill_tokens_per_s": length / (prefill_ms / 1000),
+                "prefill_ms_per_token": prefill_ms / length,
+                "itl_ms": itl_ms,
+                "decode_tokens_per_s": 1000 / itl_ms,
+            }
+        )
     progress(1.0, "Done")
     details = {"capped_lengths": capped, "context_length": loaded.facts.context_length}
-    return rows, details, finding(rows)
+    return Measured(rows=rows, details=details, finding=finding(rows))
 
 
 def finding(rows: list[dict]) -> str:
@@ -81,13 +106,28 @@ def finding(rows: list[dict]) -> str:
     first, last = rows[0], rows[-1]
     fastest = max(rows, key=lambda row: row["prefill_tokens_per_s"])
     if len(rows) == 1:
-        return (f"Reading a {first['prompt_tokens']:,}-token order ran at {first['prefill_tokens_per_s']:,.0f} tokens/s, "
-                f"while cooking the answer ran at {first['decode_tokens_per_s']:,.1f} tokens/s, one token at a time.")
+        return (
+            f"Reading a {first['prompt_tokens']:,}-token order ran at {first['prefill_tokens_per_s']:,.0f} tokens/s, "
+            f"while cooking the answer ran at {first['decode_tokens_per_s']:,.1f} tokens/s, one token at a time."
+        )
     speedup = last["prefill_tokens_per_s"] / first["prefill_tokens_per_s"]
-    trend = f"{speedup:.1f}x faster per token" if speedup >= 1.05 else f"{1 / speedup:.1f}x slower per token" if speedup <= 0.95 else "about as fast per token"
-    peak = "" if fastest is last else f" (fastest at {fastest['prompt_tokens']:,} tokens, {fastest['prefill_tokens_per_s']:,.0f} tokens/s, where compute saturates)"
+    trend = (
+        f"{speedup:.1f}x faster per token"
+        if speedup >= 1.05
+        else f"{1 / speedup:.1f}x slower per token"
+        if speedup <= 0.95
+        else "about as fast per token"
+    )
+    peak = (
+        ""
+        if fastest is last
+        else f" (fastest at {fastest['prompt_tokens']:,} tokens, {fastest['prefill_tokens_per_s']:,.0f} tokens/s, "
+        "where compute saturates)"
+    )
     return (
-        f"Reading a {last['prompt_tokens']:,}-token order took {last['prefill_ms']:,.0f} ms, {trend} than a {first['prompt_tokens']:,}-token one "
-        f"({last['prefill_tokens_per_s']:,.0f} vs {first['prefill_tokens_per_s']:,.0f} tokens/s){peak}, while cooking stayed one token at a time: "
+        f"Reading a {last['prompt_tokens']:,}-token order took {last['prefill_ms']:,.0f} ms, {trend} than a "
+        f"{first['prompt_tokens']:,}-token one "
+        f"({last['prefill_tokens_per_s']:,.0f} vs {first['prefill_tokens_per_s']:,.0f} tokens/s){peak}, "
+        "while cooking stayed one token at a time: "
         f"{first['itl_ms']:,.1f} ms per token after the short order and {last['itl_ms']:,.1f} ms after the long one."
     )

@@ -16,18 +16,18 @@ from pathlib import Path
 from engine.errors import TraceFormatError
 from engine.trace import SCHEMA_VERSION, data_dir, read_json, require, type_ok, write_json_atomic
 
-# The fields every row of each experiment carries at least (other tools may rely on them).
-ROW_FIELDS: dict[str, dict[str, type]] = {
-    "prefill": {"prompt_tokens": int, "prefill_ms": float, "prefill_tokens_per_s": float, "itl_ms": float},
-    "kv-cache": {"kv_cache": bool, "step": int, "latency_ms": float, "token_id": int},
-    "batch": {"batch_size": int, "tokens_per_s": float, "itl_ms": float, "kv_cache_bytes": int},
-    "roofline": {"dtype": str, "decode_tokens_per_s": float, "ceiling_tokens_per_s": float, "mbu": float},
-    "train-vs-infer": {"mode": str, "time_ms": float, "peak_memory_bytes": int},
-    "energy": {"tokens": int, "time_s": float},
-}
-# Top-level fields an experiment must carry besides the common ones.
-DETAIL_FIELDS: dict[str, dict[str, type]] = {"roofline": {"bandwidth_bytes_per_s": float, "peak_flops": float}}
-COMMON_FIELDS = ("schema_version", "kind", "experiment", "created_at", "model", "hardware", "versions", "settings", "rows", "finding")
+COMMON_FIELDS = (
+    "schema_version",
+    "kind",
+    "experiment",
+    "created_at",
+    "model",
+    "hardware",
+    "versions",
+    "settings",
+    "rows",
+    "finding",
+)
 SCALAR_TYPES = (str, int, float, bool, type(None))
 
 
@@ -63,7 +63,7 @@ class ExperimentResult:
         return {**common, **self.details}
 
     @classmethod
-    def from_dict(cls, data: object) -> "ExperimentResult":
+    def from_dict(cls, data: object) -> ExperimentResult:
         """Rebuild a result from its JSON form; TraceFormatError names the first thing that is wrong."""
         check_result_dict(data)
         return cls(
@@ -87,23 +87,43 @@ class ExperimentResult:
 def check_result_dict(data: object) -> None:
     """Check a parsed JSON value against the result contract; raise TraceFormatError naming what is wrong."""
     if not isinstance(data, dict):
-        raise TraceFormatError(f"not an Inference Kitchen result: the file holds a JSON {type(data).__name__}, not an object")
+        raise TraceFormatError(
+            f"not an Inference Kitchen result: the file holds a JSON {type(data).__name__}, not an object"
+        )
     if data.get("kind") != "experiment":
         raise TraceFormatError(f"not an experiment result: its kind is {data.get('kind', 'missing')!r}")
     if data.get("schema_version") != SCHEMA_VERSION:
-        raise TraceFormatError(f"schema_version {data.get('schema_version')!r} is not supported (this engine reads {SCHEMA_VERSION})")
-    require(data, "result", {"experiment": str, "created_at": str, "model": dict, "hardware": dict, "versions": dict, "settings": dict, "rows": list, "finding": str})
+        raise TraceFormatError(
+            f"schema_version {data.get('schema_version')!r} is not supported (this engine reads {SCHEMA_VERSION})"
+        )
+    require(
+        data,
+        "result",
+        {
+            "experiment": str,
+            "created_at": str,
+            "model": dict,
+            "hardware": dict,
+            "versions": dict,
+            "settings": dict,
+            "rows": list,
+            "finding": str,
+        },
+    )
+    from engine.experiments import EXPERIMENTS  # the registry imports this module: look it up when checking
+
     name = data["experiment"]
-    if name not in ROW_FIELDS:
-        raise TraceFormatError(f"experiment {name!r} is unknown: expected one of {', '.join(ROW_FIELDS)}")
-    require(data, "result", DETAIL_FIELDS.get(name, {}))
+    if name not in EXPERIMENTS:
+        raise TraceFormatError(f"experiment {name!r} is unknown: expected one of {', '.join(EXPERIMENTS)}")
+    experiment = EXPERIMENTS[name]
+    require(data, "result", experiment.detail_fields)
     if not data["rows"]:
         raise TraceFormatError("rows: the result has no measured rows")
     for index, row in enumerate(data["rows"]):
         where = f"rows[{index}]"
         if not isinstance(row, dict):
             raise TraceFormatError(f"{where}: expected an object, got {type(row).__name__}")
-        require(row, where, ROW_FIELDS[name])
+        require(row, where, experiment.row_fields)
         for key, value in row.items():
             if not isinstance(value, SCALAR_TYPES) or (isinstance(value, float) and not type_ok(value, float)):
                 raise TraceFormatError(f"{where}.{key}: rows are flat; expected a number, text, true/false or null")

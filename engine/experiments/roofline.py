@@ -14,26 +14,50 @@ from dataclasses import dataclass, field
 import psutil
 import torch
 
-from engine.experiments.common import Options, Progress, max_prompt_tokens, median, prompt_ids, require_positive, timed_ms
+from engine.experiments.common import (
+    Measured,
+    Options,
+    Progress,
+    max_prompt_tokens,
+    median,
+    prompt_ids,
+    require_positive,
+)
 from engine.experiments.prefill import prefill_and_decode
-from engine.hardware import DTYPES, available_dtypes, dtype_name
-from engine.loading import LoadedModel
+from engine.hardware import DTYPES, available_dtypes, dtype_name, timed_ms
+from engine.loading import LoadedModel, kv_bytes_per_token
 from engine.quantize import int8_weight_only_support, quantize_int8_weight_only, weight_bytes_read_per_token
 from engine.units import fmt_bytes
+
+# The fields every row carries at least (the result contract; other tools may rely on them).
+ROW_FIELDS: dict[str, type] = {"dtype": str, "decode_tokens_per_s": float, "ceiling_tokens_per_s": float, "mbu": float}
+# Top-level fields the result carries besides the common ones.
+DETAIL_FIELDS: dict[str, type] = {"bandwidth_bytes_per_s": float, "peak_flops": float}
 
 
 @dataclass(frozen=True, kw_only=True)
 class RooflineOptions(Options):
     """How hard to measure the machine, and how long each dtype decodes."""
 
-    repeats: int = field(default=7, metadata={"help": "repeats of the bandwidth and matmul measurements (best is the peak)"})
-    bandwidth_mb: int = field(default=256, metadata={"help": "size of the tensor read to measure bandwidth (MB, well above the caches)"})
+    repeats: int = field(
+        default=7, metadata={"help": "repeats of the bandwidth and matmul measurements (best is the peak)"}
+    )
+    bandwidth_mb: int = field(
+        default=256, metadata={"help": "size of the tensor read to measure bandwidth (MB, well above the caches)"}
+    )
     decode_tokens: int = field(default=24, metadata={"help": "decode steps timed per dtype"})
     prefill_tokens: int = field(default=128, metadata={"help": "prompt length for prefill's FLOP utilization"})
-    include_int8: bool = field(default=True, metadata={"help": "also try int8 weight-only where the device has a kernel"})
+    include_int8: bool = field(
+        default=True, metadata={"help": "also try int8 weight-only where the device has a kernel"}
+    )
 
     def check(self) -> None:
-        require_positive(repeats=self.repeats, bandwidth_mb=self.bandwidth_mb, decode_tokens=self.decode_tokens, prefill_tokens=self.prefill_tokens)
+        require_positive(
+            repeats=self.repeats,
+            bandwidth_mb=self.bandwidth_mb,
+            decode_tokens=self.decode_tokens,
+            prefill_tokens=self.prefill_tokens,
+        )
 
 
 def measure_bandwidth(device: torch.device, *, size_bytes: int, repeats: int) -> dict:
@@ -50,7 +74,8 @@ def measure_bandwidth(device: torch.device, *, size_bytes: int, repeats: int) ->
         "bandwidth_median_bytes_per_s": size_bytes / (median(times) / 1000),
         "copy_bytes_per_s": 2 * size_bytes / (min(copy_times) / 1000),  # a copy reads and writes every byte
         "bandwidth_method": (
-            f"sum of a {fmt_bytes(size_bytes)} float32 tensor on {device} (reads each byte once), best of {repeats} after a warm-up, "
+            f"sum of a {fmt_bytes(size_bytes)} float32 tensor on {device} (reads each byte once), best of "
+            f"{repeats} after a warm-up, "
             f"{torch.get_num_threads()} CPU thread(s)"
         ),
     }
@@ -85,7 +110,7 @@ def model_variant(loaded: LoadedModel, label: str, compute: str) -> LoadedModel:
     return dataclasses.replace(loaded, model=model, dtype=DTYPES[compute])
 
 
-def run(loaded: LoadedModel, options: RooflineOptions, progress: Progress) -> tuple[list[dict], dict, str]:
+def run(loaded: LoadedModel, options: RooflineOptions, progress: Progress) -> Measured:
     """Measure the machine, then each dtype's decode against its ceiling and prefill against its peak."""
     progress(0.02, "Measuring memory bandwidth")
     machine = measure_bandwidth(loaded.device, size_bytes=options.bandwidth_mb * 1_000_000, repeats=options.repeats)
@@ -107,63 +132,85 @@ def run(loaded: LoadedModel, options: RooflineOptions, progress: Progress) -> tu
         prefill_ms, step_ms = prefill_and_decode(variant, ids, decode_tokens=options.decode_tokens + 1)
         weight_bytes = weight_bytes_read_per_token(variant.model)
         facts = loaded.facts
-        kv_bytes_per_token = 2 * facts.layers * facts.kv_heads * facts.head_dim * DTYPES[compute].itemsize  # the cache keeps the compute dtype
-        kv_bytes = kv_bytes_per_token * (prompt_tokens + options.decode_tokens // 2)  # the cache read at a middle step
+        per_token = kv_bytes_per_token(  # the cache keeps the compute dtype
+            layers=facts.layers,
+            kv_heads=facts.kv_heads,
+            head_dim=facts.head_dim,
+            element_bytes=DTYPES[compute].itemsize,
+        )
+        kv_bytes = per_token * (prompt_tokens + options.decode_tokens // 2)  # the cache read at a middle step
         bytes_per_token = weight_bytes + kv_bytes
         itl_ms = median(step_ms)
         tokens_per_s = 1000 / itl_ms
         prefill_flops_per_s = 2 * loaded.facts.parameters * prompt_tokens / (prefill_ms / 1000)
-        rows.append({
-            "dtype": label,
-            "compute_dtype": compute,
-            "weight_bytes_read": weight_bytes,
-            "kv_bytes_read": kv_bytes,
-            "bytes_per_token": bytes_per_token,
-            "decode_tokens_per_s": tokens_per_s,
-            "ceiling_tokens_per_s": bandwidth / bytes_per_token,
-            "mbu": bytes_per_token * tokens_per_s / bandwidth,
-            "prefill_tokens": prompt_tokens,
-            "prefill_ms": prefill_ms,
-            "prefill_flops_per_s": prefill_flops_per_s,
-            "peak_flops": peak_flops[compute],
-            "mfu": prefill_flops_per_s / peak_flops[compute],
-        })
+        rows.append(
+            {
+                "dtype": label,
+                "compute_dtype": compute,
+                "weight_bytes_read": weight_bytes,
+                "kv_bytes_read": kv_bytes,
+                "bytes_per_token": bytes_per_token,
+                "decode_tokens_per_s": tokens_per_s,
+                "ceiling_tokens_per_s": bandwidth / bytes_per_token,
+                "mbu": bytes_per_token * tokens_per_s / bandwidth,
+                "step_ms": itl_ms,  # one decode step, median
+                "read_ms": bytes_per_token / bandwidth * 1000,  # reading its bytes at the measured bandwidth
+                "overhead_ms": max(0.0, itl_ms - bytes_per_token / bandwidth * 1000),  # the rest of the step
+                "prefill_tokens": prompt_tokens,
+                "prefill_ms": prefill_ms,
+                "prefill_flops_per_s": prefill_flops_per_s,
+                "peak_flops": peak_flops[compute],
+                "mfu": prefill_flops_per_s / peak_flops[compute],
+            }
+        )
         del variant
     progress(1.0, "Done")
     details = {
         **machine,
         "peak_flops": peak_flops.get(dtype_name(loaded.dtype)) or next(iter(peak_flops.values())),
         "peak_flops_by_dtype": peak_flops,
-        "flops_method": f"best of {options.repeats} square matrix products ({'4096' if loaded.device.type == 'cuda' else '1024'} x same) per dtype, 2 x n^3 FLOPs each",
+        "flops_method": f"best of {options.repeats} square matrix products "
+        f"({'4096' if loaded.device.type == 'cuda' else '1024'} x same) per dtype, 2 x n^3 FLOPs each",
         "skipped": skipped,
         "threads": torch.get_num_threads(),
     }
-    return rows, details, finding(rows, details)
+    return Measured(rows=rows, details=details, finding=finding(rows, details))
+
+
+MEMORY_BOUND_MBU = 0.5  # at or above it, reading the bytes is most of a decode step: memory sets the pace
+IN_PROPORTION = 0.8  # a speed-up of at least 80% of the bytes saved counts as "nearly in proportion"
 
 
 def finding(rows: list[dict], details: dict) -> str:
-    """One sentence: where decode sits under its ceiling, and whether bytes per token predicted the speed."""
+    """Where decode sits under its ceiling, what the rest of a step was, and whether fewer bytes meant speed."""
     base = rows[0]
     sentence = (
-        f"Decoding in {base['dtype']} read {fmt_bytes(base['bytes_per_token'])} per token and ran at {base['decode_tokens_per_s']:,.1f} tokens/s, "
-        f"{base['mbu']:.0%} of the {base['ceiling_tokens_per_s']:,.1f} tokens/s ceiling that the measured {details['bandwidth_bytes_per_s'] / 1e9:,.1f} GB/s allows"
+        f"Decoding in {base['dtype']} read {fmt_bytes(base['bytes_per_token'])} per token and ran at "
+        f"{base['decode_tokens_per_s']:,.1f} tokens/s, {base['mbu']:.0%} of the {base['ceiling_tokens_per_s']:,.1f} "
+        f"tokens/s ceiling that the measured {details['bandwidth_bytes_per_s'] / 1e9:,.1f} GB/s allows"
     )
-    if len(rows) == 1:
-        return sentence + "."
-    by_bytes = sorted(rows, key=lambda row: row["bytes_per_token"])
-    others = "; ".join(
-        f"{row['dtype']} read {base['bytes_per_token'] / row['bytes_per_token']:.1f}x fewer bytes and ran "
-        f"{row['decode_tokens_per_s'] / base['decode_tokens_per_s']:.2f}x as fast ({row['decode_tokens_per_s']:,.1f} tokens/s)"
-        for row in rows[1:]
-    )
-    speeds = [row["decode_tokens_per_s"] for row in by_bytes]
-    if not all(faster > slower for faster, slower in zip(speeds, speeds[1:])):
-        laggards = [row["dtype"] for row, nxt in zip(by_bytes, by_bytes[1:]) if row["decode_tokens_per_s"] <= nxt["decode_tokens_per_s"]]
-        verdict = (f"bytes per token did not fully predict speed: {', '.join(laggards)} read fewer bytes but was not faster, "
-                   "so its kernels, not memory, held it back on this device")
-    elif all(row["mbu"] >= 0.5 * base["mbu"] for row in rows[1:]):
-        verdict = "fewer bytes per token meant faster decode, nearly in proportion: memory, not arithmetic, set the pace"
+    if base["mbu"] >= MEMORY_BOUND_MBU:
+        pace = "reading the weights was most of each step: memory set the pace"
     else:
-        verdict = ("fewer bytes per token meant faster decode every time, but less than in proportion: "
-                   "with fewer bytes to read, the rest of each step (per-step overheads and kernels) becomes the larger share")
-    return f"{sentence}; {others}: {verdict}."
+        pace = (
+            f"reading its bytes at that bandwidth takes {base['read_ms']:,.1f} ms of each {base['step_ms']:,.1f} ms "
+            f"step; the other {base['overhead_ms']:,.1f} ms is framework and kernel-launch overhead, not memory"
+        )
+    if len(rows) == 1:
+        return f"{sentence}: {pace}."
+    others = "; ".join(compare_format(base, row) for row in rows[1:])
+    return f"{sentence}: {pace}. {others}."
+
+
+def compare_format(base: dict, row: dict) -> str:
+    """How another weight format did against the first: bytes saved against speed gained."""
+    fewer = base["bytes_per_token"] / row["bytes_per_token"]
+    speedup = row["decode_tokens_per_s"] / base["decode_tokens_per_s"]
+    said = f"{row['dtype']} read {fewer:.1f}x fewer bytes and ran {speedup:.2f}x as fast"
+    if fewer <= 1:
+        return f"{row['dtype']} read no fewer bytes and ran {speedup:.2f}x as fast"
+    if speedup <= 1:
+        return f"{said}: fewer bytes did not make it faster, so its kernels, not memory, held it back here"
+    if speedup >= IN_PROPORTION * fewer:
+        return f"{said}: nearly in proportion to the bytes saved"
+    return f"{said}: faster, but far less than the bytes saved, as the rest of each step did not shrink"

@@ -7,24 +7,37 @@ its weights back from a copy on disk afterwards, so the measurement sees no seco
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from engine.experiments.common import Options, PeakMemory, Progress, prompt_ids, release_free_memory, require_positive
+from engine.experiments.common import (
+    Measured,
+    Options,
+    PeakMemory,
+    Progress,
+    prompt_ids,
+    release_free_memory,
+    require_positive,
+)
 from engine.generate import prepare_request, stream_generate
-from engine.loading import LoadedModel
+from engine.hardware import timed_ms
+from engine.loading import LoadedModel, kv_bytes_per_token
 from engine.settings import GenerationSettings
 from engine.units import fmt_bytes, fmt_ms
 
 MODEL_CONFIGS = Path(__file__).resolve().parents[2] / "assets" / "model_configs.json"
 TRAINING_BYTES_PER_PARAMETER = 16  # AdamW: weights 4 + gradients 4 + two moments 8 (fp32; mixed precision is also 16)
 SERVING_BYTES_PER_PARAMETER = 2  # bfloat16 weights, as models are usually served
+
+
+# The fields every row carries at least (the result contract; other tools may rely on them).
+ROW_FIELDS: dict[str, type] = {"mode": str, "time_ms": float, "peak_memory_bytes": int}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,8 +47,12 @@ class TrainVsInferOptions(Options):
     train_tokens: int = field(default=128, metadata={"help": "tokens in the training batch (batch 1)"})
     prompt: str = field(default="What is the capital of France?", metadata={"help": "the inference request's prompt"})
     new_tokens: int = field(default=64, metadata={"help": "tokens the inference request generates"})
-    context_tokens: int = field(default=2048, metadata={"help": "context each concurrent user holds, for the projection"})
-    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW's learning rate (the weights are put back afterwards)"})
+    context_tokens: int = field(
+        default=2048, metadata={"help": "context each concurrent user holds, for the projection"}
+    )
+    learning_rate: float = field(
+        default=1e-5, metadata={"help": "AdamW's learning rate (the weights are put back afterwards)"}
+    )
 
     def check(self) -> None:
         require_positive(train_tokens=self.train_tokens, new_tokens=self.new_tokens, context_tokens=self.context_tokens)
@@ -53,7 +70,9 @@ def unique_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 def measure_inference(loaded: LoadedModel, options: TrainVsInferOptions) -> dict:
     """One request with the KV cache: its time, peak memory and where that memory went."""
-    request = prepare_request(loaded, options.prompt, settings=GenerationSettings(max_new_tokens=options.new_tokens, stop_at_eos=False))
+    request = prepare_request(
+        loaded, options.prompt, settings=GenerationSettings(max_new_tokens=options.new_tokens, stop_at_eos=False)
+    )
     warm_up = prepare_request(loaded, options.prompt, settings=GenerationSettings(max_new_tokens=2, stop_at_eos=False))
     list(stream_generate(loaded, warm_up))  # weights read from a mapped file become resident now, not inside the peak
     release_free_memory(loaded.device)
@@ -82,7 +101,9 @@ def training_step(model: torch.nn.Module, ids: torch.Tensor, optimizer: torch.op
     loss.backward()
     gradients = tensor_bytes(p.grad for p in unique_parameters(model))
     optimizer.step()
-    state = tensor_bytes(value for per_param in optimizer.state.values() for value in per_param.values() if torch.is_tensor(value))
+    state = tensor_bytes(
+        value for per_param in optimizer.state.values() for value in per_param.values() if torch.is_tensor(value)
+    )
     optimizer.zero_grad(set_to_none=True)
     return gradients, state
 
@@ -104,16 +125,13 @@ def measure_training(loaded: LoadedModel, options: TrainVsInferOptions, progress
                 optimizer = torch.optim.AdamW(parameters, lr=options.learning_rate)
                 training_step(model, ids, optimizer)  # the first step also creates AdamW's state
                 progress(0.6, "Training: the timed step (forward + backward + AdamW)")
-                began = time.perf_counter_ns()
-                gradients, state = training_step(model, ids, optimizer)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                time_ms = (time.perf_counter_ns() - began) / 1e6
+                time_ms, (gradients, state) = timed_ms(device, functools.partial(training_step, model, ids, optimizer))
             del optimizer
         finally:
             model.eval()
             with torch.no_grad():
-                for p, original in zip(parameters, torch.load(saved, mmap=True, weights_only=True, map_location="cpu")):
+                originals = torch.load(saved, mmap=True, weights_only=True, map_location="cpu")
+                for p, original in zip(parameters, originals, strict=True):
                     p.copy_(original)
                     p.grad = None
             release_free_memory(device)
@@ -133,7 +151,7 @@ def measure_training(loaded: LoadedModel, options: TrainVsInferOptions, progress
     }
 
 
-def run(loaded: LoadedModel, options: TrainVsInferOptions, progress: Progress) -> tuple[list[dict], dict, str]:
+def run(loaded: LoadedModel, options: TrainVsInferOptions, progress: Progress) -> Measured:
     """Measure one request and one training step, then project serving memory against training memory."""
     progress(0.05, "Serving one request")
     infer = measure_inference(loaded, options)
@@ -142,7 +160,7 @@ def run(loaded: LoadedModel, options: TrainVsInferOptions, progress: Progress) -
     progress(1.0, "Done")
     details = projection(loaded, infer, train, context_tokens=options.context_tokens)
     details["verdict"] = verdict(infer, train, details, parameters=loaded.facts.parameters)
-    return [infer, train], details, finding(infer, train, details)
+    return Measured(rows=[infer, train], details=details, finding=finding(infer, train, details))
 
 
 def published_models() -> list[dict]:
@@ -166,32 +184,40 @@ def projection(loaded: LoadedModel, infer: dict, train: dict, *, context_tokens:
         "serving_base_bytes": serving_base,
         "training_bytes": train["peak_memory_bytes"],
         "users_to_exceed_training": users_to_exceed(train["peak_memory_bytes"] - serving_base, per_user),
-        "basis": "measured: this machine's training-step peak vs one request's peak plus N x context x KV bytes per token",
+        "basis": "measured: this machine's training-step peak vs one request's peak plus N x context x KV bytes per "
+        "token",
     }
     others = []
     for config in published_models():
-        kv_per_token = 2 * config["layers"] * config["kv_heads"] * config["head_dim"] * 2  # bfloat16 cache
+        kv_per_token = kv_bytes_per_token(  # a bfloat16 cache
+            layers=config["layers"], kv_heads=config["kv_heads"], head_dim=config["head_dim"], element_bytes=2
+        )
         training = TRAINING_BYTES_PER_PARAMETER * config["parameters"]
         serving = SERVING_BYTES_PER_PARAMETER * config["parameters"]
-        others.append({
-            "name": config["name"],
-            "parameters": config["parameters"],
-            "kv_bytes_per_token": kv_per_token,
-            "kv_bytes_per_user": kv_per_token * context_tokens,
-            "training_bytes": training,
-            "serving_weights_bytes": serving,
-            "users_to_exceed_training": users_to_exceed(training - serving, kv_per_token * context_tokens),
-            "context_length": config["context_length"],
-            "users_to_exceed_training_at_full_context": users_to_exceed(training - serving, kv_per_token * config["context_length"]),
-            "source": config["source"],
-        })
+        others.append(
+            {
+                "name": config["name"],
+                "parameters": config["parameters"],
+                "kv_bytes_per_token": kv_per_token,
+                "kv_bytes_per_user": kv_per_token * context_tokens,
+                "training_bytes": training,
+                "serving_weights_bytes": serving,
+                "users_to_exceed_training": users_to_exceed(training - serving, kv_per_token * context_tokens),
+                "context_length": config["context_length"],
+                "users_to_exceed_training_at_full_context": users_to_exceed(
+                    training - serving, kv_per_token * config["context_length"]
+                ),
+                "source": config["source"],
+            }
+        )
     return {
         "context_tokens": context_tokens,
         "this_model": here,
         "published_models": others,
         "formula": (
             f"serving memory = weights + N x {context_tokens:,} tokens x KV bytes per token; training memory >= "
-            f"{TRAINING_BYTES_PER_PARAMETER} B per parameter (weights, gradients, AdamW moments; activations excluded), "
+            f"{TRAINING_BYTES_PER_PARAMETER} B per parameter (weights, gradients, AdamW moments; activations "
+            "excluded), "
             f"served weights {SERVING_BYTES_PER_PARAMETER} B per parameter (bfloat16)"
         ),
     }
@@ -202,15 +228,19 @@ def finding(infer: dict, train: dict, details: dict) -> str:
     here, others = details["this_model"], details["published_models"]
     ratio = train["peak_memory_bytes"] / infer["peak_memory_bytes"]
     per_request = (
-        f"Per request the claim is false here: a training step peaked at {fmt_bytes(train['peak_memory_bytes'])} and took "
-        f"{fmt_ms(train['time_ms'])} vs {fmt_bytes(infer['peak_memory_bytes'])} and {fmt_ms(infer['time_ms'])} for a whole request "
+        "Per request the claim is false here: a training step peaked at "
+        f"{fmt_bytes(train['peak_memory_bytes'])} and took "
+        f"{fmt_ms(train['time_ms'])} vs {fmt_bytes(infer['peak_memory_bytes'])} and "
+        f"{fmt_ms(infer['time_ms'])} for a whole request "
         f"({ratio:.1f}x the memory)"
         if ratio > 1
-        else f"Per request the claim held here: one request peaked at {fmt_bytes(infer['peak_memory_bytes'])}, a training step at {fmt_bytes(train['peak_memory_bytes'])}"
+        else f"Per request the claim held here: one request peaked at {fmt_bytes(infer['peak_memory_bytes'])}, a "
+        f"training step at {fmt_bytes(train['peak_memory_bytes'])}"
     )
     example = others[0] if others else None
     at_scale = (
-        f"; serving needs more than training only with many users at once: past {here['users_to_exceed_training']:,} users holding "
+        "; serving needs more than training only with many users at once: past "
+        f"{here['users_to_exceed_training']:,} users holding "
         f"{details['context_tokens']:,} tokens each for this model"
         + (f", and by formula past {example['users_to_exceed_training']:,} for {example['name']}" if example else "")
     )
@@ -218,23 +248,55 @@ def finding(infer: dict, train: dict, details: dict) -> str:
 
 
 def verdict(infer: dict, train: dict, details: dict, *, parameters: int) -> str:
-    """A short paragraph judging the claim per request and at scale, with the numbers behind each part."""
+    """A short paragraph judging the claim per request and at scale, each part computed from the numbers it shows."""
     here, others = details["this_model"], details["published_models"]
     train_flops, infer_flops = 6 * parameters * train["tokens"], 2 * parameters * infer["tokens"]  # Kaplan et al. 2020
+    ratio = train["peak_memory_bytes"] / infer["peak_memory_bytes"]
+    arithmetic = f"{train_flops / 1e9:,.0f} vs {infer_flops / 1e9:,.0f} GFLOP (6 vs 2 x parameters x tokens): " + (
+        f"training did {train_flops / infer_flops:.1f}x the arithmetic, so it needs more processing power"
+        if train_flops > infer_flops
+        else f"this request did {infer_flops / train_flops:.1f}x the training step's arithmetic"
+    )
+    memory = (
+        f"one training step of {train['tokens']} tokens peaked at {fmt_bytes(train['peak_memory_bytes'])}, "
+        f"{f'{ratio:.1f}x' if ratio >= 1 else f'{ratio:.0%} of'} the "
+        f"{fmt_bytes(infer['peak_memory_bytes'])} of a {infer['tokens']}-token request"
+    )
+    holds_per_request = infer["peak_memory_bytes"] > train["peak_memory_bytes"]
     parts = [
-        f"Per request it is wrong: one training step of {train['tokens']} tokens peaked at {fmt_bytes(train['peak_memory_bytes'])}, "
-        f"{train['peak_memory_bytes'] / infer['peak_memory_bytes']:.1f}x the {fmt_bytes(infer['peak_memory_bytes'])} of a {infer['tokens']}-token request, "
-        f"and did {train_flops / infer_flops:.1f}x its arithmetic ({train_flops / 1e9:,.0f} vs {infer_flops / 1e9:,.0f} GFLOP: "
-        "6 vs 2 x parameters x tokens), so training does need more processing power.",
-        f"At scale it becomes right: serving memory grows with users x context, and past {here['users_to_exceed_training']:,} users holding "
-        f"{details['context_tokens']:,} tokens each this model's server needs more than its training step.",
+        f"Per request it {'holds' if holds_per_request else 'is wrong'} here: {memory}; {arithmetic}.",
+        "At scale serving memory grows with users x context: past "
+        f"{here['users_to_exceed_training']:,} user{'s' if here['users_to_exceed_training'] != 1 else ''} holding "
+        f"{details['context_tokens']:,} tokens each, this model's server needs more than its training step.",
     ]
     if others:
         first = others[0]
         parts.append(
-            f"By formula, {first['name']} crosses over past {first['users_to_exceed_training']:,} users at {details['context_tokens']:,} tokens, "
-            f"or {first['users_to_exceed_training_at_full_context']:,} at its full {first['context_length']:,}-token window (lower bounds: "
-            "real training also holds activations)."
+            f"By formula, {first['name']} crosses over past {first['users_to_exceed_training']:,} users at "
+            f"{details['context_tokens']:,} tokens, or {first['users_to_exceed_training_at_full_context']:,} at its "
+            f"full {first['context_length']:,}-token window (lower bounds: real training also holds activations)."
         )
-    parts.append("The claim holds for a busy service with long conversations, not for a single request.")
+    if holds_per_request:
+        parts.append("So the claim held even for a single request on this machine.")
+    else:
+        parts.append("So the claim holds for a busy service with long conversations, not for a single request.")
     return " ".join(parts)
+
+
+def compare_per_request(infer: dict, train: dict) -> str:
+    """Which costs more, a training step or one request, in memory and in time per token, from the measured rows."""
+    memory_ratio = train["peak_memory_bytes"] / infer["peak_memory_bytes"]
+    train_ms_per_token, infer_ms_per_token = train["time_ms"] / train["tokens"], infer["time_ms"] / infer["tokens"]
+    memory = (
+        f"Learning a recipe took {memory_ratio:.1f}x the memory of cooking one order"
+        if memory_ratio >= 1
+        else f"Learning a recipe took less memory than cooking one order ({memory_ratio:.0%} of it)"
+    )
+    if train_ms_per_token >= infer_ms_per_token:
+        time = f"and {train_ms_per_token / infer_ms_per_token:.1f}x the time per token"
+    else:
+        time = (
+            f"but less time per token ({train_ms_per_token:,.1f} vs {infer_ms_per_token:,.1f} ms: training reads its "
+            "whole batch at once, while a request makes its answer one token at a time)"
+        )
+    return f"{memory}, {time}."

@@ -51,9 +51,24 @@ def cli_itl_p50(out: Path) -> float:
     from app.kitchen import dashboard_threads
 
     subprocess.run(
-        [sys.executable, "-m", "engine", "trace", "--prompt", PROMPT, "--max-new-tokens", str(NEW_TOKENS), "--out", str(out),
-         "--threads", str(dashboard_threads())],
-        cwd=ROOT, check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "trace",
+            "--prompt",
+            PROMPT,
+            "--max-new-tokens",
+            str(NEW_TOKENS),
+            "--out",
+            str(out),
+            "--threads",
+            str(dashboard_threads()),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     return load_trace(out).summary.itl_p50_ms
 
@@ -94,10 +109,17 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
         result = measure(args.rounds, Path(workdir))
-    for index, (cli, shown) in enumerate(zip(result.cli_itl_ms, result.page_itl_ms), 1):
+    for index, (cli, shown) in enumerate(zip(result.cli_itl_ms, result.page_itl_ms, strict=True), 1):
         print(f"round {index}: CLI ITL p50 {cli:6.1f} ms   live page ITL p50 {shown:6.1f} ms   ratio {shown / cli:.3f}")
-    print(json.dumps({"cli_median_ms": statistics.median(result.cli_itl_ms), "page_median_ms": statistics.median(result.page_itl_ms),
-                      "ratio": round(result.ratio, 3)}))
+    print(
+        json.dumps(
+            {
+                "cli_median_ms": statistics.median(result.cli_itl_ms),
+                "page_median_ms": statistics.median(result.page_itl_ms),
+                "ratio": round(result.ratio, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
