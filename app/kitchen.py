@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
@@ -76,6 +77,8 @@ class Job:
     facts: ModelFacts | None = None  # the model that ran it
     saved_to: Path | None = None
     error: str | None = None
+    started_s: float | None = None  # time.monotonic() when the model took it (None: it never ran)
+    ended_s: float | None = None  # and when it let go
     stop_pressed: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -96,16 +99,21 @@ class Job:
         if self.is_set():
             self.state = "stopped"
             return
-        self.state, self.facts = "running", worker.facts
+        self.state, self.facts, self.started_s = "running", worker.facts, time.monotonic()
+        error, outcome = None, "done"
         try:
             self.work(worker)
-            self.state = "done"
         except GenerationCancelled:
-            self.state = "stopped"
+            outcome = "stopped"
         except EngineError as err:
-            self.fail(str(err))
+            error = str(err)
         except Exception as err:  # noqa: BLE001 - the worker must survive anything one job does
-            self.fail(f"the run failed unexpectedly: {type(err).__name__}: {err}")
+            error = f"the run failed unexpectedly: {type(err).__name__}: {err}"
+        self.ended_s = time.monotonic()  # before the state: whoever sees the end sees when it was
+        if error is not None:
+            self.fail(error)
+        else:
+            self.state = outcome
 
     def work(self, worker: ModelWorker) -> None:
         """The job's own work (subclasses)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import math
+import statistics
 from dataclasses import asdict, dataclass
 
 
@@ -55,12 +55,11 @@ class Summary:
         return asdict(self)
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100) with linear interpolation between ranks (numpy's default method)."""
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+def percentile(values: list[float], q: int) -> float:
+    """The q-th percentile (1..99), interpolated between ranks like numpy's default (statistics' inclusive method)."""
+    if len(values) == 1:
+        return float(values[0])
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def summarize(

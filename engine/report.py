@@ -48,15 +48,13 @@ def compare_summaries(traces: list[Trace]) -> list[dict]:
 
 
 def table_html(rows: list[dict]) -> str:
-    """A plain HTML table from a list of flat dicts."""
+    """A plain HTML table from a list of flat dicts (cells escaped; floats with 4 significant digits)."""
     if not rows:
         return ""
-    head = "".join(f"<th>{html.escape(str(key))}</th>" for key in rows[0])
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(fmt_value(value))}</td>" for value in row.values()) + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    import pandas as pd
+
+    table = pd.DataFrame(rows).map(fmt_value)
+    return table.to_html(index=False, escape=True, border=0, na_rep="", justify="left")
 
 
 def trace_figures(traces: list[Trace], names: list[str]) -> list[tuple[str, dict]]:

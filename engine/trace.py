@@ -251,9 +251,10 @@ def trace_json(trace: Trace) -> str:
     return json.dumps(trace.to_dict(), ensure_ascii=False, indent=1)
 
 
-def read_json(path: str | os.PathLike, *, max_bytes: int = MAX_TRACE_FILE_BYTES) -> object:
-    """Parse a JSON file after checking its size; TraceFormatError says what is wrong with it."""
+def read_json(path: str | os.PathLike, *, max_bytes: int | None = None) -> object:
+    """Parse a JSON file after checking its size (default MAX_TRACE_FILE_BYTES); TraceFormatError says what is wrong."""
     path = Path(path)
+    max_bytes = MAX_TRACE_FILE_BYTES if max_bytes is None else max_bytes
     try:
         size = path.stat().st_size
         if size > max_bytes:

@@ -32,7 +32,9 @@ def test_live_page_generates_a_real_answer():
     at.button(key="live_generate").click()
     run_until(at, lambda a: "✅ Done" in html_of(a), timeout_s=60, what="the answer")
     page = html_of(at)
-    assert "Paris" in page and "ik-chip ik-prefill" in page and "ik-tip" in page  # chips with popups
+    assert "Paris" in page
+    assert "ik-chip ik-prefill" in page
+    assert "ik-tip" in page  # chips with popups
     for label in (
         "time to first token",
         "inter-token p50",
@@ -46,10 +48,13 @@ def test_live_page_generates_a_real_answer():
     assert len(at.get("plotly_chart")) == 5
     assert [b.label for b in at.get("download_button")] == ["Download trace (JSON)", "Download tokens (CSV)"]
     job = at.session_state["live_job"]
-    assert isinstance(job.trace, Trace) and job.saved_to is not None and Path(job.saved_to).is_file()
+    assert isinstance(job.trace, Trace)
+    assert job.saved_to is not None
+    assert Path(job.saved_to).is_file()
     assert json.loads(Path(job.saved_to).read_text())["events"][0]["phase"] == "prefill"
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["tokens in your text"] == "7" and float(metrics["words per token, measured"]) > 0
+    assert metrics["tokens in your text"] == "7"
+    assert float(metrics["words per token, measured"]) > 0
 
 
 @pytest.mark.slow
@@ -74,4 +79,5 @@ def test_a_model_that_cannot_load_shows_a_readable_error():
 @pytest.mark.slow
 def test_the_live_page_runs_on_its_own():
     at = loaded_app(LIVE_PAGE)
-    assert at.title[0].value.endswith("Live inference") and at.button(key="live_generate").label == "Generate"
+    assert at.title[0].value.endswith("Live inference")
+    assert at.button(key="live_generate").label == "Generate"

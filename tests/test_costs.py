@@ -49,7 +49,8 @@ def test_batching_divides_a_machine_between_users():
         price_per_hour=1,
         power_watts=100,
     )
-    assert alone.request_seconds == 2.0 and together.request_seconds == 4.0  # each user gets 200/8 = 25 tokens/s
+    assert alone.request_seconds == 2.0
+    assert together.request_seconds == 4.0  # each user gets 200/8 = 25 tokens/s
     assert together.machines < alone.machines  # 8 at a time: 100,000 x 4 / 8 s vs 100,000 x 2 s of busy time
 
 
@@ -58,7 +59,9 @@ def test_a_target_no_machine_can_meet_needs_no_machines_and_says_so():
     plan = costs.plan_workload(
         workload, costs.Throughput(prefill_tokens_per_s=1, decode_tokens_per_s=10), price_per_hour=1, power_watts=1
     )
-    assert not plan.meets_target and plan.machines == 0 and plan.monthly_cost == 0
+    assert not plan.meets_target
+    assert plan.machines == 0
+    assert plan.monthly_cost == 0
 
 
 def test_an_impossible_workload_is_refused():
@@ -81,9 +84,12 @@ def test_every_preset_figure_has_a_source_and_the_kinds_asked_for_exist():
             figure = getattr(preset, name)
             assert len(figure.source) > 20, (preset.key, name)
             assert figure.value is None or figure.value > 0
-        assert preset.price_per_hour.value and preset.power_watts.value and preset.bandwidth_bytes_per_s.value
+        assert preset.price_per_hour.value
+        assert preset.power_watts.value
+        assert preset.bandwidth_bytes_per_s.value
     h100 = next(p for p in presets if p.key == "h100")
-    assert h100.bandwidth_bytes_per_s.value == 3.35e12 and "datasheet" in h100.bandwidth_bytes_per_s.source
+    assert h100.bandwidth_bytes_per_s.value == 3.35e12
+    assert "datasheet" in h100.bandwidth_bytes_per_s.source
     market = costs.market_projection()
     assert (
         market["inference_capex_usd"] == 72e9
@@ -124,7 +130,8 @@ def test_this_machine_takes_measured_figures_from_results():
     assert machine.bandwidth_bytes_per_s.kind == machine.peak_flops.kind == "measured"
     batch = run_experiment(tiny, "batch", run_options("batch"))
     throughput = costs.throughput_from_batch(batch)
-    assert throughput.concurrent_requests in batch.column("batch_size") and throughput.source.startswith("measured")
+    assert throughput.concurrent_requests in batch.column("batch_size")
+    assert throughput.source.startswith("measured")
 
 
 def run_options(name: str):
@@ -151,7 +158,8 @@ def fake_rapl(root, *, energy_uj: int, max_uj: int = 262_143_328_850):
 def test_rapl_is_read_in_joules_and_survives_a_wrap(tmp_path):
     fake_rapl(tmp_path, energy_uj=5_000_000)
     counter = rapl_counter(tmp_path)
-    assert counter.read() == 5.0 and counter.name.startswith("measured: RAPL")
+    assert counter.read() == 5.0
+    assert counter.name.startswith("measured: RAPL")
     assert counter.joules_between(262_000.0, 2.0) == pytest.approx(2.0 + 262_143.32885 - 262_000.0)
     assert rapl_counter(tmp_path / "nothing-here") is None
 
@@ -169,7 +177,9 @@ def test_the_energy_experiment_measures_joules_per_token_with_a_counter(monkeypa
     monkeypatch.setattr(energy, "energy_counter", lambda device: EnergyCounter("measured: a test counter", read))
     result = run_experiment(tiny, "energy", EnergyOptions(prompt="soup", new_tokens=8, runs=2))
     for row in result.rows:
-        assert row["energy_j"] == 1.0 and row["tokens"] == 8 and row["tokens_per_joule"] == 8.0
+        assert row["energy_j"] == 1.0
+        assert row["tokens"] == 8
+        assert row["tokens_per_joule"] == 8.0
         assert row["average_power_w"] == pytest.approx(1.0 / row["time_s"])
     assert "8.00 tokens per joule" in result.finding
 
@@ -177,6 +187,7 @@ def test_the_energy_experiment_measures_joules_per_token_with_a_counter(monkeypa
 def test_without_a_counter_energy_is_left_empty_and_the_finding_says_why():
     result = run_experiment(make_tiny_model(), "energy", EnergyOptions(prompt="soup", new_tokens=4, runs=1))
     if result.details["energy_source"] is None:  # this VM: no NVIDIA GPU, no RAPL
-        assert result.rows[0]["energy_j"] is None and "no energy counter" in result.finding
+        assert result.rows[0]["energy_j"] is None
+        assert "no energy counter" in result.finding
     else:
         assert result.rows[0]["energy_j"] > 0

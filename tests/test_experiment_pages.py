@@ -80,7 +80,9 @@ def test_a_presenter_runs_an_experiment_and_gets_a_finding():
     at.number_input(key="batch_decode_tokens").set_value(4)
     at.number_input(key="batch_prompt_tokens").set_value(8)
     at.button(key="batch_run").click().run()
-    assert not at.exception and at.button(key="batch_run").disabled and not at.button(key="batch_stop").disabled
+    assert not at.exception
+    assert at.button(key="batch_run").disabled
+    assert not at.button(key="batch_stop").disabled
     run_until(
         at,
         lambda a: a.session_state["batch_job"].state not in ("queued", "running"),
@@ -89,7 +91,8 @@ def test_a_presenter_runs_an_experiment_and_gets_a_finding():
     )
     job = at.session_state["batch_job"]
     assert job.state == "done", job.error
-    assert job.saved_to.is_file() and at.selectbox(key="batch_saved").value == str(job.saved_to)
+    assert job.saved_to.is_file()
+    assert at.selectbox(key="batch_saved").value == str(job.saved_to)
     assert (
         any(job.result.finding in s.value for s in at.success)
         and "SmolLM2" in job.result.finding + job.result.model["name"]
@@ -106,7 +109,8 @@ def test_presentation_mode_folds_the_settings_away_and_enlarges_the_charts(tiny_
     presenting.session_state["sidebar_presentation"] = True
     presenting.run()
     assert not presenting.exception
-    assert "Options" in [e.label for e in presenting.expander] and "Options" not in [e.label for e in normal.expander]
+    assert "Options" in [e.label for e in presenting.expander]
+    assert "Options" not in [e.label for e in normal.expander]
     heights = [
         json_module.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["height"] for at in (normal, presenting)
     ]

@@ -47,18 +47,22 @@ def test_each_result_follows_the_contract_and_survives_a_file(results, name, tmp
     result, events = results[name]
     data = round_trip(result)
     check_result_dict(data)
-    assert data["kind"] == "experiment" and data["experiment"] == name
+    assert data["kind"] == "experiment"
+    assert data["experiment"] == name
     assert (
         data["model"]["name"] == long_tiny.facts.name
         and data["hardware"]["device"] == "cpu"
         and data["versions"]["torch"]
     )
     assert data["settings"] == SMALL[name].to_dict()
-    assert data["finding"].endswith(".") and len(data["finding"]) > 40
+    assert data["finding"].endswith(".")
+    assert len(data["finding"]) > 40
     path = save_result(result, tmp_path / f"{name}.json")
     assert load_result(path) == ExperimentResult.from_dict(data)
     fractions = [event.fraction for event in events]
-    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and events[-1].message == "Done"
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == 1.0
+    assert events[-1].message == "Done"
 
 
 def test_prefill_reads_longer_prompts_faster_per_token(results):
@@ -72,7 +76,8 @@ def test_prefill_reads_longer_prompts_faster_per_token(results):
 def test_prefill_caps_lengths_at_the_context_window():
     small = make_tiny_model(context=64)
     result = run_experiment(small, "prefill", PrefillOptions(prompt_lengths=(16, 1024), repeats=1, decode_tokens=2))
-    assert result.column("prompt_tokens") == [16, 64 - 2 - 1] and result.details["capped_lengths"] == [1024]
+    assert result.column("prompt_tokens") == [16, 64 - 2 - 1]
+    assert result.details["capped_lengths"] == [1024]
 
 
 def test_kv_cache_runs_agree_and_the_cache_holds_the_formulas_bytes(results, long_tiny):
@@ -108,7 +113,8 @@ def test_batch_stops_early_when_memory_would_run_short(long_tiny, monkeypatch):
 
 def test_roofline_measures_the_machine_and_counts_bytes_per_format(results):
     result, _ = results["roofline"]
-    assert result.details["bandwidth_bytes_per_s"] > 1e8 and result.details["peak_flops"] > 1e8
+    assert result.details["bandwidth_bytes_per_s"] > 1e8
+    assert result.details["peak_flops"] > 1e8
     rows = {row["dtype"]: row for row in result.rows}
     assert rows["float32"]["weight_bytes_read"] == 2 * rows["bfloat16"]["weight_bytes_read"]
     for row in result.rows:
@@ -164,7 +170,8 @@ def test_train_vs_infer_counts_gradients_and_adam_state_and_puts_the_weights_bac
     run_experiment(long_tiny, "train-vs-infer", SMALL["train-vs-infer"])
     after = long_tiny.model.state_dict()
     assert all(torch.equal(before[name], after[name]) for name in before)  # trained in place, then restored exactly
-    assert not long_tiny.model.training and all(p.grad is None for p in long_tiny.model.parameters())
+    assert not long_tiny.model.training
+    assert all(p.grad is None for p in long_tiny.model.parameters())
     published = result.details["published_models"]
     assert {m["name"] for m in published} >= {"Llama-3.1-8B", "Llama-3.1-70B"} and all(
         m["source"].startswith("https://") for m in published

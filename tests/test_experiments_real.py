@@ -63,14 +63,16 @@ def test_decode_runs_under_its_bandwidth_ceiling(real):
         "roofline",
         RooflineOptions(repeats=3, bandwidth_mb=128, decode_tokens=8, prefill_tokens=32, include_int8=False),
     )
-    assert result.details["bandwidth_bytes_per_s"] > 1e9 and result.details["peak_flops"] > 1e9
+    assert result.details["bandwidth_bytes_per_s"] > 1e9
+    assert result.details["peak_flops"] > 1e9
     float32 = next(row for row in result.rows if row["dtype"] == "float32")
     buffers = sum(b.numel() * b.element_size() for b in real.model.buffers())  # rotary frequencies
     assert (
         float32["weight_bytes_read"] == real.facts.weight_bytes + buffers
     )  # tied embedding: the output head reads it whole
     for row in result.rows:
-        assert 0 < row["mbu"] < 1 and row["decode_tokens_per_s"] < row["ceiling_tokens_per_s"]
+        assert 0 < row["mbu"] < 1
+        assert row["decode_tokens_per_s"] < row["ceiling_tokens_per_s"]
 
 
 def test_a_training_step_needs_more_memory_than_a_request_and_leaves_the_model_as_it_was(real):
@@ -92,5 +94,7 @@ def test_the_cli_twin_writes_the_same_contract(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
-    assert data["experiment"] == "batch" and [row["batch_size"] for row in data["rows"]] == [1, 2]
-    assert data["settings"]["batch_sizes"] == [1, 2] and data["finding"] in result.stdout
+    assert data["experiment"] == "batch"
+    assert [row["batch_size"] for row in data["rows"]] == [1, 2]
+    assert data["settings"]["batch_sizes"] == [1, 2]
+    assert data["finding"] in result.stdout

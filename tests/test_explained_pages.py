@@ -37,16 +37,19 @@ def test_the_restaurant_with_nothing_measured_offers_to_run_it():
     )  # training vs inference, measured on the spot
     assert at.button(key="restaurant_cook").label == "Run it: cook one answer now"
     text = " ".join(m.value for m in at.markdown)
-    assert "should be measured, not claimed" in text and "No answer has been cooked" in text
+    assert "should be measured, not claimed" in text
+    assert "No answer has been cooked" in text
 
 
 def test_the_restaurant_puts_measured_numbers_beside_each_claim(saved_everything):
     at = AppTest.from_file("../pages/restaurant.py", default_timeout=30).run()
     assert not at.exception
     text = " ".join(m.value for m in at.markdown)
-    assert "One training step on 32 tokens" in text and "peaked at" in text
+    assert "One training step on 32 tokens" in text
+    assert "peaked at" in text
     assert "prompt tokens per second for a 256-token order" in text
-    assert "Your latest answer took" in text and "of that budget" in text
+    assert "Your latest answer took" in text
+    assert "of that budget" in text
     assert "training step: peak memory" in metrics(at)
 
 
@@ -58,7 +61,8 @@ def test_the_restaurant_counts_the_visitors_own_words_with_the_real_tokenizer():
         "The chef reads the whole order, then cooks one dish at a time."
     ).run()
     numbers = metrics(at)
-    assert numbers["tokens in your text"] == "15" and 0.5 < float(numbers["words per token, measured"]) < 1.2
+    assert numbers["tokens in your text"] == "15"
+    assert 0.5 < float(numbers["words per token, measured"]) < 1.2
 
 
 def test_the_costs_page_works_with_no_results_at_all():
@@ -88,3 +92,39 @@ def test_costs_respond_to_the_workload_and_the_hardware(saved_everything):
     assert not at.exception
     assert metrics(at)["cost per million output tokens"] == "$24.91"  # $2.69/h at the typed 30 tokens/s
     assert len(at.get("plotly_chart")) == 3  # across hardware, across batch sizes, the article's projection
+
+
+def test_a_measured_rate_priced_on_other_hardware_is_labelled_a_scaled_estimate(saved_everything):
+    from engine import costs
+    from engine.experiments import load_result
+    from engine.trace import latest_trace
+
+    at = AppTest.from_file("../pages/costs.py", default_timeout=30).run()
+    at.selectbox(key="costs_hardware").set_value("Datacenter GPU (NVIDIA H100 SXM)").run()
+    assert not at.exception
+    assert at.radio(key="costs_throughput_source").value == "your latest run (batch 1)"
+    shown = at.info[0].value
+    # the same scaling the engine does, by hand: decode x (H100 bandwidth / this machine's measured bandwidth)
+    roofline = load_result(saved_everything["roofline"])
+    h100 = next(preset for preset in costs.load_presets() if preset.name == "Datacenter GPU (NVIDIA H100 SXM)")
+    measured = latest_trace().summary.decode_tokens_per_s
+    ratio = h100.bandwidth_bytes_per_s.value / roofline.details["bandwidth_bytes_per_s"]
+    assert f"**{measured * ratio:,.1f}** decode tokens/s" in shown
+    assert "estimate: measured: your run of" in shown
+    assert f"scaled to Datacenter GPU (NVIDIA H100 SXM) by memory bandwidth ({ratio:,.1f}x)" in shown
+    at.selectbox(key="costs_hardware").set_value("This machine").run()
+    assert "estimate" not in at.info[0].value  # measured here: no scaling, no estimate
+    assert f"**{measured:,.1f}** decode tokens/s" in at.info[0].value
+
+
+def test_throughput_from_a_trace_is_its_summary_and_needs_two_tokens(tiny):
+    from engine import costs
+
+    trace = run_trace(tiny, "soup", settings=GenerationSettings(max_new_tokens=6, stop_at_eos=False))
+    rate = costs.throughput_from_trace(trace)
+    assert rate.decode_tokens_per_s == trace.summary.decode_tokens_per_s
+    assert rate.prefill_tokens_per_s == trace.summary.prefill_tokens_per_s
+    assert rate.concurrent_requests == 1
+    assert rate.source.startswith("measured: your run of")
+    one = run_trace(tiny, "soup", settings=GenerationSettings(max_new_tokens=1, stop_at_eos=False))
+    assert costs.throughput_from_trace(one) is None  # a single token has no decode rate

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
+import time
 
 import pytest
 import torch
@@ -11,7 +13,15 @@ from conftest import make_tiny_model
 from transformers import DynamicCache
 
 from engine import GenerationCancelled, GenerationSettings, PromptError, SettingsError, prepare_request, run_trace
-from engine.generate import StreamingDetokenizer, decode_one_token, generate_step, kv_cache_bytes, make_sampler, prefill
+from engine.generate import (
+    StreamingDetokenizer,
+    decode_one_token,
+    generate_step,
+    kv_cache_bytes,
+    make_sampler,
+    prefill,
+    stream_generate,
+)
 
 GREEDY_20 = GenerationSettings(max_new_tokens=20, stop_at_eos=False)
 
@@ -45,15 +55,18 @@ def test_records_are_ordered_timed_and_complete(tiny):
     assert [e.phase for e in events] == ["prefill"] + ["decode"] * 19
     assert all(e.latency_ms > 0 for e in events)
     times = [e.t_ms for e in events]
-    assert times == sorted(times) and len(set(times)) == len(times)
+    assert times == sorted(times)
+    assert len(set(times)) == len(times)
     # wall time since the start includes every step's timed region
     assert all(e.t_ms >= sum(x.latency_ms for x in events[: e.step + 1]) - 1e-6 for e in events)
     assert events[0].t_ms == pytest.approx(events[0].latency_ms)
     for e in events:
         assert len(e.top) == 5
         probs = [alt.prob for alt in e.top]
-        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
-        assert e.logprob <= 0 and e.memory_bytes > 0
+        assert probs == sorted(probs, reverse=True)
+        assert 0 < sum(probs) <= 1 + 1e-6
+        assert e.logprob <= 0
+        assert e.memory_bytes > 0
     # greedy picks the most likely token, whose probability is the top alternative's
     assert all(abs(e.top[0].prob - torch.tensor(e.logprob).exp().item()) < 1e-5 for e in events)
 
@@ -100,7 +113,8 @@ def test_top_k_one_and_tiny_top_p_reduce_sampling_to_greedy(tiny):
             tiny, "pick", settings=dataclasses.replace(GREEDY_20, temperature=1.5, top_p=1e-9, seed=3)
         ).events
     ]
-    assert top_k == greedy and top_p == greedy
+    assert top_k == greedy
+    assert top_p == greedy
 
 
 def test_sampler_never_picks_outside_top_k():
@@ -114,7 +128,9 @@ def test_stops_at_eos_and_reports_why(tiny):
     first = run_trace(tiny, "stop", settings=GREEDY_20).events[2].token_id
     with_eos = dataclasses.replace(tiny, facts=dataclasses.replace(tiny.facts, eos_token_ids=(first,)))
     trace = run_trace(with_eos, "stop", settings=dataclasses.replace(GREEDY_20, stop_at_eos=True))
-    assert trace.finish_reason == "eos" and trace.events[-1].token_id == first and len(trace.events) <= 3
+    assert trace.finish_reason == "eos"
+    assert trace.events[-1].token_id == first
+    assert len(trace.events) <= 3
     assert run_trace(tiny, "stop", settings=GREEDY_20).finish_reason == "length"
 
 
@@ -122,7 +138,8 @@ def test_context_window_limits_the_answer():
     small = make_tiny_model(context=40)
     trace = run_trace(small, "x" * 10, settings=GenerationSettings(max_new_tokens=100, stop_at_eos=False))
     prompt_tokens = len(trace.prompt["tokens"])
-    assert len(trace.events) == 40 - prompt_tokens and trace.finish_reason == "context"
+    assert len(trace.events) == 40 - prompt_tokens
+    assert trace.finish_reason == "context"
     with pytest.raises(PromptError, match="reads at most 40"):
         run_trace(small, "x" * 60, settings=GREEDY_20)
 
@@ -150,7 +167,8 @@ def test_split_multibyte_characters_join_back_exactly(tiny):
     detokenizer = StreamingDetokenizer(tiny.tokenizer)
     pieces = [detokenizer.add(i) for i in ids] + [detokenizer.flush()]
     assert "".join(pieces) == text
-    assert "\ufffd" not in "".join(pieces) and "" in pieces  # incomplete characters were held back
+    assert "\ufffd" not in "".join(pieces)
+    assert "" in pieces  # incomplete characters were held back
     trace = run_trace(
         tiny, "bytes", settings=GenerationSettings(max_new_tokens=40, temperature=1.0, seed=1, stop_at_eos=False)
     )
@@ -161,8 +179,11 @@ def test_split_multibyte_characters_join_back_exactly(tiny):
 def test_chat_template_switch(tiny):
     chat = prepare_request(tiny, "hi", settings=GenerationSettings())
     raw = prepare_request(tiny, "hi", settings=GenerationSettings(chat_template=False))
-    assert chat.chat_template_applied and "<|im_start|>assistant" in chat.rendered
-    assert not raw.chat_template_applied and raw.rendered == "hi" and len(raw.token_ids) == 2
+    assert chat.chat_template_applied
+    assert "<|im_start|>assistant" in chat.rendered
+    assert not raw.chat_template_applied
+    assert raw.rendered == "hi"
+    assert len(raw.token_ids) == 2
 
 
 @pytest.mark.parametrize(
@@ -207,3 +228,18 @@ def test_generate_step_is_plain_model_code(tiny):
     tokens = [next(steps)[0] for _ in range(4)]
     steps.close()
     assert all(t.shape == (1, 1) for t in tokens)
+
+
+def test_a_slow_consumer_never_lands_inside_a_timed_step(tiny):
+    """Timing honesty: whatever the caller does with a record happens outside every step's clock."""
+    request = prepare_request(tiny, "honest clocks", settings=GenerationSettings(max_new_tokens=8, stop_at_eos=False))
+    list(stream_generate(tiny, request))  # warm-up: a first pass in a fresh process pays one-off costs
+    records = []
+    for record in stream_generate(tiny, request):
+        records.append(record)
+        time.sleep(0.030)  # a page drawing, a network send: 30 ms per record
+    assert len(records) == 8
+    for record in records:
+        assert record.latency_ms < 30, f"step {record.step} took {record.latency_ms:.1f} ms: the sleep was inside it"
+    for earlier, later in itertools.pairwise(records):
+        assert later.t_ms - earlier.t_ms >= 30  # the clock kept running between steps, sleep included

@@ -42,7 +42,9 @@ def test_unknown_dtype_is_refused():
 
 def test_hardware_description_is_measured_here():
     info = describe_hardware(torch.device("cpu"))
-    assert info["cpu_cores_logical"] >= 1 and info["memory_total_bytes"] > 2**28 and info["cpu"]
+    assert info["cpu_cores_logical"] >= 1
+    assert info["memory_total_bytes"] > 2**28
+    assert info["cpu"]
 
 
 def test_a_missing_folder_fails_fast_with_one_sentence():
@@ -65,7 +67,9 @@ def test_a_folder_that_is_not_a_model_fails_with_a_reason(tmp_path):
 def test_failure_explanations_name_the_cause():
     assert "architecture" in explain_load_failure("x", ValueError("Unrecognized model in x"))
     assert "does not fit" in explain_load_failure("x", RuntimeError("CUDA out of memory. Tried"))
-    assert looks_like_path("./models/a") and looks_like_path("/abs") and not looks_like_path("org/model")
+    assert looks_like_path("./models/a")
+    assert looks_like_path("/abs")
+    assert not looks_like_path("org/model")
 
 
 def test_engine_never_imports_streamlit():

@@ -17,8 +17,12 @@ pytestmark = pytest.mark.slow
 
 def test_the_default_model_facts(real):
     facts = real.facts
-    assert facts.name == "SmolLM2-135M-Instruct" and facts.dtype == "float32" and facts.device == "cpu"
-    assert facts.layers == 30 and facts.kv_heads == 3 and facts.head_dim == 64
+    assert facts.name == "SmolLM2-135M-Instruct"
+    assert facts.dtype == "float32"
+    assert facts.device == "cpu"
+    assert facts.layers == 30
+    assert facts.kv_heads == 3
+    assert facts.head_dim == 64
     assert facts.kv_bytes_per_token == 2 * 30 * 3 * 64 * 4 == 46_080
     assert 130e6 < facts.parameters < 140e6
     assert facts.weight_bytes == facts.parameters * 4
@@ -67,9 +71,11 @@ def test_cli_trace_writes_a_valid_trace(tmp_path):
         "trace", "--prompt", "What is the capital of France?", "--max-new-tokens", "16", "--out", str(out)
     )
     assert result.returncode == 0, result.stderr
-    assert "time to first token" in result.stdout and str(out) in result.stdout
+    assert "time to first token" in result.stdout
+    assert str(out) in result.stdout
     trace = load_trace(out)
-    assert isinstance(trace, Trace) and "Paris" in trace.answer
+    assert isinstance(trace, Trace)
+    assert "Paris" in trace.answer
     assert json.loads(out.read_text())["settings"]["max_new_tokens"] == 16
 
 
@@ -87,7 +93,8 @@ def test_bench_compares_our_loop_with_generate(real):
     # Gross-regression guard only (2 noisy cores); the real figure comes from `python -m engine bench`.
     assert 0.7 < result.ratio < 1.5
     # what the recording adds per token, measured directly, stays a small share of a step
-    assert all(r > 0 for r in result.recording_ms) and result.recording_share < 0.05
+    assert all(r > 0 for r in result.recording_ms)
+    assert result.recording_share < 0.05
 
 
 def test_first_load_converts_once_into_a_safetensors_copy(tmp_path, monkeypatch):
@@ -101,4 +108,5 @@ def test_first_load_converts_once_into_a_safetensors_copy(tmp_path, monkeypatch)
     assert "quantization_config" not in json.loads((folder / "config.json").read_text())
     assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no staging folder left behind
     again = []
-    assert default_model_folder(again.append) == folder and again == []  # the second time converts nothing
+    assert default_model_folder(again.append) == folder
+    assert again == []  # the second time converts nothing

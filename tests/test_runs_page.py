@@ -43,7 +43,8 @@ def test_an_empty_store_still_offers_the_reference_traces():
     at = page()
     assert not at.exception
     options = at.multiselect(key="runs_selected").options
-    assert options and all("reference:" in option for option in options)
+    assert options
+    assert all("reference:" in option for option in options)
 
 
 def test_opening_a_trace_shows_it_like_the_live_page_with_its_downloads(saved):
@@ -66,19 +67,22 @@ def test_labels_stick_and_a_delete_needs_confirming(saved):
     at.button(key="runs_save_label").click().run()
     assert RunStore().labels()[saved[1]] == "float32 baseline"
     at.button(key="runs_delete").click().run()
-    assert any("for good" in w.value for w in at.warning) and (RunStore().root / saved[1]).exists()
+    assert any("for good" in w.value for w in at.warning)
+    assert (RunStore().root / saved[1]).exists()
     at.button(key="runs_delete_no").click().run()
     assert (RunStore().root / saved[1]).exists()
     at.button(key="runs_delete").click().run()
     at.button(key="runs_delete_yes").click().run()
-    assert not at.exception and not (RunStore().root / saved[1]).exists()
+    assert not at.exception
+    assert not (RunStore().root / saved[1]).exists()
     assert saved[1] not in at.multiselect(key="runs_selected").options
 
 
 def test_an_experiment_result_opens_with_its_finding(saved):
     at = page()
     at.multiselect(key="runs_selected").set_value([saved[2]]).run()
-    assert not at.exception and at.success[0].value.startswith("**Finding.**")
+    assert not at.exception
+    assert at.success[0].value.startswith("**Finding.**")
 
 
 def test_a_replay_of_the_reference_trace_fills_in_over_time():
@@ -108,4 +112,5 @@ def test_comparing_two_traces_overlays_them_with_ratios(saved):
     assert not at.exception
     assert len(at.get("plotly_chart")) == 4
     table = at.dataframe[-1].value
-    assert "run 2 ÷ run 1" in table.columns and "new tokens" in set(table["figure"])
+    assert "run 2 ÷ run 1" in table.columns
+    assert "new tokens" in set(table["figure"])

@@ -40,14 +40,17 @@ def store(tiny_runs):
 
 def test_the_store_lists_what_was_saved_newest_first_with_headlines(store, tiny_runs):
     entries, problems = store.list()
-    assert problems == [] and len(entries) == 3
+    assert problems == []
+    assert len(entries) == 3
     assert [e.created_at for e in entries] == sorted((e.created_at for e in entries), reverse=True)
     traces = {e.headline["tokens"]: e for e in entries if e.kind == "trace"}
-    assert set(traces) == {12, 20} and traces[12].prompt_start == "soup of the day"
+    assert set(traces) == {12, 20}
+    assert traces[12].prompt_start == "soup of the day"
     assert traces[20].headline["decode_tokens_per_s"] == pytest.approx(tiny_runs[1].summary.decode_tokens_per_s)
     assert (store.root / "index.json").is_file()
     opened = store.open(traces[12].path)
-    assert opened.answer == tiny_runs[0].answer and opened.events == tiny_runs[0].events  # round trip
+    assert opened.answer == tiny_runs[0].answer
+    assert opened.events == tiny_runs[0].events  # round trip
 
 
 def test_the_index_spares_parsing_unchanged_files(store, monkeypatch):
@@ -75,7 +78,8 @@ def test_labels_and_deletes(store):
     assert {e.path: e.label for e in store.list()[0]}[target] == ""
     store.set_label(target, "doomed")
     store.delete(target)
-    assert target not in {e.path for e in store.list()[0]} and target not in store.labels()
+    assert target not in {e.path for e in store.list()[0]}
+    assert target not in store.labels()
 
 
 @pytest.mark.parametrize(
@@ -91,8 +95,10 @@ def test_a_corrupt_file_is_reported_and_skipped(store):
     (store.root / "experiments" / "batch-20990101-000000-000000.json").write_bytes(b"\xff\xfe not text")
     (store.root / "index.json").write_text("{ broken")  # the cache too
     entries, problems = store.list()
-    assert len(entries) == 3 and len(problems) == 2
-    assert any("not valid JSON" in p and "truncated" in p for p in problems) and any("not UTF-8" in p for p in problems)
+    assert len(entries) == 3
+    assert len(problems) == 2
+    assert any("not valid JSON" in p and "truncated" in p for p in problems)
+    assert any("not UTF-8" in p for p in problems)
 
 
 def test_a_crash_mid_save_leaves_the_old_file_whole(tmp_path, monkeypatch):
@@ -114,7 +120,8 @@ def test_a_crash_mid_save_leaves_the_old_file_whole(tmp_path, monkeypatch):
 
     with pytest.raises(TypeError):  # a crash while the JSON is being written
         write_json_atomic(path, {"version": "new", "bad": Unserializable()})
-    assert read_json(path) == {"version": "old"} and [p.name for p in tmp_path.iterdir()] == ["run.json"]
+    assert read_json(path) == {"version": "old"}
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
 
 
 def broken_files(trace: dict) -> list[tuple[str, bytes, str]]:
@@ -161,12 +168,14 @@ def test_imports_of_broken_files_are_refused_precisely_and_change_nothing(store,
     with pytest.raises(TraceFormatError, match="above the limit"):
         store.import_bytes(b" " * (64 * 1024 * 1024 + 1), filename="huge.json")
     after = sorted(p.name for folder in ("traces", "experiments") for p in (store.root / folder).iterdir())
-    assert after == before and store.labels() == labels
+    assert after == before
+    assert store.labels() == labels
 
 
 def test_a_good_import_becomes_a_labelled_run(store, tiny_runs):
     relative = store.import_bytes(json.dumps(tiny_runs[1].to_dict()).encode(), filename="/home/someone/h100-run.json")
-    assert relative.startswith("traces/") and store.labels()[relative] == "imported from h100-run.json"
+    assert relative.startswith("traces/")
+    assert store.labels()[relative] == "imported from h100-run.json"
     assert store.open(relative).events == tiny_runs[1].events
 
 
@@ -204,23 +213,27 @@ def test_replay_in_real_time_keeps_the_recorded_rhythm(tiny_runs):
     at_middle = records_until(
         trace, middle.t_ms / 1000 / 2 + 1e-9, speed=2.0
     )  # (1e-9 s: float rounding of the division)
-    assert at_middle[-1] == middle and len(at_middle) == len(trace.events) // 2 + 1
+    assert at_middle[-1] == middle
+    assert len(at_middle) == len(trace.events) // 2 + 1
 
 
 def test_a_comparison_puts_ratios_beside_the_figures(tiny_runs):
     first, second, _ = tiny_runs
     rows = {row["figure"]: row for row in compare_summaries([first, second])}
-    assert rows["new tokens"]["run 1"] == "12" and rows["new tokens"]["run 2"] == "20"
+    assert rows["new tokens"]["run 1"] == "12"
+    assert rows["new tokens"]["run 2"] == "20"
     assert rows["new tokens"]["run 2 ÷ run 1"] == f"{20 / 12:.2f}x"
 
 
 def test_the_html_report_is_self_contained(tiny_runs, tmp_path):
     first, second, result = tiny_runs
     page = render_report([first, second, result], title="Tiny <b>comparison</b>")
-    assert page.startswith("<!DOCTYPE html>") and "Tiny &lt;b&gt;comparison&lt;/b&gt;" in page
+    assert page.startswith("<!DOCTYPE html>")
+    assert "Tiny &lt;b&gt;comparison&lt;/b&gt;" in page
     assert page.count("Plotly.newPlot") == 4  # the four overlays
     assert "<script src=" not in page  # plotly.js inline, nothing fetched (the browser test opens it offline)
-    assert len(page) > 1_000_000 and html.escape(result.finding) in page
+    assert len(page) > 1_000_000
+    assert html.escape(result.finding) in page
 
 
 def test_the_cli_validates_and_reports(tiny_runs, tmp_path):
@@ -232,16 +245,20 @@ def test_the_cli_validates_and_reports(tiny_runs, tmp_path):
     ]
     for path in paths:
         outcome = engine_cli("validate", str(path))
-        assert outcome.returncode == 0 and outcome.stdout.startswith("valid:")
+        assert outcome.returncode == 0
+        assert outcome.stdout.startswith("valid:")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({**first.to_dict(), "finish_reason": "bored"}))
     outcome = engine_cli("validate", str(bad))
-    assert outcome.returncode == 2 and "finish_reason: expected one of" in outcome.stderr
+    assert outcome.returncode == 2
+    assert "finish_reason: expected one of" in outcome.stderr
     out = tmp_path / "report.html"
     outcome = engine_cli("report", *map(str, paths), "--out", str(out))
-    assert outcome.returncode == 0 and out.read_text().count("Plotly.newPlot") == 4
+    assert outcome.returncode == 0
+    assert out.read_text().count("Plotly.newPlot") == 4
     outcome = engine_cli("report", str(paths[0]), str(bad), "--out", str(tmp_path / "never.html"))
-    assert outcome.returncode == 2 and not (tmp_path / "never.html").exists()
+    assert outcome.returncode == 2
+    assert not (tmp_path / "never.html").exists()
 
 
 def test_every_shipped_reference_trace_is_valid_and_says_where_it_came_from():
@@ -250,7 +267,8 @@ def test_every_shipped_reference_trace_is_valid_and_says_where_it_came_from():
     for path in files:
         data = read_json(path)
         check_run_dict(data)
-        assert len(data["reference_note"]) > 40 and data["hardware"]
+        assert len(data["reference_note"]) > 40
+        assert data["hardware"]
         assert len(load_run(path).events) >= 32
     assert {e.path.split("/")[0] for e in RunStore().references()} == {"reference"}
     with pytest.raises(TraceFormatError, match="cannot be changed"):

@@ -36,7 +36,9 @@ def test_summary_uses_vllm_definitions_hand_computed():
     assert summary.tpot_ms == 30.0  # (190 - 100) / (4 - 1)
     assert summary.decode_tokens_per_s == pytest.approx(1000 / 30)
     assert summary.prefill_tokens_per_s == pytest.approx(500.0)  # 50 tokens in 0.1 s
-    assert summary.total_ms == 190.0 and summary.new_tokens == 4 and summary.peak_memory_bytes == 30
+    assert summary.total_ms == 190.0
+    assert summary.new_tokens == 4
+    assert summary.peak_memory_bytes == 30
 
 
 def test_summary_of_a_single_token_has_no_decode_figures():
@@ -50,7 +52,10 @@ def test_summary_of_a_single_token_has_no_decode_figures():
 
 
 def test_percentile_matches_linear_interpolation():
-    assert percentile([1, 2, 3, 4], 50) == 2.5 and percentile([5], 99) == 5 and percentile([0, 10], 90) == 9
+    assert percentile([1, 2, 3, 4], 50) == 2.5
+    assert percentile([5], 99) == 5
+    assert percentile([0, 10], 90) == 9
+    assert percentile([10, 0, 30, 20], 90) == pytest.approx(27.0)  # rank 2.7 of the sorted values, as numpy
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +97,8 @@ def test_trace_round_trips_through_json(tiny_trace, tmp_path):
         "top",
     }
     assert set(data["events"][0]["top"][0]) == {"token", "prob"}
-    assert data["settings"]["max_new_tokens"] == 12 and data["prompt"]["text"] == "round trip café 😀"
+    assert data["settings"]["max_new_tokens"] == 12
+    assert data["prompt"]["text"] == "round trip café 😀"
 
 
 def test_a_crash_mid_save_leaves_the_old_file_and_no_debris(tiny_trace, tmp_path, monkeypatch):
@@ -168,11 +174,18 @@ def test_broken_files_give_a_precise_message(tiny_trace, tmp_path, case):
 def test_oversized_and_binary_files_are_refused(tmp_path, monkeypatch):
     import engine.trace
 
+    limit = 64 * 1024 * 1024
+    assert limit == engine.trace.MAX_TRACE_FILE_BYTES  # the README's and the upload box's 64 MB
     big = tmp_path / "big.json"
-    big.write_bytes(b" " * 2048)
-    monkeypatch.setattr(engine.trace, "MAX_TRACE_FILE_BYTES", 1024)
-    with pytest.raises(TraceFormatError, match="above the limit"):
-        engine.trace.read_json(big, max_bytes=1024)
+    with open(big, "wb") as sparse:  # one byte over the limit, without writing 64 MB
+        sparse.truncate(limit + 1)
+    with pytest.raises(TraceFormatError, match="67,108,865 bytes, above the limit of 67,108,864"):
+        load_trace(big)  # refused from its size, before a byte is read
+    at_limit = tmp_path / "at-limit.json"
+    at_limit.write_bytes(b" " * 2048)
+    monkeypatch.setattr(engine.trace, "MAX_TRACE_FILE_BYTES", 1024)  # the reader looks the limit up when it reads
+    with pytest.raises(TraceFormatError, match="2,048 bytes, above the limit of 1,024"):
+        load_trace(at_limit)
     binary = tmp_path / "x.json"
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(TraceFormatError, match="not UTF-8"):
