@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from app.kitchen import ExperimentJob
+from app.presentation import show_chart
+from app.text import explanation
 from app.watching import redraw_while, show_waiting, submit_job
 from engine import EngineError, TraceFormatError
 from engine.experiments import ExperimentResult, Options, load_result, saved_results
@@ -146,3 +149,16 @@ def experiment_section(name: str, options: Options, *, key: str) -> ExperimentRe
         return None
     result_header(result, key=key)
     return result
+
+
+def explained_charts(page: str, charts: list[tuple[str, dict]], *, key: str) -> None:
+    """Charts side by side, each under its explanation: (section of assets/explain/<page>.md, figure spec)."""
+    for column, (section, spec) in zip(st.columns(len(charts)), charts, strict=True):
+        with column:
+            st.markdown(explanation(page, section))
+            show_chart(spec, key=f"{key}_chart_{section}")
+
+
+def rows_table(result: ExperimentResult, columns: dict[str, str]) -> None:
+    """The measured rows as a table: these columns, in this order, under these names."""
+    st.dataframe(pd.DataFrame(result.rows)[list(columns)].rename(columns=columns), hide_index=True)

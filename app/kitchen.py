@@ -261,6 +261,12 @@ def model_slot(name: str, device: str, dtype: str) -> ModelSlot:
     return ModelSlot(name, device, dtype)
 
 
+def open_slot(selection: Selection) -> ModelSlot | None:
+    """The selected model's slot if some visitor already started it, else None (nothing is loaded)."""
+    wanted = (selection.model, selection.device, selection.dtype)
+    return next((slot for slot in list(OPEN_SLOTS) if (slot.name, slot.device, slot.dtype) == wanted), None)
+
+
 def reload_slot(selection: Selection) -> None:
     """What "Try loading again" does: close the failed slot (its thread and process); the next visit starts afresh."""
     model_slot(selection.model, selection.device, selection.dtype).close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.experiment_view import run_controls
-from app.kitchen import GenerationJob, ModelSlot
+from app.kitchen import GenerationJob, Selection, model_slot, open_slot
 from app.site import link
 from app.text import explanation
 from app.views import token_count_metrics
@@ -103,10 +103,16 @@ def finding_or_link(result: ExperimentResult | None, *, section: str, page: str,
         st.markdown(explanation("restaurant", section, **numbers))
 
 
-def tokens_section(slot: ModelSlot) -> None:
-    """The visitor's own text, counted by the selected model's tokenizer."""
+def tokens_section(selection: Selection) -> None:
+    """The visitor's own text, counted by the selected model's tokenizer (the model loads only when asked)."""
     text = st.text_area("Your text", key="restaurant_text", max_chars=20_000, height=90)
-    if not text.strip():
+    slot = open_slot(selection)
+    if slot is None:
+        st.caption(f"The tokenizer comes with the model, which is not loaded yet ({selection.model}).")
+        if st.button("Load the model to count tokens", key="restaurant_load"):
+            model_slot(selection.model, selection.device, selection.dtype)
+            st.rerun()
+    elif not text.strip():
         st.info("Type some text to count its tokens.")
     elif slot.state == "ready":
         token_count_metrics(read_text(slot.tokenizer, text))

@@ -10,14 +10,7 @@ This package never imports streamlit.
 
 __version__ = "0.1.0"
 
-from engine.errors import (
-    EngineError,
-    GenerationCancelled,
-    ModelLoadError,
-    PromptError,
-    SettingsError,
-    TraceFormatError,
-)
+from engine.errors import EngineError, GenerationCancelled, ModelLoadError, PromptError, SettingsError, TraceFormatError
 from engine.generate import CancelFlag, Request, check_prompt_text, prepare_request, stream_generate
 from engine.loading import DEFAULT_MODEL, LoadedModel, LoadProgress, load_model
 from engine.records import Alternative, Summary, TokenRecord, summarize

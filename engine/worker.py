@@ -10,7 +10,7 @@ request or experiment at a time, relaying each record or progress event as it is
 
 The messages, every one a frozen dataclass below (pickled over the events socket):
 
-    worker -> parent while loading:   Loading* -> Ready | LoadFailed (then the worker exits)
+    worker -> parent while loading:   Loading* -> Ready | Failed (then the worker exits)
     parent -> worker, one at a time:  Generate | RunExperiment
     worker -> parent per request:     Started, then
                                       Prepared, Record* (a generation) | Measuring* (an experiment),
@@ -65,14 +65,6 @@ class Ready:
 
     facts: ModelFacts
     tokenizer: object
-
-
-@dataclass(frozen=True)
-class LoadFailed:
-    """Worker -> parent: the model could not be loaded (the worker exits after sending it)."""
-
-    error_type: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -133,7 +125,7 @@ class Cancelled:
 
 @dataclass(frozen=True)
 class Failed:
-    """Worker -> parent: the request failed; the worker goes on serving."""
+    """Worker -> parent: loading failed (the worker exits), or one request did (the worker goes on serving)."""
 
     error_type: str
     message: str
@@ -180,7 +172,7 @@ def serve(
         on_progress = lambda event: connection.send(Loading(event))  # noqa: E731
         loaded = load_model(name, device=device, dtype=dtype, threads=threads, on_progress=on_progress)
     except Exception as err:  # noqa: BLE001 - reported to the parent as a sentence
-        connection.send(LoadFailed(type(err).__name__, str(err)))
+        connection.send(Failed(type(err).__name__, str(err)))  # the worker exits after it
         return
     connection.send(Ready(loaded.facts, loaded.tokenizer))
     while True:
@@ -281,7 +273,7 @@ class ModelWorker:
             elif isinstance(message, Ready):
                 self.facts, self.tokenizer = message.facts, message.tokenizer
                 return self.facts
-            elif isinstance(message, LoadFailed):
+            elif isinstance(message, Failed):
                 self.process.wait(timeout=10)
                 raise rebuild_error(message.error_type, message.message)
             else:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from app import experiment_charts
-from app.experiment_view import experiment_section
+from app.experiment_view import experiment_section, rows_table
 from app.presentation import settings_area, show_chart
 from app.text import explanation
 from engine.experiments.batch import BatchOptions
@@ -83,18 +82,16 @@ with right:
         f"Answer time = prefill + ({serving['answer_tokens']} − 1) × wait per token, from the measured batch; "
         f"budget {serving['budget_s']:g} s."
     )
-st.dataframe(
-    pd.DataFrame(result.rows).rename(
-        columns={
-            "batch_size": "batch",
-            "tokens_per_s": "tokens/s (all users)",
-            "itl_ms": "wait per token (ms)",
-            "per_user_tokens_per_s": "tokens/s per user",
-            "prefill_ms": "prefill (ms)",
-            "kv_cache_bytes": "KV cache (bytes)",
-            "answer_s": "answer time (s)",
-            "within_budget": "within budget",
-        }
-    ),
-    hide_index=True,
+rows_table(
+    result,
+    {
+        "batch_size": "batch",
+        "tokens_per_s": "tokens/s (all users)",
+        "itl_ms": "wait per token (ms)",
+        "per_user_tokens_per_s": "tokens/s per user",
+        "prefill_ms": "prefill (ms)",
+        "kv_cache_bytes": "KV cache (bytes)",
+        "answer_s": "answer time (s)",
+        "within_budget": "within budget",
+    },
 )

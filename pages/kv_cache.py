@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app import experiment_charts
-from app.experiment_view import experiment_section
-from app.presentation import settings_area, show_chart
+from app.experiment_view import experiment_section, explained_charts
+from app.presentation import settings_area
 from app.text import explanation
 from engine.experiments.kv_cache import KvCacheOptions, decode_latencies, edge_means
 from engine.settings import max_new_tokens_cap
@@ -60,13 +60,11 @@ st.caption(
     if result.details["same_tokens"]
     else "The two runs' tokens differ (see the note below)."
 )
-left, right = st.columns(2)
-with left:
-    st.markdown(explanation("kv_cache", "latency"))
-    show_chart(experiment_charts.kv_latency_chart(result), key="kv_cache_chart_latency")
-with right:
-    st.markdown(explanation("kv_cache", "time"))
-    show_chart(experiment_charts.kv_time_chart(result), key="kv_cache_chart_time")
+explained_charts(
+    "kv_cache",
+    [("latency", experiment_charts.kv_latency_chart(result)), ("time", experiment_charts.kv_time_chart(result))],
+    key="kv_cache",
+)
 st.markdown(explanation("kv_cache", "bytes", kv_bytes_per_token=result.model["kv_bytes_per_token"]))
 if not result.details["same_tokens"]:
     st.caption(

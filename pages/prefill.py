@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from app import experiment_charts
-from app.experiment_view import experiment_section
-from app.presentation import settings_area, show_chart
+from app.experiment_view import experiment_section, explained_charts, rows_table
+from app.presentation import settings_area
 from app.text import explanation
 from engine.experiments.prefill import PrefillOptions
 
@@ -42,28 +41,24 @@ result = experiment_section("prefill", options, key="prefill")
 if result is None:
     st.stop()
 
-left, right = st.columns(2)
-with left:
-    st.markdown(explanation("prefill", "speed"))
-    show_chart(experiment_charts.prefill_speed_chart(result), key="prefill_chart_speed")
-with right:
-    st.markdown(explanation("prefill", "time"))
-    show_chart(experiment_charts.prefill_time_chart(result), key="prefill_chart_time")
+explained_charts(
+    "prefill",
+    [("speed", experiment_charts.prefill_speed_chart(result)), ("time", experiment_charts.prefill_time_chart(result))],
+    key="prefill",
+)
 if result.details.get("capped_lengths"):
     st.caption(
         f"Capped to the context window ({result.details['context_length']:,} tokens): "
         f"{result.details['capped_lengths']}."
     )
-st.dataframe(
-    pd.DataFrame(result.rows).rename(
-        columns={
-            "prompt_tokens": "prompt tokens",
-            "prefill_ms": "prefill (ms)",
-            "prefill_tokens_per_s": "prefill tokens/s",
-            "prefill_ms_per_token": "prefill ms per token",
-            "itl_ms": "decode step (ms)",
-            "decode_tokens_per_s": "decode tokens/s",
-        }
-    ),
-    hide_index=True,
+rows_table(
+    result,
+    {
+        "prompt_tokens": "prompt tokens",
+        "prefill_ms": "prefill (ms)",
+        "prefill_tokens_per_s": "prefill tokens/s",
+        "prefill_ms_per_token": "prefill ms per token",
+        "itl_ms": "decode step (ms)",
+        "decode_tokens_per_s": "decode tokens/s",
+    },
 )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import streamlit as st
 
 from app.experiment_view import latest_result
-from app.kitchen import model_slot
 from app.restaurant_view import budget_section, finding_or_link, reading_and_cooking, tokens_section, training_section
 from app.sidebar import current_selection
 from app.site import link
@@ -39,8 +38,7 @@ finding_or_link(
 st.header("Tokens, not words")
 st.markdown(explanation("restaurant", "words"))
 st.session_state.setdefault("restaurant_text", SAMPLE_TEXT)
-selection = current_selection()
-tokens_section(model_slot(selection.model, selection.device, selection.dtype))
+tokens_section(current_selection())
 
 st.header("The ten-second rule")
 budget_section(trace)

@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from app import experiment_charts
-from app.experiment_view import experiment_section
-from app.presentation import settings_area, show_chart
+from app.experiment_view import experiment_section, explained_charts
+from app.presentation import settings_area
 from app.text import explanation
 from engine.experiments.roofline import RooflineOptions
 from engine.units import fmt_bytes
@@ -66,13 +66,14 @@ for column, (dtype, flops) in zip(cards[1:], list(details["peak_flops_by_dtype"]
     column.metric(f"matmul peak, {dtype}", f"{flops / 1e9:,.0f} GFLOP/s", help=f"Method: {details['flops_method']}.")
 st.caption(f"Bandwidth: {details['bandwidth_method']}. FLOP/s: {details['flops_method']}.")
 
-left, right = st.columns(2)
-with left:
-    st.markdown(explanation("roofline", "roofline"))
-    show_chart(experiment_charts.roofline_chart(result), key="roofline_chart_roofline")
-with right:
-    st.markdown(explanation("roofline", "utilization"))
-    show_chart(experiment_charts.utilization_chart(result), key="roofline_chart_utilization")
+explained_charts(
+    "roofline",
+    [
+        ("roofline", experiment_charts.roofline_chart(result)),
+        ("utilization", experiment_charts.utilization_chart(result)),
+    ],
+    key="roofline",
+)
 for dtype, reason in details.get("skipped", {}).items():
     st.caption(f"{dtype} was not measured: {reason}.")
 table = pd.DataFrame(result.rows)

@@ -81,6 +81,16 @@ def tiny():
 
 
 @pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory):
+    """The tiny random model saved as a local model folder (as a user's own model would be)."""
+    folder = tmp_path_factory.mktemp("tiny-model")
+    tiny = make_tiny_model()
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def real():
     """The real default model (SmolLM2-135M-Instruct), loaded once per test session."""
     from engine import load_model
@@ -92,6 +102,29 @@ def real():
 def isolated_data_dir(tmp_path, monkeypatch):
     """Keep traces written by tests out of the user's data folder."""
     monkeypatch.setenv("INFERENCE_KITCHEN_DATA", str(tmp_path / "data"))
+
+
+@pytest.fixture(autouse=True)
+def real_model_only_in_slow_tests(request, monkeypatch):
+    """A test not marked slow must not start the real default model's worker (seconds of CPU and ~1 GB)."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    import app.kitchen
+    from engine.loading import DEFAULT_MODEL
+
+    started: list[str] = []
+    original = app.kitchen.ModelWorker
+
+    class Guarded(original):
+        def __init__(self, name: str | None = None, **options) -> None:
+            if name in (None, DEFAULT_MODEL):
+                started.append(str(name))
+            super().__init__(name, **options)
+
+    monkeypatch.setattr(app.kitchen, "ModelWorker", Guarded)
+    yield
+    assert not started, "this test started the real model's worker: mark it slow, or keep the model out of it"
 
 
 def in_ci() -> bool:

@@ -69,8 +69,7 @@ def test_an_empty_prompt_is_refused_before_it_reaches_the_kitchen():
 
 def test_a_model_that_cannot_load_shows_a_readable_error():
     at = AppTest.from_file(MAIN, default_timeout=30)
-    at.run()
-    at.text_input(key="sidebar_model").set_value("/no/such/model/folder")
+    at.session_state["sidebar_model"] = "/no/such/model/folder"  # typed before the first run: nothing real loads
     run_until(at, lambda a: len(a.error) > 0, timeout_s=60, what="the load error")
     assert "there is no folder at that path" in at.error[0].value
     assert [b.label for b in at.button] == ["Try loading again"]

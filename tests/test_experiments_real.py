@@ -57,22 +57,40 @@ def test_batch_4_makes_more_tokens_per_second_than_batch_1(real):
     assert four["kv_cache_bytes"] == 4 * one["kv_cache_bytes"] == 4 * 46_080 * (16 + 8)
 
 
+def independent_bandwidth(size_bytes: int = 128_000_000, repeats: int = 5) -> float:
+    """Read bandwidth timed here, apart from the experiment: the best of a few sums of a large float32 tensor."""
+    import time
+
+    import torch
+
+    tensor = torch.ones(size_bytes // 4)
+    tensor.sum()
+    best = float("inf")
+    for _ in range(repeats):
+        began = time.perf_counter()
+        tensor.sum()
+        best = min(best, time.perf_counter() - began)
+    return size_bytes / best
+
+
 def test_decode_runs_under_its_bandwidth_ceiling(real):
-    result = run_experiment(
-        real,
-        "roofline",
-        RooflineOptions(repeats=3, bandwidth_mb=128, decode_tokens=8, prefill_tokens=32, include_int8=False),
-    )
-    assert result.details["bandwidth_bytes_per_s"] > 1e9
+    options = RooflineOptions(repeats=3, bandwidth_mb=128, decode_tokens=8, prefill_tokens=32, include_int8=False)
+    result = run_experiment(real, "roofline", options)
+    bandwidth = result.details["bandwidth_bytes_per_s"]
+    # the experiment's bandwidth agrees with a sum timed independently here (runs vary ~10-15%)
+    assert 0.75 < bandwidth / independent_bandwidth() < 1.33
     assert result.details["peak_flops"] > 1e9
     float32 = next(row for row in result.rows if row["dtype"] == "float32")
     buffers = sum(b.numel() * b.element_size() for b in real.model.buffers())  # rotary frequencies
     assert (
         float32["weight_bytes_read"] == real.facts.weight_bytes + buffers
     )  # tied embedding: the output head reads it whole
+    # MBU: float32 decode measured 0.25-0.6 of the ceiling on 2-core VMs. Under 0.1 or over 1 means the bytes per
+    # token or the bandwidth are counted wrong, not that the machine is slow.
+    assert 0.1 < float32["mbu"] < 1
     for row in result.rows:
-        assert 0 < row["mbu"] < 1
-        assert row["decode_tokens_per_s"] < row["ceiling_tokens_per_s"]
+        assert row["read_ms"] + row["overhead_ms"] == pytest.approx(row["step_ms"])
+        assert row["read_ms"] == pytest.approx(row["bytes_per_token"] / bandwidth * 1000)
 
 
 def test_a_training_step_needs_more_memory_than_a_request_and_leaves_the_model_as_it_was(real):

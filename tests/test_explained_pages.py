@@ -56,6 +56,7 @@ def test_the_restaurant_puts_measured_numbers_beside_each_claim(saved_everything
 @pytest.mark.slow
 def test_the_restaurant_counts_the_visitors_own_words_with_the_real_tokenizer():
     at = AppTest.from_file("../pages/restaurant.py", default_timeout=30).run()
+    at.button(key="restaurant_load").click().run()  # nothing loads the model until the visitor asks
     run_until(at, lambda a: "tokens in your text" in metrics(a), timeout_s=120, what="the tokenizer")
     at.text_area(key="restaurant_text").set_value(
         "The chef reads the whole order, then cooks one dish at a time."

@@ -6,7 +6,6 @@ import time
 
 import psutil
 import pytest
-from conftest import make_tiny_model
 
 from app.kitchen import ExperimentJob, GenerationJob, ModelSlot, Selection, model_slot, reload_slot
 from engine import GenerationSettings
@@ -14,16 +13,6 @@ from engine.experiments.kv_cache import KvCacheOptions
 from engine.trace import data_dir
 
 LONG = GenerationSettings(max_new_tokens=120, stop_at_eos=False)  # the tiny model on 1 thread: well over 0.1 s
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    """The tiny random model saved as a local model folder."""
-    folder = tmp_path_factory.mktemp("tiny-model")
-    tiny = make_tiny_model()
-    tiny.model.save_pretrained(folder)
-    tiny.tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 # The goal is within 10% (the benchmark `tests/benchmarks/observer_effect.py` reports the figure). On the
 # shared 2-core VM where CI runs, Chromium draws on the same two cores (sharing cache and memory bandwidth
 # with a bandwidth-bound decode), and one run's ITL moves by +-15% on its own: ratios of medians measured
-# there were 0.95, 1.08, 1.16 and 1.25. So CI asserts a margin that the real failures seen while building
-# the page (drawing in the model's interpreter, Streamlit's per-rerun GC: 4-20x slower) cannot pass and
-# noise cannot fail.
-CI_BOUND = 1.5
+# there were 0.95, 1.08, 1.16 and 1.25 (README). The bound is the worst of those plus a margin of 0.1 for a
+# busier CI box: the real failures seen while building the page (drawing in the model's interpreter,
+# Streamlit's per-rerun GC: 4-20x slower) are far past it.
+CI_BOUND = 1.35
 
 
 def test_watching_a_run_live_does_not_slow_the_model(tmp_path):

@@ -88,13 +88,16 @@ def test_cli_info_prints_the_model_facts():
 
 def test_bench_compares_our_loop_with_generate(real):
     result = bench(real, prompt="Count to ten.", new_tokens=12, rounds=2)
-    assert len(result.ours_tokens_per_s) == len(result.generate_tokens_per_s) == 2
-    assert all(rate > 0 for rate in result.ours_tokens_per_s + result.generate_tokens_per_s)
-    # Gross-regression guard only (2 noisy cores); the real figure comes from `python -m engine bench`.
-    assert 0.7 < result.ratio < 1.5
-    # what the recording adds per token, measured directly, stays a small share of a step
+    assert len(result.ours_tokens_per_s) == 2
+    assert len(result.generate_tokens_per_s) == 2
+    # Both loops run the same forward passes: the bench's goal is ours >= 0.97 x generate; rounds measured here gave
+    # 1.02-1.06 (`python -m engine bench --rounds 3 --new-tokens 12`), a 2-core box moves a round by ~5%.
+    assert 0.9 < result.ratio < 1.15
+    # decode speed itself: ~10-14 tokens/s float32 on these 2 cores; a loop that lost its cache would be far slower
+    assert min(result.ours_tokens_per_s) > 5
+    # what the recording adds per token, measured directly: README says ~1-2% of a step (0.9% measured here)
     assert all(r > 0 for r in result.recording_ms)
-    assert result.recording_share < 0.05
+    assert result.recording_share < 0.03
 
 
 def test_first_load_converts_once_into_a_safetensors_copy(tmp_path, monkeypatch):

@@ -6,7 +6,6 @@ import threading
 import time
 
 import pytest
-from conftest import make_tiny_model
 
 from engine import (
     EngineError,
@@ -19,16 +18,6 @@ from engine import (
     run_trace,
 )
 from engine.worker import ModelWorker
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    """The tiny random model saved as a local model folder (as a user's own model would be)."""
-    folder = tmp_path_factory.mktemp("tiny-model")
-    tiny = make_tiny_model()
-    tiny.model.save_pretrained(folder)
-    tiny.tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ throughput rises until compute, not memory, is the limit, while each user waits 
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 
 import psutil
@@ -13,15 +14,7 @@ import torch
 from transformers import DynamicCache
 
 from engine.errors import SettingsError
-from engine.experiments.common import (
-    Measured,
-    Options,
-    Progress,
-    max_prompt_tokens,
-    median,
-    prompt_ids,
-    require_positive,
-)
+from engine.experiments.common import Measured, Options, Progress, max_prompt_tokens, prompt_ids, require_positive
 from engine.generate import decode_one_token, kv_cache_bytes, prefill
 from engine.hardware import timed_ms
 from engine.loading import LoadedModel
@@ -103,7 +96,7 @@ def run(loaded: LoadedModel, options: BatchOptions, progress: Progress) -> Measu
         except torch.OutOfMemoryError:
             stopped_early = f"batch {size} ran out of device memory"
             break
-        itl_ms = median(step_ms)
+        itl_ms = statistics.median(step_ms)
         answer_s = (prefill_ms + itl_ms * (options.answer_tokens - 1)) / 1000
         rows.append(
             {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -76,11 +75,6 @@ def require_positive(**values: object) -> None:
                 f"{name.replace('_', ' ')} must be "
                 f"{'a list of ' if isinstance(value, tuple) else ''}positive whole numbers, got {value!r}"
             )
-
-
-def median(values: list[float]) -> float:
-    """The median of measured values."""
-    return statistics.median(values)
 
 
 def prompt_ids(loaded: LoadedModel, length: int, *, batch: int = 1) -> torch.Tensor:

@@ -6,21 +6,14 @@ that context length (median over a few greedy steps).
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
 
 from engine.errors import SettingsError
-from engine.experiments.common import (
-    Measured,
-    Options,
-    Progress,
-    max_prompt_tokens,
-    median,
-    prompt_ids,
-    require_positive,
-)
+from engine.experiments.common import Measured, Options, Progress, max_prompt_tokens, prompt_ids, require_positive
 from engine.generate import decode_one_token, prefill
 from engine.hardware import timed_ms
 from engine.loading import LoadedModel
@@ -85,7 +78,7 @@ def run(loaded: LoadedModel, options: PrefillOptions, progress: Progress) -> Mea
             prefill_times.append(prefill_ms)
             step_times += steps
             work_done += length
-        prefill_ms, itl_ms = median(prefill_times), median(step_times)
+        prefill_ms, itl_ms = statistics.median(prefill_times), statistics.median(step_times)
         rows.append(
             {
                 "prompt_tokens": length,

@@ -9,20 +9,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import statistics
 from dataclasses import dataclass, field
 
 import psutil
 import torch
 
-from engine.experiments.common import (
-    Measured,
-    Options,
-    Progress,
-    max_prompt_tokens,
-    median,
-    prompt_ids,
-    require_positive,
-)
+from engine.experiments.common import Measured, Options, Progress, max_prompt_tokens, prompt_ids, require_positive
 from engine.experiments.prefill import prefill_and_decode
 from engine.hardware import DTYPES, available_dtypes, dtype_name, timed_ms
 from engine.loading import LoadedModel, kv_bytes_per_token
@@ -71,7 +64,7 @@ def measure_bandwidth(device: torch.device, *, size_bytes: int, repeats: int) ->
     copy_times = [timed_ms(device, lambda: copy_target.copy_(tensor))[0] for _ in range(max(2, repeats // 2))]
     return {
         "bandwidth_bytes_per_s": size_bytes / (min(times) / 1000),
-        "bandwidth_median_bytes_per_s": size_bytes / (median(times) / 1000),
+        "bandwidth_median_bytes_per_s": size_bytes / (statistics.median(times) / 1000),
         "copy_bytes_per_s": 2 * size_bytes / (min(copy_times) / 1000),  # a copy reads and writes every byte
         "bandwidth_method": (
             f"sum of a {fmt_bytes(size_bytes)} float32 tensor on {device} (reads each byte once), best of "
@@ -140,7 +133,7 @@ def run(loaded: LoadedModel, options: RooflineOptions, progress: Progress) -> Me
         )
         kv_bytes = per_token * (prompt_tokens + options.decode_tokens // 2)  # the cache read at a middle step
         bytes_per_token = weight_bytes + kv_bytes
-        itl_ms = median(step_ms)
+        itl_ms = statistics.median(step_ms)
         tokens_per_s = 1000 / itl_ms
         prefill_flops_per_s = 2 * loaded.facts.parameters * prompt_tokens / (prefill_ms / 1000)
         rows.append(
