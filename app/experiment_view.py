@@ -159,6 +159,10 @@ def explained_charts(page: str, charts: list[tuple[str, dict]], *, key: str) -> 
             show_chart(spec, key=f"{key}_chart_{section}")
 
 
-def rows_table(result: ExperimentResult, columns: dict[str, str]) -> None:
-    """The measured rows as a table: these columns, in this order, under these names."""
-    st.dataframe(pd.DataFrame(result.rows)[list(columns)].rename(columns=columns), hide_index=True)
+def rows_table(result: ExperimentResult, columns: dict[str, str], *, formats: dict | None = None) -> None:
+    """The measured rows as a table: these columns, in this order, under these names (blank where an older result
+    lacks one), each passed through its formatter in `formats` if it has one."""
+    table = pd.DataFrame(result.rows).reindex(columns=list(columns))
+    for name, formatter in (formats or {}).items():
+        table[name] = table[name].map(lambda value, f=formatter: f(value) if pd.notna(value) else "")
+    st.dataframe(table.rename(columns=columns), hide_index=True)

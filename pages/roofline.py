@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from app import experiment_charts
-from app.experiment_view import experiment_section, explained_charts
+from app.experiment_view import experiment_section, explained_charts, rows_table
 from app.presentation import settings_area
 from app.text import explanation
 from engine.experiments.roofline import RooflineOptions
@@ -76,28 +75,20 @@ explained_charts(
 )
 for dtype, reason in details.get("skipped", {}).items():
     st.caption(f"{dtype} was not measured: {reason}.")
-table = pd.DataFrame(result.rows)
-table["bytes_per_token"] = table["bytes_per_token"].map(fmt_bytes)
-st.dataframe(
-    table[
-        [
-            "dtype",
-            "compute_dtype",
-            "bytes_per_token",
-            "decode_tokens_per_s",
-            "ceiling_tokens_per_s",
-            "mbu",
-            "prefill_ms",
-            "mfu",
-        ]
-    ].rename(
-        columns={
-            "compute_dtype": "arithmetic in",
-            "bytes_per_token": "bytes per token",
-            "decode_tokens_per_s": "decode tokens/s",
-            "ceiling_tokens_per_s": "ceiling tokens/s",
-            "prefill_ms": "prefill (ms)",
-        }
-    ),
-    hide_index=True,
+rows_table(
+    result,
+    {
+        "dtype": "dtype",
+        "compute_dtype": "arithmetic in",
+        "bytes_per_token": "bytes per token",
+        "decode_tokens_per_s": "decode tokens/s",
+        "ceiling_tokens_per_s": "ceiling tokens/s",
+        "mbu": "mbu",
+        "step_ms": "step (ms)",
+        "read_ms": "reading the bytes (ms)",
+        "overhead_ms": "overhead (ms)",
+        "prefill_ms": "prefill (ms)",
+        "mfu": "mfu",
+    },
+    formats={"bytes_per_token": fmt_bytes},
 )
