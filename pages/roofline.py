@@ -73,6 +73,8 @@ explained_charts(
     ],
     key="roofline",
 )
+for note in details.get("peak_flops_notes", {}).values():
+    st.caption(f"Peak FLOP/s, {note}.")
 for dtype, reason in details.get("skipped", {}).items():
     st.caption(f"{dtype} was not measured: {reason}.")
 rows_table(

@@ -119,11 +119,8 @@ def test_roofline_measures_the_machine_and_counts_bytes_per_format(results):
     assert rows["float32"]["weight_bytes_read"] == 2 * rows["bfloat16"]["weight_bytes_read"]
     for row in result.rows:
         assert 0 < row["mbu"] < 1
-        assert row["mfu"] > 0
-        # A square product is float32's peak everywhere; in bfloat16 a CPU without native bfloat16 (AMD EPYC, AVX2
-        # only: 1024^2 products ran at 0.9 GFLOP/s) may run the tiny model's small matrices faster than it.
-        if row["compute_dtype"] == "float32":
-            assert row["mfu"] < 1
+        assert 0 < row["mfu"] <= 1  # a benchmark slower than the model's own prefill is replaced by it
+        assert row["peak_flops"] == result.details["peak_flops_by_dtype"][row["compute_dtype"]]
         assert row["ceiling_tokens_per_s"] == pytest.approx(
             result.details["bandwidth_bytes_per_s"] / row["bytes_per_token"]
         )

@@ -102,7 +102,8 @@ def test_a_high_mbu_may_say_memory_set_the_pace():
     [
         (13.0, "fewer bytes did not make it faster, so its kernels, not memory, held it back here"),
         (16.0, "faster, but far less than the bytes saved, as the rest of each step did not shrink"),  # 1.15x
-        (24.0, "nearly in proportion to the bytes saved"),  # 1.85x for 2x fewer bytes
+        (24.0, "nearly in proportion to the bytes saved"),  # 1.73x for 2x fewer bytes
+        (31.0, "more than the bytes saved, so the rest of each step shrank too"),  # 2.23x, as measured here
     ],
 )
 def test_a_smaller_format_is_judged_by_its_speed_against_the_bytes_it_saved(tokens_per_s, verdict):
@@ -110,3 +111,17 @@ def test_a_smaller_format_is_judged_by_its_speed_against_the_bytes_it_saved(toke
     half = roofline_row("bfloat16", bytes_per_token=270e6, tokens_per_s=tokens_per_s, bandwidth=BANDWIDTH)
     text = roofline.finding([base, half], {"bandwidth_bytes_per_s": BANDWIDTH})
     assert f"bfloat16 read 2.0x fewer bytes and ran {tokens_per_s / 13.9:.2f}x as fast: {verdict}." in text
+
+
+def test_a_benchmark_slower_than_the_model_itself_is_no_peak():
+    rows = [
+        {"compute_dtype": "float32", "prefill_flops_per_s": 77e9},
+        {"compute_dtype": "bfloat16", "prefill_flops_per_s": 19e9},
+    ]
+    peaks = {"float32": 136e9, "bfloat16": 0.87e9}  # AMD EPYC without native bfloat16, measured
+    notes = roofline.raise_peaks_to_what_ran(rows, peaks)
+    assert peaks == {"float32": 136e9, "bfloat16": 19e9}
+    assert rows[0]["mfu"] == pytest.approx(77 / 136)
+    assert rows[1]["mfu"] == 1.0
+    assert list(notes) == ["bfloat16"]
+    assert "ran at 0.9 GFLOP/s, slower than the model's own prefill (19.0 GFLOP/s)" in notes["bfloat16"]
