@@ -26,7 +26,7 @@ def cost_across_hardware_chart(names: list[str], costs: list[float], labels: lis
         y_title="$ per million output tokens",
         showlegend=False,
         height=380,
-        yaxis=axis("$ per million output tokens", type="log"),
+        yaxis=axis("$ per million output tokens (log scale)", type="log"),
     )
 
 

@@ -117,7 +117,7 @@ def cost_cards(plan: costs.WorkloadPlan, workload: costs.Workload, throughput: c
     cards = st.columns(4)
     cards[0].metric("cost per million output tokens", money(plan.output_cost_per_million_tokens))
     cards[1].metric(
-        f"tokens/s per watt = tokens per joule ({energy_label})",
+        f"tokens/J = tokens/s per W ({energy_label})",
         f"{costs.tokens_per_joule(tokens_per_s=rate, watts=watts):,.3f}",
         help="The same number two ways: a watt is a joule per second.",
     )
@@ -169,11 +169,17 @@ def formulas(plan: costs.WorkloadPlan, workload: costs.Workload, throughput: cos
         rf"\frac{{{workload.output_tokens}}}{{{rate:,.2f} / {throughput.concurrent_requests}}} = "
         rf"{plan.request_seconds:,.2f}\,\text{{s}}"
     )
-    st.latex(
-        r"\text{machines} = \left\lceil \frac{\text{requests/day} \times \text{request time} / \text{users}}"
-        rf"{{86\,400}} \right\rceil = {plan.machines}, \quad \text{{monthly}} = \text{{machines}} \times "
-        r"\text{price/h} \times 730"
-    )
+    if plan.meets_target:
+        st.latex(
+            r"\text{machines} = \left\lceil \frac{\text{requests/day} \times \text{request time} / \text{users}}"
+            rf"{{86\,400}} \right\rceil = {plan.machines}, \quad \text{{monthly}} = \text{{machines}} \times "
+            r"\text{price/h} \times 730"
+        )
+    else:
+        st.markdown(
+            f"Machines: none. One request takes {plan.request_seconds:,.2f} s, over the "
+            f"{workload.latency_target_s:g} s target, however many machines share the load."
+        )
     st.caption(
         "Cost per 1M tokens: kubernetes-sigs/inference-perf #139, after NVIDIA's LLM inference cost benchmarking "
         "guide. Even-load sizing: real traffic has peaks, so plan headroom."
@@ -201,12 +207,13 @@ def charts_section(machine, here, *, base: costs.Throughput, typed: bool, batch:
     if batch is None:
         st.caption("Run the **Batching** experiment to see how the cost per token falls with batch size.")
         return
-    price = machine.price_per_hour.value
-    per_batch = [
-        costs.cost_per_million_tokens(price_per_hour=price, tokens_per_s=t) for t in batch.column("tokens_per_s")
-    ]
-    show_chart(cost_charts.cost_by_batch_chart(batch.column("batch_size"), per_batch), key="costs_chart_batch")
+    points = costs.cost_by_batch(batch, target=machine, here=here)
+    if points is None:
+        st.caption(f"Run the **memory wall** experiment here so the batching results can be priced on {machine.name}.")
+        return
+    chart = cost_charts.cost_by_batch_chart([size for size, _ in points], [cost for _, cost in points])
+    show_chart(chart, key="costs_chart_batch")
     st.caption(
         f"The batching experiment's measured tokens/s (all users) at {machine.name}'s price per hour"
-        + ("." if machine.key == "this-machine" else " — measured on this machine, not scaled.")
+        + ("." if machine.key == here.key else ", scaled to it by memory bandwidth like the cards above (an estimate).")
     )

@@ -310,3 +310,28 @@ def cost_across_hardware(
             (machine.name, cost_per_million_tokens(price_per_hour=price, tokens_per_s=rate.decode_tokens_per_s))
         )
     return rows
+
+
+def cost_by_batch(batch_result, *, target: HardwarePreset, here: HardwarePreset) -> list[tuple[int, float]] | None:
+    """(batch size, dollars per million output tokens on `target`) for each measured batch of the batching experiment.
+
+    The same throughput and scaling as the page's cards: measured here, scaled to other hardware by bandwidth.
+    None when the rates cannot be scaled to `target` (a bandwidth is missing) or it has no price.
+    """
+    price = target.price_per_hour.value
+    prompt_tokens = batch_result.details["prompt_tokens"]
+    points = []
+    for row in batch_result.rows:
+        measured = Throughput(
+            prefill_tokens_per_s=row["batch_size"] * prompt_tokens / (row["prefill_ms"] / 1000),
+            decode_tokens_per_s=row["tokens_per_s"],
+            concurrent_requests=row["batch_size"],
+            source="measured: the batching experiment",
+        )
+        rate = throughput_on(target, throughput=measured, here=here, typed=False)
+        if rate is None or price is None:
+            return None
+        points.append(
+            (row["batch_size"], cost_per_million_tokens(price_per_hour=price, tokens_per_s=rate.decode_tokens_per_s))
+        )
+    return points

@@ -91,11 +91,9 @@ def test_every_preset_figure_has_a_source_and_the_kinds_asked_for_exist():
     assert h100.bandwidth_bytes_per_s.value == 3.35e12
     assert "datasheet" in h100.bandwidth_bytes_per_s.source
     market = costs.market_projection()
-    assert (
-        market["inference_capex_usd"] == 72e9
-        and market["training_capex_usd"] == 37e9
-        and "seed article" in market["source"]
-    )
+    assert market["inference_capex_usd"] == 72e9
+    assert market["training_capex_usd"] == 37e9
+    assert "seed article" in market["source"]
 
 
 def test_a_preset_without_a_source_is_refused(tmp_path):
@@ -191,3 +189,32 @@ def test_without_a_counter_energy_is_left_empty_and_the_finding_says_why():
         assert "no energy counter" in result.finding
     else:
         assert result.rows[0]["energy_j"] > 0
+
+
+def test_every_chart_prices_the_chosen_preset_like_the_card(tmp_path):
+    """The card and both charts use one throughput source and one scaling (the H100 showed $0.60 vs ~$65 before)."""
+    from engine.experiments.batch import BatchOptions
+    from engine.experiments.roofline import RooflineOptions
+
+    tiny = make_tiny_model(context=256)
+    roofline = run_experiment(
+        tiny, "roofline", RooflineOptions(repeats=2, bandwidth_mb=32, decode_tokens=4, prefill_tokens=16)
+    )
+    batch = run_experiment(tiny, "batch", BatchOptions(batch_sizes=(1, 2, 4), prompt_tokens=8, decode_tokens=4))
+    here = costs.this_machine(price_per_hour=0.05, power_watts=65, roofline=roofline)
+    h100 = next(preset for preset in costs.load_presets() if preset.key == "h100")
+    base = costs.throughput_from_batch(batch)  # the card's source: the batching experiment's best batch
+    card_rate = costs.throughput_on(h100, throughput=base, here=here, typed=False)
+    workload = costs.Workload(requests_per_day=1000, input_tokens=10, output_tokens=10, latency_target_s=600)
+    card = costs.plan_workload(workload, card_rate, price_per_hour=h100.price_per_hour.value, power_watts=700)
+    across = dict(costs.cost_across_hardware([here, h100], throughput=base, here=here, typed=False))
+    by_batch = dict(costs.cost_by_batch(batch, target=h100, here=here))
+    assert across["Datacenter GPU (NVIDIA H100 SXM)"] == pytest.approx(card.output_cost_per_million_tokens)
+    assert by_batch[base.concurrent_requests] == pytest.approx(card.output_cost_per_million_tokens)
+    # and on this machine itself nothing is scaled: the batch chart is the measured rate at this price
+    here_by_batch = dict(costs.cost_by_batch(batch, target=here, here=here))
+    for row in batch.rows:
+        expected = costs.cost_per_million_tokens(price_per_hour=0.05, tokens_per_s=row["tokens_per_s"])
+        assert here_by_batch[row["batch_size"]] == pytest.approx(expected)
+    unmeasured = costs.this_machine(price_per_hour=0.05, power_watts=65)  # no memory-wall result: cannot scale
+    assert costs.cost_by_batch(batch, target=h100, here=unmeasured) is None

@@ -49,11 +49,9 @@ def test_each_result_follows_the_contract_and_survives_a_file(results, name, tmp
     check_result_dict(data)
     assert data["kind"] == "experiment"
     assert data["experiment"] == name
-    assert (
-        data["model"]["name"] == long_tiny.facts.name
-        and data["hardware"]["device"] == "cpu"
-        and data["versions"]["torch"]
-    )
+    assert data["model"]["name"] == long_tiny.facts.name
+    assert data["hardware"]["device"] == "cpu"
+    assert data["versions"]["torch"]
     assert data["settings"] == SMALL[name].to_dict()
     assert data["finding"].endswith(".")
     assert len(data["finding"]) > 40
@@ -159,10 +157,8 @@ def test_train_vs_infer_counts_gradients_and_adam_state_and_puts_the_weights_bac
     assert (
         rows["train"]["optimizer_bytes"] == 2 * weights + 4 * tensors
     )  # two moments per weight, one step count per tensor
-    assert (
-        rows["infer"]["gradients_bytes"] == rows["infer"]["optimizer_bytes"] == 0
-        and rows["infer"]["kv_cache_bytes"] > 0
-    )
+    assert rows["infer"]["gradients_bytes"] == rows["infer"]["optimizer_bytes"] == 0
+    assert rows["infer"]["kv_cache_bytes"] > 0
     before = copy.deepcopy(long_tiny.model.state_dict())
     run_experiment(long_tiny, "train-vs-infer", SMALL["train-vs-infer"])
     after = long_tiny.model.state_dict()
@@ -170,9 +166,8 @@ def test_train_vs_infer_counts_gradients_and_adam_state_and_puts_the_weights_bac
     assert not long_tiny.model.training
     assert all(p.grad is None for p in long_tiny.model.parameters())
     published = result.details["published_models"]
-    assert {m["name"] for m in published} >= {"Llama-3.1-8B", "Llama-3.1-70B"} and all(
-        m["source"].startswith("https://") for m in published
-    )
+    assert {m["name"] for m in published} >= {"Llama-3.1-8B", "Llama-3.1-70B"}
+    assert all(m["source"].startswith("https://") for m in published)
     llama = next(m for m in published if m["name"] == "Llama-3.1-8B")
     assert llama["kv_bytes_per_token"] == 2 * 32 * 8 * 128 * 2 == 131_072  # bfloat16 cache
 

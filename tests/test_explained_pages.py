@@ -72,7 +72,7 @@ def test_the_costs_page_works_with_no_results_at_all():
     assert at.radio(key="costs_throughput_source").options == ["typed"]
     numbers = metrics(at)
     assert numbers["cost per million output tokens"] == "$0.4630"  # $0.05/h at the typed 30 tokens/s
-    assert numbers["tokens/s per watt = tokens per joule (estimate)"] == "0.462"  # 30 tokens/s / 65 W
+    assert numbers["tokens/J = tokens/s per W (estimate)"] == "0.462"  # 30 tokens/s / 65 W
     assert len(at.get("plotly_chart")) == 2  # prices across hardware at the typed rate, and the article's projection
 
 
@@ -129,3 +129,17 @@ def test_throughput_from_a_trace_is_its_summary_and_needs_two_tokens(tiny):
     assert rate.source.startswith("measured: your run of")
     one = run_trace(tiny, "soup", settings=GenerationSettings(max_new_tokens=1, stop_at_eos=False))
     assert costs.throughput_from_trace(one) is None  # a single token has no decode rate
+
+
+def test_a_missed_target_never_prints_zero_machines_in_a_formula():
+    at = AppTest.from_file("../pages/costs.py", default_timeout=30).run()
+    at.radio(key="costs_throughput_source").set_value("typed").run()
+    at.number_input(key="costs_latency").set_value(1.0).run()  # 250 tokens at 30 tokens/s: ~8 s, over 1 s
+    assert not at.exception
+    formulas = " ".join(element.proto.body for element in at.get("latex")) if at.get("latex") else ""
+    assert "machines" not in formulas.lower()  # the sizing formula is not shown at all
+    assert any("Machines: none" in m.value for m in at.markdown)
+    at.number_input(key="costs_latency").set_value(600.0).run()
+    formulas = " ".join(element.proto.body for element in at.get("latex"))
+    assert "\\text{machines}" in formulas
+    assert "right\\rceil = 0," not in formulas

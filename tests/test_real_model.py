@@ -57,12 +57,10 @@ def test_loading_reports_progress_in_order(real):
     events = []
     load_model(on_progress=events.append)
     fractions = [e.fraction for e in events]
-    assert (
-        fractions == sorted(fractions)
-        and events[0].stage == "locate"
-        and events[-1].stage == "ready"
-        and fractions[-1] == 1.0
-    )
+    assert fractions == sorted(fractions)
+    assert events[0].stage == "locate"
+    assert events[-1].stage == "ready"
+    assert fractions[-1] == 1.0
 
 
 def test_cli_trace_writes_a_valid_trace(tmp_path):

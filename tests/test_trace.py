@@ -43,12 +43,10 @@ def test_summary_uses_vllm_definitions_hand_computed():
 
 def test_summary_of_a_single_token_has_no_decode_figures():
     summary = summarize([record(0, 80.0)], prompt_tokens=8)
-    assert (
-        summary.ttft_ms == 80.0
-        and summary.tpot_ms is None
-        and summary.itl_p50_ms is None
-        and summary.decode_tokens_per_s is None
-    )
+    assert summary.ttft_ms == 80.0
+    assert summary.tpot_ms is None
+    assert summary.itl_p50_ms is None
+    assert summary.decode_tokens_per_s is None
 
 
 def test_percentile_matches_linear_interpolation():
