@@ -219,7 +219,7 @@ class RunStore:
             target = default_result_path(data["experiment"])
         else:
             target = default_trace_path()
-        target = self.root / target.parent.name / target.name
+        target = self.root / target.parent.name / f"imported-{target.name}"  # never "the latest run measured here"
         write_json_atomic(target, data)
         relative = f"{target.parent.name}/{target.name}"
         self.set_label(relative, f"imported from {Path(filename).name}"[:120])

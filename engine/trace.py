@@ -300,13 +300,53 @@ def default_trace_path() -> Path:
     return data_dir() / "traces" / f"trace-{stamp}.json"
 
 
-def latest_trace() -> Trace | None:
-    """The newest readable trace in the data folder's traces/ (unreadable files are skipped), or None."""
+def saved_trace_paths() -> list[Path]:
+    """Traces recorded by this installation, newest first (imported ones are named imported-*.json and left out)."""
     folder = data_dir() / "traces"
-    paths = sorted(folder.glob("trace-*.json"), reverse=True) if folder.is_dir() else []
-    for path in paths:
+    return sorted(folder.glob("trace-*.json"), reverse=True) if folder.is_dir() else []
+
+
+def latest_trace() -> Trace | None:
+    """The newest readable trace recorded here (unreadable files are skipped), or None."""
+    for path in saved_trace_paths():
         try:
             return load_trace(path)
         except TraceFormatError:
             continue
     return None
+
+
+def lesson_misfits(trace: Trace, *, hardware: dict) -> list[str]:
+    """Why a trace is not a fair "your run" to teach from (empty when it fits): the lesson assumes a greedy run with
+    the KV cache on, in the device's default dtype, on this machine, with at least two tokens."""
+    import torch
+
+    from engine.hardware import dtype_name, pick_dtype
+
+    reasons = []
+    if not trace.settings.get("kv_cache", True):
+        reasons.append("the KV cache was off")
+    if trace.settings.get("temperature", 0):
+        reasons.append(f"it sampled at temperature {trace.settings['temperature']:g}")
+    device = trace.model.get("device", "cpu")
+    default_dtype = dtype_name(pick_dtype(None, torch.device(device))) if device.split(":")[0] == "cpu" else None
+    if default_dtype is not None and trace.model.get("dtype") != default_dtype:
+        reasons.append(f"it ran in {trace.model.get('dtype')}, not the default {default_dtype}")
+    gpu = trace.hardware.get("gpu")
+    if trace.hardware.get("cpu") != hardware.get("cpu") or (gpu is not None and gpu != hardware.get("gpu")):
+        reasons.append(f"it was measured on another machine ({trace.hardware.get('gpu') or trace.hardware.get('cpu')})")
+    if trace.summary.new_tokens < 2:
+        reasons.append("it made one token, so it has no decode speed")
+    return reasons
+
+
+def lesson_trace(*, hardware: dict) -> tuple[Trace | None, Path | None]:
+    """The newest saved trace that fits the lessons (see lesson_misfits), and its file; (None, None) if none does."""
+    for path in saved_trace_paths():
+        try:
+            trace = load_trace(path)
+        except TraceFormatError:
+            continue
+        if not lesson_misfits(trace, hardware=hardware):
+            return trace, path
+    return None, None

@@ -9,14 +9,13 @@ from app.cost_view import charts_section, cost_cards, formulas, machine_section,
 from app.experiment_view import latest_result, run_controls
 from app.presentation import show_chart
 from app.text import explanation
+from app.your_run import your_run
 from engine import costs
 from engine.experiments.energy import EnergyOptions
-from engine.trace import latest_trace
 
 st.title("💵 What inference costs")
 st.markdown(explanation("costs", "intro"))
 roofline, energy, batch = latest_result("roofline"), latest_result("energy"), latest_result("batch")
-trace = latest_trace()
 
 st.header("1. The machine")
 st.markdown(explanation("costs", "hardware"))
@@ -24,6 +23,7 @@ machine, here = machine_section(roofline, energy)
 
 st.header("2. How fast it cooks")
 st.markdown(explanation("costs", "throughput"))
+trace = your_run(key="costs_your_run")
 measured = {
     "your latest run (batch 1)": costs.throughput_from_trace(trace) if trace is not None else None,
     "the batching experiment": costs.throughput_from_batch(batch) if batch is not None else None,

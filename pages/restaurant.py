@@ -9,13 +9,13 @@ from app.restaurant_view import budget_section, finding_or_link, reading_and_coo
 from app.sidebar import current_selection
 from app.site import link
 from app.text import explanation
-from engine.trace import latest_trace
+from app.your_run import your_run
 
 SAMPLE_TEXT = "Inference is serving customers every night: cheap per plate, but it never stops."
 
 st.title("🧑‍🍳 The restaurant: training vs inference")
 st.markdown(explanation("restaurant", "intro"))
-trace = latest_trace()
+trace = your_run(key="restaurant_your_run")
 train, prefill, kv, batch = (latest_result(name) for name in ("train-vs-infer", "prefill", "kv-cache", "batch"))
 
 st.header("Training vs inference")

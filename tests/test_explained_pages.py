@@ -10,6 +10,7 @@ from engine import GenerationSettings, run_trace, save_trace
 from engine.experiments import run_experiment, save_result
 from engine.experiments.result import default_result_path
 from engine.trace import default_trace_path
+from engine.units import fmt_rate
 
 pytestmark = pytest.mark.usefixtures("fresh_kitchen")
 
@@ -143,3 +144,31 @@ def test_a_missed_target_never_prints_zero_machines_in_a_formula():
     formulas = " ".join(element.proto.body for element in at.get("latex"))
     assert "\\text{machines}" in formulas
     assert "right\\rceil = 0," not in formulas
+
+
+def test_your_run_is_one_that_fits_the_lesson_and_the_page_says_which(tiny):
+    from engine.hardware import describe_hardware, pick_device
+    from engine.trace import lesson_misfits, lesson_trace
+
+    cached = run_trace(tiny, "soup of the day", settings=GenerationSettings(max_new_tokens=12, stop_at_eos=False))
+    save_trace(cached, default_trace_path())
+    uncached = run_trace(
+        tiny, "soup of the day", settings=GenerationSettings(max_new_tokens=12, stop_at_eos=False, kv_cache=False)
+    )
+    newest = save_trace(uncached, default_trace_path())  # saved last: the one "the latest run" used to quote
+    hardware = describe_hardware(pick_device())
+    assert lesson_misfits(uncached, hardware=hardware) == ["the KV cache was off"]
+    assert lesson_misfits(cached, hardware=hardware) == []
+    elsewhere = {**hardware, "cpu": "another CPU"}
+    assert lesson_misfits(cached, hardware=elsewhere)[0].startswith("it was measured on another machine")
+    chosen, _ = lesson_trace(hardware=hardware)
+    assert chosen.settings["kv_cache"] is True
+
+    at = AppTest.from_file("../pages/restaurant.py", default_timeout=30).run()
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    decode = fmt_rate(cached.summary.decode_tokens_per_s, "").strip()
+    assert f"**{decode}** tokens per second" in text  # the cache-on run's figure, not the newer cache-off one's
+    assert any("fits the lesson" in c.value and "KV cache on, greedy" in c.value for c in at.caption)
+    at.selectbox(key="restaurant_your_run").set_value(str(newest)).run()  # the visitor picks the other run
+    assert any("does not fit the lesson: the KV cache was off" in w.value for w in at.warning)
