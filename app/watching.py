@@ -13,6 +13,7 @@ import streamlit as st
 
 from app.kitchen import Job, ModelSlot, Selection, current_session_id, model_slot, reload_slot
 from app.sidebar import current_selection
+from engine import DEFAULT_MODEL
 
 LOAD_REDRAW_SECONDS = 0.5
 
@@ -63,10 +64,9 @@ def require_ready_model(selection: Selection) -> ModelSlot:
     if slot.state == "failed":
         st.error(f"**The model could not be loaded.** {slot.error}")
         st.markdown(
-            "What to do: check the name in the sidebar (a Hugging Face id such as "
-            "`HuggingFaceTB/SmolLM2-135M-Instruct`, or a local folder holding `config.json` and weights); other "
-            "models need the hub to be reachable or to be in the local Hugging Face cache. The bundled default, "
-            "`SmolLM2-135M-Instruct`, always works offline."
+            f"What to do: check the name in the sidebar. What always loads here, offline, is the bundled "
+            f"`{DEFAULT_MODEL}`; a local folder holding `config.json` and weights loads too; any other Hugging Face "
+            "id needs the hub to be reachable or the model to be in the local Hugging Face cache."
         )
         if st.button("Try loading again", key="kitchen_retry"):
             reload_slot(selection)

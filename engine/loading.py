@@ -177,13 +177,37 @@ def first_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
+HUB_CHECK_SECONDS = 2.0  # a hub that does not answer this fast is treated as unreachable
+
+
+def hub_reachable(*, timeout_s: float = HUB_CHECK_SECONDS) -> bool:
+    """True when the model hub accepts a connection within the timeout; False offline or with HF_HUB_OFFLINE set.
+
+    transformers retries an unreachable hub for about 40 s before it gives up; asking once, briefly, lets a
+    mistyped name fail in seconds (then only the local Hugging Face cache is consulted).
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def explain_load_failure(name: str, err: BaseException) -> str:
     """One sentence saying why `name` could not be loaded and what to try."""
     reason = first_line(err)
     if isinstance(err, OSError) or "does not appear to have" in reason or "is not a valid model identifier" in reason:
         return (
             f"could not load model {name!r}: it is not a local model folder, and it is neither in the local "
-            f"Hugging Face cache nor reachable on the hub from here ({reason})"
+            f"Hugging Face cache nor reachable on the hub from here; what always loads here is the bundled "
+            f"{DEFAULT_MODEL}, or a local folder holding config.json and weights ({reason})"
         )
     if "trust_remote_code" in reason or "does not recognize this architecture" in reason or "Unrecognized" in reason:
         return (
@@ -236,12 +260,14 @@ def load_model(
         where = str(Path(name).expanduser()) if looks_like_path(name) else name
         source = "local folder" if Path(where).is_dir() else "Hugging Face"
         device_map = "auto" if needs_device_map(where, torch_device, torch_dtype) else None
+    # A hub id with no hub in reach: look only in the local cache, so a mistyped name fails in seconds.
+    local_only = source == "Hugging Face" and not hub_reachable()
     try:
         report(LoadProgress("tokenizer", 0.7, "Loading the tokenizer"))
-        tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False, local_files_only=local_only)
         report(LoadProgress("weights", 0.8, f"Loading the weights as {dtype_name(torch_dtype)}"))
         model = AutoModelForCausalLM.from_pretrained(
-            where, dtype=torch_dtype, trust_remote_code=False, device_map=device_map
+            where, dtype=torch_dtype, trust_remote_code=False, device_map=device_map, local_files_only=local_only
         )
         if device_map is None:
             report(LoadProgress("device", 0.9, f"Moving the weights to {torch_device}"))

@@ -76,3 +76,31 @@ def test_engine_never_imports_streamlit():
     code = "import sys, engine, engine.cli, engine.bench; print('streamlit' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_a_mistyped_hub_id_fails_in_seconds_when_the_hub_is_out_of_reach(monkeypatch):
+    import time
+
+    import engine.loading
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # as on a visitor's machine: nothing says offline
+    monkeypatch.setattr(engine.loading, "hub_reachable", lambda **_: False)  # the closed network, without traffic
+    started = time.monotonic()
+    with pytest.raises(ModelLoadError) as caught:
+        load_model("nobody/no-such-model-xyz")
+    assert time.monotonic() - started < 10  # transformers alone retried for ~40 s
+    assert "neither in the local Hugging Face cache nor reachable on the hub" in str(caught.value)
+    assert "the bundled SmolLM2-135M-Instruct" in str(caught.value)  # names what does load here
+
+
+def test_hub_reachable_says_no_at_once_when_told_offline(monkeypatch):
+    import socket
+
+    from engine.loading import hub_reachable
+
+    def no_connections(*args, **kwargs):
+        raise AssertionError("hub_reachable opened a connection although HF_HUB_OFFLINE is set")
+
+    monkeypatch.setattr(socket, "create_connection", no_connections)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_reachable() is False
