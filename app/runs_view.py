@@ -6,6 +6,7 @@ it needs no model. Labels and deletes go through the run store (engine.store); t
 
 from __future__ import annotations
 
+import json
 import time
 
 import pandas as pd
@@ -110,8 +111,6 @@ def downloads(runs: list, keys: tuple[RunKey, ...], paths: list[str]) -> None:
 
 def json_of(result: ExperimentResult) -> str:
     """An experiment result in its file format, as text."""
-    import json
-
     return json.dumps(result.to_dict(), ensure_ascii=False, indent=1)
 
 

@@ -13,7 +13,7 @@ import streamlit as st
 
 from engine import Trace, TraceFormatError, load_trace
 from engine.hardware import describe_hardware, pick_device
-from engine.trace import lesson_misfits, lesson_trace, saved_trace_paths
+from engine.trace import lesson_misfits, saved_trace_paths
 
 LISTED = 50  # the newest runs offered in the picker
 
@@ -47,13 +47,14 @@ def your_run(*, key: str) -> Trace | None:
     if not paths:
         return None
     hardware = this_hardware()
-    _, fitting = lesson_trace(hardware=hardware)
     traces = {str(path): read_trace(str(path), path.stat().st_mtime_ns) for path in paths}
     readable = [path for path, trace in traces.items() if trace is not None]
     if not readable:
         return None
+    # the newest that fits, from the traces already parsed (engine.trace.lesson_trace does the same from disk)
+    fitting = next((path for path in readable if not lesson_misfits(traces[path], hardware=hardware)), None)
     if st.session_state.get(key) not in readable:
-        st.session_state[key] = str(fitting) if fitting is not None else readable[0]
+        st.session_state[key] = fitting if fitting is not None else readable[0]
 
     def label(path: str) -> str:
         trace = traces[path]
