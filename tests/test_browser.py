@@ -98,9 +98,11 @@ def test_stop_ends_a_run_cleanly(served):
     seen_stop_s = time.monotonic() - clicked
     shown = page.locator(".ik-chip").count()
     # The chips on screen lag the kitchen by up to one text redraw (0.5 s), and the stop lands between two steps
-    # (~70 ms each here): a second's worth of tokens at most, and the page says so within a couple of redraws.
+    # (~90 ms each here): a second's worth of tokens at most. The "Stopped" line needs a full page rerun on top
+    # (measured 1-3.6 s on this 2-core box with Chromium on the same cores); a stop that did not work would run the
+    # remaining ~390 tokens, over 30 s.
     assert shown - at_click <= 15, f"{shown - at_click} tokens arrived after Stop"
-    assert seen_stop_s < 3
+    assert seen_stop_s < 6
     assert len(saved_traces(traces)) == before  # a stopped run is not saved as if it were complete
     page.get_by_role("button", name="Generate").wait_for(state="visible")
     assert page.get_by_role("button", name="Generate").is_enabled()
