@@ -10,6 +10,7 @@ import streamlit as st
 
 from app import cost_charts
 from app.presentation import show_chart
+from app.state import remember
 from engine import costs
 from engine.experiments.result import ExperimentResult
 from engine.units import fmt_bytes
@@ -50,23 +51,31 @@ def figure_rows(machine: costs.HardwarePreset) -> pd.DataFrame:
 def machine_section(roofline: ExperimentResult | None, energy: ExperimentResult | None):
     """Pick the hardware; returns (the machine priced, this machine as measured)."""
     by_name = {preset.name: preset for preset in presets()}
-    choice = st.selectbox("Hardware", [THIS_MACHINE, *by_name, CUSTOM], key="costs_hardware")
+    choice = st.selectbox("Hardware", [THIS_MACHINE, *by_name, CUSTOM], key=remember("costs_hardware"))
     columns = st.columns(4)
     price, power = 0.05, 65.0  # this machine's placeholders: shown and used only when it is the one chosen
     if choice in (THIS_MACHINE, CUSTOM):
         price = columns[0].number_input(
-            "Price per hour ($)", 0.0001, 1000.0, 0.05, 0.01, format="%.4f", key="costs_price",
+            "Price per hour ($)", 0.0001, 1000.0, 0.05, 0.01, format="%.4f", key=remember("costs_price"),
             help="What this machine costs you per hour (rent, or purchase spread over its life plus electricity).",
         )  # fmt: skip
         power = columns[1].number_input(
-            "Power draw (W)", 1.0, 20000.0, 65.0, 5.0, key="costs_power", help="Used where energy cannot be measured."
+            "Power draw (W)",
+            1.0,
+            20000.0,
+            65.0,
+            5.0,
+            key=remember("costs_power"),
+            help="Used where energy cannot be measured.",
         )
     here = costs.this_machine(price_per_hour=price, power_watts=power, roofline=roofline, energy=energy)
     if choice == THIS_MACHINE:
         machine = here
     elif choice == CUSTOM:
-        bandwidth = columns[2].number_input("Memory bandwidth (GB/s)", 0.1, 100000.0, 100.0, key="costs_bandwidth")
-        tflops = columns[3].number_input("Peak TFLOP/s", 0.001, 100000.0, 10.0, key="costs_tflops")
+        bandwidth = columns[2].number_input(
+            "Memory bandwidth (GB/s)", 0.1, 100000.0, 100.0, key=remember("costs_bandwidth")
+        )
+        tflops = columns[3].number_input("Peak TFLOP/s", 0.001, 100000.0, 10.0, key=remember("costs_tflops"))
         machine = costs.custom_machine(
             price_per_hour=price, power_watts=power, bandwidth_bytes_per_s=bandwidth * 1e9, peak_flops=tflops * 1e12
         )
@@ -81,11 +90,15 @@ def typed_throughput() -> costs.Throughput:
     """A throughput typed by the visitor."""
     columns = st.columns(3)
     return costs.Throughput(
-        prefill_tokens_per_s=columns[0].number_input("Prefill tokens/s", 0.1, 1e7, 500.0, key="costs_typed_prefill"),
-        decode_tokens_per_s=columns[1].number_input(
-            "Decode tokens/s (all users)", 0.1, 1e7, 30.0, key="costs_typed_decode"
+        prefill_tokens_per_s=columns[0].number_input(
+            "Prefill tokens/s", 0.1, 1e7, 500.0, key=remember("costs_typed_prefill")
         ),
-        concurrent_requests=int(columns[2].number_input("Users served at once", 1, 4096, 1, key="costs_typed_batch")),
+        decode_tokens_per_s=columns[1].number_input(
+            "Decode tokens/s (all users)", 0.1, 1e7, 30.0, key=remember("costs_typed_decode")
+        ),
+        concurrent_requests=int(
+            columns[2].number_input("Users served at once", 1, 4096, 1, key=remember("costs_typed_batch"))
+        ),
         source="typed by you",
     )
 
@@ -94,17 +107,19 @@ def workload_inputs() -> costs.Workload:
     """The workload to price."""
     columns = st.columns(4)
     return costs.Workload(
-        requests_per_day=columns[0].number_input("Requests per day", 1, 10**10, 10_000, key="costs_requests"),
-        input_tokens=int(columns[1].number_input("Input tokens per request", 0, 10**6, 200, key="costs_input_tokens")),
+        requests_per_day=columns[0].number_input("Requests per day", 1, 10**10, 10_000, key=remember("costs_requests")),
+        input_tokens=int(
+            columns[1].number_input("Input tokens per request", 0, 10**6, 200, key=remember("costs_input_tokens"))
+        ),
         output_tokens=int(
-            columns[2].number_input("Output tokens per request", 1, 10**6, 250, key="costs_output_tokens")
+            columns[2].number_input("Output tokens per request", 1, 10**6, 250, key=remember("costs_output_tokens"))
         ),
         latency_target_s=columns[3].number_input(
             "Latency target (s)",
             0.1,
             3600.0,
             10.0,
-            key="costs_latency",
+            key=remember("costs_latency"),
             help="The longest a whole answer may take. The seed article: people give up after about 10 s.",
         ),  # fmt: skip
     )

@@ -15,6 +15,7 @@ import streamlit as st
 
 from app.kitchen import ExperimentJob
 from app.presentation import show_chart
+from app.state import remember
 from app.text import explanation
 from app.watching import redraw_while, show_waiting, submit_job
 from engine import EngineError, TraceFormatError
@@ -113,7 +114,7 @@ def chosen_result(name: str, *, key: str) -> ExperimentResult | None:
         f"Showing a saved result ({len(results)} for this experiment, newest first)",
         list(results),
         format_func=lambda path: result_label(Path(path), results.get(path)),
-        key=f"{key}_saved",
+        key=remember(f"{key}_saved"),
     )
     return results[chosen]
 

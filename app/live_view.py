@@ -13,6 +13,7 @@ import streamlit as st
 from app.kitchen import GenerationJob
 from app.presentation import settings_area
 from app.run_view import draw_run_charts, run_html
+from app.state import remember
 from app.views import token_count_metrics, tokenizer_pieces
 from engine import GenerationSettings, summarize
 from engine.settings import max_new_tokens_cap
@@ -34,19 +35,27 @@ def settings_inputs() -> GenerationSettings:
     """The generation settings' inputs (never disabled: see the prompt box in pages/live.py); what they say now."""
     columns = settings_area("Generation settings").columns(5)
     cap = max_new_tokens_cap()
-    max_new_tokens = columns[0].number_input("Max new tokens", 1, cap, 64, key="live_max_new_tokens")
+    max_new_tokens = columns[0].number_input("Max new tokens", 1, cap, 64, key=remember("live_max_new_tokens"))
     temperature = columns[1].slider(
-        "Temperature (0 = greedy)", 0.0, 2.0, 0.0, 0.1, key="live_temperature",
+        "Temperature (0 = greedy)", 0.0, 2.0, 0.0, 0.1, key=remember("live_temperature"),
         help="0 always picks the most likely token; higher values pick more adventurously.",
     )  # fmt: skip
     seed = columns[2].number_input(
-        "Seed", 0, 2**31 - 1, 0, key="live_seed", help="With temperature above 0, the same seed gives the same answer."
+        "Seed",
+        0,
+        2**31 - 1,
+        0,
+        key=remember("live_seed"),
+        help="With temperature above 0, the same seed gives the same answer.",
     )
     kv_cache = columns[3].toggle(
-        "KV cache", True, key="live_kv_cache", help="Off: the model re-reads the whole conversation for every token."
+        "KV cache",
+        True,
+        key=remember("live_kv_cache"),
+        help="Off: the model re-reads the whole conversation for every token.",
     )
     chat_template = columns[4].toggle(
-        "Chat template", True, key="live_chat_template",
+        "Chat template", True, key=remember("live_chat_template"),
         help="On: the prompt is wrapped as a chat turn (instruct models expect it). Off: raw text completion.",
     )  # fmt: skip
     return GenerationSettings(

@@ -17,8 +17,10 @@ import streamlit as st  # noqa: E402
 from app.presentation import apply_style  # noqa: E402
 from app.sidebar import draw_sidebar  # noqa: E402
 from app.site import navigation_pages  # noqa: E402
+from app.state import keep_remembered  # noqa: E402
 
 st.set_page_config(page_title="Inference Kitchen", page_icon="🍳", layout="wide")
+keep_remembered()  # what the visitor set on other pages survives this page's run
 navigation = st.navigation(navigation_pages())
 draw_sidebar()
 apply_style()

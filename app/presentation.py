@@ -8,6 +8,7 @@ from engine.figures import PLOT_CONFIG
 
 KEY = "sidebar_presentation"
 CHART_SCALE = 1.45  # chart height and font in presentation mode
+BASE_FONT = 14  # px, every chart text outside presentation mode
 STYLE = """
 <style>
 html, body, [data-testid="stAppViewContainer"] { font-size: 21px; }
@@ -37,11 +38,41 @@ def settings_area(label: str = "Settings"):
     return st.expander(label, expanded=False) if presenting() else st.container()
 
 
+def sized_fonts(layout: dict, *, size: float) -> dict:
+    """A plotly layout with every text at `size` px (titles a bit larger), set where Streamlit's theme can't override.
+
+    Streamlit's chart theme sets tick labels and legends to its own 12 px whatever layout.font says, so each
+    axis, the legend, the title and every annotation get an explicit size here.
+    """
+    sized = {**layout, "font": {**layout.get("font", {}), "size": size}}
+    for name, axis in layout.items():
+        if (name.startswith("xaxis") or name.startswith("yaxis")) and isinstance(axis, dict):
+            title = axis.get("title", {})
+            title = {"text": title} if isinstance(title, str) else title
+            sized[name] = {
+                **axis,
+                "tickfont": {**axis.get("tickfont", {}), "size": size},
+                "title": {**title, "font": {**title.get("font", {}), "size": size * 1.1}},
+            }
+    sized["legend"] = {**layout.get("legend", {}), "font": {**layout.get("legend", {}).get("font", {}), "size": size}}
+    title = layout.get("title")
+    if isinstance(title, dict):
+        sized["title"] = {
+            **title,
+            "font": {**title.get("font", {}), "size": title.get("font", {}).get("size", size) * size / BASE_FONT},
+        }
+    sized["annotations"] = [
+        {**note, "font": {**note.get("font", {}), "size": note.get("font", {}).get("size", size) * size / BASE_FONT}}
+        for note in layout.get("annotations", [])
+    ]
+    return sized
+
+
 def show_chart(spec: dict, *, key: str) -> None:
-    """Draw a plotly figure spec, taller and with larger type when presenting."""
+    """Draw a plotly figure spec with readable type; taller and with larger type when presenting."""
+    layout = dict(spec.get("layout", {}))
+    size = BASE_FONT
     if presenting():
-        layout = dict(spec.get("layout", {}))
         layout["height"] = int(layout.get("height", 300) * CHART_SCALE)
-        layout["font"] = {**layout.get("font", {}), "size": int(layout.get("font", {}).get("size", 14) * 1.35)}
-        spec = {**spec, "layout": layout}
-    st.plotly_chart(spec, config=PLOT_CONFIG, key=key)
+        size = BASE_FONT * CHART_SCALE
+    st.plotly_chart({**spec, "layout": sized_fonts(layout, size=size)}, config=PLOT_CONFIG, key=key)

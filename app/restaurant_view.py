@@ -11,6 +11,7 @@ import streamlit as st
 from app.experiment_view import run_controls
 from app.kitchen import GenerationJob, Selection, model_slot, open_slot
 from app.site import link
+from app.state import remember
 from app.text import explanation
 from app.views import token_count_metrics
 from app.watching import redraw_while, show_load_progress, show_waiting, submit_job
@@ -105,7 +106,7 @@ def finding_or_link(result: ExperimentResult | None, *, section: str, page: str,
 
 def tokens_section(selection: Selection) -> None:
     """The visitor's own text, counted by the selected model's tokenizer (the model loads only when asked)."""
-    text = st.text_area("Your text", key="restaurant_text", max_chars=20_000, height=90)
+    text = st.text_area("Your text", key=remember("restaurant_text"), max_chars=20_000, height=90)
     slot = open_slot(selection)
     if slot is None:
         st.caption(f"The tokenizer comes with the model, which is not loaded yet ({selection.model}).")

@@ -14,6 +14,7 @@ import streamlit as st
 
 from app.presentation import show_chart
 from app.run_view import draw_run_charts, run_html
+from app.state import remember
 from app.text import explanation
 from app.watching import redraw_while
 from engine import TraceFormatError, summarize
@@ -142,7 +143,12 @@ def replay_controls(path: str) -> dict | None:
     """The speed picker and Replay button; the replay under way for this run, if any."""
     columns = st.columns([2, 1, 5])
     speed = columns[0].radio(
-        "Replay speed", SPEEDS, index=1, format_func=lambda s: f"x{s:g}", horizontal=True, key="runs_replay_speed"
+        "Replay speed",
+        SPEEDS,
+        index=1,
+        format_func=lambda s: f"x{s:g}",
+        horizontal=True,
+        key=remember("runs_replay_speed"),
     )
     if columns[1].button("▶ Replay", type="primary", key="runs_replay"):
         st.session_state["runs_replaying"] = {"path": path, "started": time.monotonic(), "speed": speed}

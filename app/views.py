@@ -19,7 +19,7 @@ from engine.tokens import TextTokens
 
 CHIP_STYLE = """
 <style>
-.ik-chips { line-height: 2.3em; font-size: 1.15rem; contain: content; }
+.ik-chips { line-height: 2.3em; font-size: 1.15rem; }
 .ik-chip { position: relative; display: inline-block; padding: 0 .28em; margin: 0 2px 4px 0; border-radius: 6px;
            background: #DCEBF5; border-bottom: 3px solid #2E86AB; white-space: pre; cursor: pointer; color: #102A43; }
 .ik-chip.ik-prefill { background: #FBE0D6; border-bottom-color: #E4572E; }
@@ -39,7 +39,44 @@ CHIP_STYLE = """
 .ik-piece { padding: .1em .05em; border-radius: 4px; white-space: pre-wrap; color: #102A43; }
 </style>
 """
+# Where a popup goes: CSS alone places it below its chip, where a chip on the last row or at the right edge pushes
+# it out of the window (or an ancestor clips it). This script, run once per browser tab, moves the popup of the
+# chip under the pointer or keyboard focus to fixed coordinates inside the window: below the chip if it fits,
+# else above, shifted left if it would leave the right edge. It reads no page data and writes only styles.
+CHIP_SCRIPT = """
+<script>
+(() => {
+  if (window.ikPopups) return;
+  window.ikPopups = true;
+  const margin = 8;
+  const place = (chip) => {
+    const tip = chip.querySelector(':scope > .ik-tip');
+    if (!tip) return;
+    Object.assign(tip.style, {position: 'fixed', display: 'block', visibility: 'hidden', top: '0px', left: '0px'});
+    const c = chip.getBoundingClientRect(), t = tip.getBoundingClientRect();
+    let top = c.bottom + 4;
+    if (top + t.height > innerHeight - margin) top = Math.max(margin, c.top - 4 - t.height);
+    const left = Math.max(margin, Math.min(c.left, innerWidth - margin - t.width));
+    Object.assign(tip.style, {top: top + 'px', left: left + 'px', display: '', visibility: ''});
+  };
+  const follow = (event) => {
+    const chip = event.target.closest ? event.target.closest('.ik-chip') : null;
+    if (chip) place(chip);
+  };
+  document.addEventListener('mouseover', follow, true);
+  document.addEventListener('focusin', follow, true);
+  const replace = () => document.querySelectorAll('.ik-chip:hover, .ik-chip:focus').forEach(place);
+  document.addEventListener('scroll', replace, true);
+  addEventListener('resize', replace);
+})();
+</script>
+"""
 PIECE_COLORS = ("#FFE3A3", "#C7F0BD", "#BDE0FE", "#FFC8DD", "#E2CFEA", "#FFD6A5")
+
+
+def chip_style() -> None:
+    """Emit the chips' stylesheet and popup placement once per page run (before any chips are drawn)."""
+    st.html(CHIP_STYLE + CHIP_SCRIPT, unsafe_allow_javascript=True)
 
 
 def visible(text: str) -> str:

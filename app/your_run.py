@@ -11,6 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from app.state import remember
 from engine import Trace, TraceFormatError, load_trace
 from engine.hardware import describe_hardware, pick_device
 from engine.trace import lesson_misfits, saved_trace_paths
@@ -60,7 +61,9 @@ def your_run(*, key: str) -> Trace | None:
         trace = traces[path]
         return f"{trace.created_at[:19].replace('T', ' ')} · {describe_settings(trace)} · {Path(path).stem}"
 
-    chosen = st.selectbox("Your run: the numbers on this page come from", readable, format_func=label, key=key)
+    chosen = st.selectbox(
+        "Your run: the numbers on this page come from", readable, format_func=label, key=remember(key)
+    )
     trace = traces[chosen]
     misfits = lesson_misfits(trace, hardware=hardware)
     summary = f"{trace.summary.new_tokens} tokens, {describe_settings(trace)}."

@@ -7,6 +7,7 @@ import streamlit as st
 from app import experiment_charts
 from app.experiment_view import experiment_section, rows_table
 from app.presentation import settings_area, show_chart
+from app.state import remember
 from app.text import explanation
 from engine.experiments.batch import BatchOptions
 from engine.units import fmt_bytes
@@ -22,18 +23,22 @@ sizes = columns[0].multiselect(
     "Batch sizes",
     BATCH_CHOICES,
     default=list(DEFAULTS.batch_sizes),
-    key="batch_sizes",
+    key=remember("batch_sizes"),
     help="The run stops early when a batch's KV cache would not fit in memory.",
 )
-prompt_tokens = columns[1].number_input("Prompt tokens", 1, 2048, DEFAULTS.prompt_tokens, key="batch_prompt_tokens")
-decode_tokens = columns[2].number_input("Decode steps", 1, 128, DEFAULTS.decode_tokens, key="batch_decode_tokens")
+prompt_tokens = columns[1].number_input(
+    "Prompt tokens", 1, 2048, DEFAULTS.prompt_tokens, key=remember("batch_prompt_tokens")
+)
+decode_tokens = columns[2].number_input(
+    "Decode steps", 1, 128, DEFAULTS.decode_tokens, key=remember("batch_decode_tokens")
+)
 budget_s = columns[3].number_input(
     "Budget (s)",
     0.5,
     120.0,
     DEFAULTS.budget_s,
     0.5,
-    key="batch_budget_s",
+    key=remember("batch_budget_s"),
     help="How long a user waits for a whole answer before giving up (the seed article: about 10 s).",
 )
 answer_tokens = columns[4].number_input(
@@ -41,7 +46,7 @@ answer_tokens = columns[4].number_input(
     1,
     8192,
     DEFAULTS.answer_tokens,
-    key="batch_answer_tokens",
+    key=remember("batch_answer_tokens"),
     help="A typical answer's length, for the serving question.",
 )
 options = BatchOptions(

@@ -8,6 +8,7 @@ from app import cost_charts
 from app.cost_view import charts_section, cost_cards, formulas, machine_section, typed_throughput, workload_inputs
 from app.experiment_view import latest_result, run_controls
 from app.presentation import show_chart
+from app.state import remember
 from app.text import explanation
 from app.your_run import your_run
 from engine import costs
@@ -29,7 +30,7 @@ measured = {
     "the batching experiment": costs.throughput_from_batch(batch) if batch is not None else None,
 }
 measured = {name: rate for name, rate in measured.items() if rate is not None}
-source = st.radio("Throughput from", [*measured, "typed"], horizontal=True, key="costs_throughput_source")
+source = st.radio("Throughput from", [*measured, "typed"], horizontal=True, key=remember("costs_throughput_source"))
 if not measured:
     st.caption(
         "Nothing measured yet: cook one on the **Live inference** page, or run the **Batching** experiment; "

@@ -7,6 +7,7 @@ import streamlit as st
 from app import experiment_charts
 from app.experiment_view import experiment_section, explained_charts
 from app.presentation import settings_area
+from app.state import remember
 from app.text import explanation
 from engine.experiments.kv_cache import KvCacheOptions, decode_latencies, edge_means
 from engine.settings import max_new_tokens_cap
@@ -19,14 +20,14 @@ st.markdown(explanation("kv_cache", "intro"))
 
 columns = settings_area("Options").columns([3, 1])
 prompt = columns[0].text_input(
-    "Prompt (the same for both runs)", DEFAULTS.prompt, key="kv_cache_prompt", max_chars=2000
+    "Prompt (the same for both runs)", DEFAULTS.prompt, key=remember("kv_cache_prompt"), max_chars=2000
 )
 new_tokens = columns[1].number_input(
     "New tokens",
     2,
     min(512, max_new_tokens_cap()),
     DEFAULTS.new_tokens,
-    key="kv_cache_new_tokens",
+    key=remember("kv_cache_new_tokens"),
     help="Both runs make exactly this many tokens. Without the cache the time grows with the square of it.",
 )
 if not prompt.strip():

@@ -15,14 +15,15 @@ from app.live_view import (
     settings_inputs,
 )
 from app.sidebar import current_selection
+from app.state import remember
 from app.text import explanation
-from app.views import CHIP_STYLE
+from app.views import chip_style
 from app.watching import redraw_while, require_ready_model, show_waiting, submit_job
 from engine import PromptError, check_prompt_text
 
 DEFAULT_PROMPT = "What is the capital of France?"
 
-st.html(CHIP_STYLE)
+chip_style()
 st.title("🔥 Live inference")
 st.markdown(explanation("live", "intro"))
 slot = require_ready_model(current_selection())
@@ -34,7 +35,7 @@ busy = job is not None and job.active
 # lose the text typed just before that click (the browser shows, and sends back, its previous value). Only the
 # buttons follow the job; the run keeps the settings it was sent with, and the status line names its prompt.
 st.session_state.setdefault("live_prompt", DEFAULT_PROMPT)
-prompt = st.text_area("Prompt", key="live_prompt", height=110, max_chars=slot.facts.context_length * 8)
+prompt = st.text_area("Prompt", key=remember("live_prompt"), height=110, max_chars=slot.facts.context_length * 8)
 settings = settings_inputs()
 buttons = st.columns([1, 1, 6])
 if buttons[0].button("Generate", type="primary", disabled=busy, key="live_generate"):

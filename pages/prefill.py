@@ -7,6 +7,7 @@ import streamlit as st
 from app import experiment_charts
 from app.experiment_view import experiment_section, explained_charts, rows_table
 from app.presentation import settings_area
+from app.state import remember
 from app.text import explanation
 from engine.experiments.prefill import PrefillOptions
 
@@ -21,18 +22,18 @@ lengths = columns[0].multiselect(
     "Prompt lengths (tokens)",
     LENGTH_CHOICES,
     default=list(DEFAULTS.prompt_lengths),
-    key="prefill_lengths",
+    key=remember("prefill_lengths"),
     help="Lengths beyond the model's context window are capped to it.",
 )
 repeats = columns[1].number_input(
-    "Passes per length", 1, 20, DEFAULTS.repeats, key="prefill_repeats", help="The median pass is reported."
+    "Passes per length", 1, 20, DEFAULTS.repeats, key=remember("prefill_repeats"), help="The median pass is reported."
 )
 decode_tokens = columns[2].number_input(
     "Decode tokens",
     2,
     64,
     DEFAULTS.decode_tokens,
-    key="prefill_decode_tokens",
+    key=remember("prefill_decode_tokens"),
     help="Tokens cooked after each prompt, to time one decode step at that context.",
 )
 options = PrefillOptions(prompt_lengths=tuple(sorted(lengths)), repeats=int(repeats), decode_tokens=int(decode_tokens))

@@ -7,6 +7,7 @@ import streamlit as st
 from app import experiment_charts
 from app.experiment_view import experiment_section, explained_charts, rows_table
 from app.presentation import settings_area
+from app.state import remember
 from app.text import explanation
 from engine.experiments.roofline import RooflineOptions
 from engine.units import fmt_bytes
@@ -18,26 +19,26 @@ st.markdown(explanation("roofline", "intro"))
 
 columns = settings_area("Options").columns(5)
 repeats = columns[0].number_input(
-    "Repeats", 1, 50, DEFAULTS.repeats, key="roofline_repeats", help="Best of these is the machine's peak."
+    "Repeats", 1, 50, DEFAULTS.repeats, key=remember("roofline_repeats"), help="Best of these is the machine's peak."
 )
 bandwidth_mb = columns[1].number_input(
     "Bandwidth tensor (MB)",
     16,
     8192,
     DEFAULTS.bandwidth_mb,
-    key="roofline_bandwidth_mb",
+    key=remember("roofline_bandwidth_mb"),
     help="Far larger than the CPU caches, so the read comes from main memory.",
 )
 decode_tokens = columns[2].number_input(
-    "Decode steps per format", 2, 256, DEFAULTS.decode_tokens, key="roofline_decode_tokens"
+    "Decode steps per format", 2, 256, DEFAULTS.decode_tokens, key=remember("roofline_decode_tokens")
 )
 prefill_tokens = columns[3].number_input(
-    "Prefill tokens (MFU)", 1, 4096, DEFAULTS.prefill_tokens, key="roofline_prefill_tokens"
+    "Prefill tokens (MFU)", 1, 4096, DEFAULTS.prefill_tokens, key=remember("roofline_prefill_tokens")
 )
 include_int8 = columns[4].toggle(
     "Try int8 weights",
     DEFAULTS.include_int8,
-    key="roofline_include_int8",
+    key=remember("roofline_include_int8"),
     help="Weight-only int8 with one scale per row, where the device has a kernel for it.",
 )
 options = RooflineOptions(

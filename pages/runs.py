@@ -16,15 +16,16 @@ from app.runs_view import (
     replay_controls,
     run_table,
 )
+from app.state import remember
 from app.text import explanation
-from app.views import CHIP_STYLE
+from app.views import chip_style
 from engine import TraceFormatError
 from engine.experiments import ExperimentResult
 from engine.report import run_name
 from engine.store import RunStore
 from engine.trace import Trace
 
-st.html(CHIP_STYLE)
+chip_style()
 st.title("🗂️ Runs: keep, compare, replay, share")
 st.markdown(explanation("runs", "intro"))
 store = RunStore()
@@ -45,7 +46,7 @@ if not entries:
 run_table(entries)
 st.session_state["runs_selected"] = [path for path in st.session_state.get("runs_selected", []) if path in by_path]
 label = "Pick one run to open, or several traces to compare"
-chosen = st.multiselect(label, list(by_path), format_func=lambda p: describe(by_path[p]), key="runs_selected")
+chosen = st.multiselect(label, list(by_path), format_func=lambda p: describe(by_path[p]), key=remember("runs_selected"))
 if not chosen:
     st.stop()
 keys = tuple((str(store.root), path, by_path[path].size, by_path[path].mtime_ns) for path in chosen)

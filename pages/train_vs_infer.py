@@ -8,6 +8,7 @@ import streamlit as st
 from app import experiment_charts
 from app.experiment_view import experiment_section
 from app.presentation import settings_area, show_chart
+from app.state import remember
 from app.text import explanation
 from engine.experiments.train_vs_infer import TrainVsInferOptions
 from engine.units import fmt_bytes, fmt_ms
@@ -19,18 +20,18 @@ st.markdown(explanation("train_vs_infer", "intro"))
 
 columns = settings_area("Options").columns([1, 2, 1, 1])
 train_tokens = columns[0].number_input(
-    "Training batch (tokens)", 8, 4096, DEFAULTS.train_tokens, key="train_vs_infer_train_tokens"
+    "Training batch (tokens)", 8, 4096, DEFAULTS.train_tokens, key=remember("train_vs_infer_train_tokens")
 )
-prompt = columns[1].text_input("Request prompt", DEFAULTS.prompt, key="train_vs_infer_prompt", max_chars=2000)
+prompt = columns[1].text_input("Request prompt", DEFAULTS.prompt, key=remember("train_vs_infer_prompt"), max_chars=2000)
 new_tokens = columns[2].number_input(
-    "Request's new tokens", 1, 512, DEFAULTS.new_tokens, key="train_vs_infer_new_tokens"
+    "Request's new tokens", 1, 512, DEFAULTS.new_tokens, key=remember("train_vs_infer_new_tokens")
 )
 context_tokens = columns[3].number_input(
     "Context per user",
     128,
     131072,
     DEFAULTS.context_tokens,
-    key="train_vs_infer_context_tokens",
+    key=remember("train_vs_infer_context_tokens"),
     help="Tokens each concurrent user holds in the KV cache, for the projection.",
 )
 if not prompt.strip():

@@ -136,3 +136,87 @@ def answer_text(page) -> str:
         """() => Array.from(document.querySelectorAll('.ik-chip'))
                  .map(c => c.firstChild ? c.firstChild.textContent : '').join('')"""
     )
+
+
+def type_then_click(page, field, text: str, button: str) -> None:
+    """What people do: click into a field, type with the keyboard, and press the button straight away."""
+    field.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(text)
+    page.get_by_role("button", name=button).click()  # no Tab, no pause: the field commits as the click lands
+
+
+def shown_errors(page) -> list[str]:
+    """The text of every exception or error box on the page (Streamlit's own and st.error)."""
+    return page.locator("[data-testid=stException], [data-testid=stAlertContentError]").all_inner_texts()
+
+
+def popup_problems(tip) -> list[str]:
+    """Why a shown popup is not fully visible: outside the window, or covered or clipped by something else."""
+    return tip.evaluate(
+        """(tip) => {
+          const r = tip.getBoundingClientRect(), problems = [];
+          if (r.width < 20 || r.height < 20) return [`popup is ${r.width}x${r.height} px`];
+          if (r.left < 0 || r.top < 0 || r.right > innerWidth || r.bottom > innerHeight)
+            problems.push(`popup ${JSON.stringify(r)} leaves the ${innerWidth}x${innerHeight} window`);
+          const inset = 3;
+          for (const [x, y] of [[r.left + inset, r.top + inset], [r.right - inset, r.top + inset],
+                                [r.left + inset, r.bottom - inset], [r.right - inset, r.bottom - inset],
+                                [(r.left + r.right) / 2, (r.top + r.bottom) / 2]]) {
+            const hit = document.elementFromPoint(x, y);
+            if (!hit || !(hit === tip || tip.contains(hit)))
+              problems.push(`at (${x.toFixed(0)}, ${y.toFixed(0)}) one sees `
+                            + (hit ? hit.outerHTML.slice(0, 80) : 'nothing'));
+          }
+          return problems;
+        }"""
+    )
+
+
+def clipped_texts(page) -> list[str]:
+    """Text cut short on screen: an ellipsis (…) shown where the text does not fit its box."""
+    return page.evaluate(
+        """() => Array.from(document.querySelectorAll('[data-testid=stMain] *'))
+            .filter(e => getComputedStyle(e).textOverflow === 'ellipsis' && e.scrollWidth > e.clientWidth + 1
+                         && e.innerText.trim())
+            .map(e => e.innerText.trim().slice(0, 80))"""
+    )
+
+
+def chart_text_problems(page) -> list[str]:
+    """Texts inside a chart that overlap one another or stick out of the chart (tick labels, legend, notes)."""
+    return page.evaluate(
+        """() => {
+          const problems = [];
+          document.querySelectorAll('[data-testid=stPlotlyChart], .js-plotly-plot').forEach((chart, index) => {
+            const frame = chart.getBoundingClientRect();
+            const boxes = Array.from(chart.querySelectorAll('.main-svg text, .infolayer text'))
+              .filter(t => t.textContent.trim() && getComputedStyle(t).visibility !== 'hidden'
+                           && getComputedStyle(t).opacity !== '0')
+              .map(t => [t.textContent.trim(), t.getBoundingClientRect()])
+              .filter(([, b]) => b.width > 0 && b.height > 0);
+            for (const [text, b] of boxes)
+              if (b.left < frame.left - 1 || b.right > frame.right + 1 || b.top < frame.top - 1 ||
+                  b.bottom > frame.bottom + 1)
+                problems.push(`chart ${index}: "${text}" sticks out of the chart`);
+            for (let i = 0; i < boxes.length; i++)
+              for (let j = i + 1; j < boxes.length; j++) {
+                const [a, p] = boxes[i], [c, q] = boxes[j];
+                const w = Math.min(p.right, q.right) - Math.max(p.left, q.left);
+                const h = Math.min(p.bottom, q.bottom) - Math.max(p.top, q.top);
+                if (w > 2 && h > 2) problems.push(`chart ${index}: "${a}" overlaps "${c}"`);
+              }
+          });
+          return problems;
+        }"""
+    )
+
+
+def chart_font_sizes(page) -> list[float]:
+    """The font size (px) of every tick label and legend entry drawn in the page's charts."""
+    return page.evaluate(
+        """() => Array.from(document.querySelectorAll(
+              '[data-testid=stPlotlyChart] .xtick text, [data-testid=stPlotlyChart] .ytick text, '
+              + '[data-testid=stPlotlyChart] .legendtext'))
+            .map(t => parseFloat(getComputedStyle(t).fontSize))"""
+    )

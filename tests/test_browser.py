@@ -7,7 +7,15 @@ import time
 from pathlib import Path
 
 import pytest
-from browser import ARTIFACTS, chromium, dashboard_server, generate, wait_for_model, wait_until_finished
+from browser import (
+    ARTIFACTS,
+    chromium,
+    dashboard_server,
+    generate,
+    type_then_click,
+    wait_for_model,
+    wait_until_finished,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -107,14 +115,6 @@ def test_stop_ends_a_run_cleanly(served):
     page.get_by_role("button", name="Generate").wait_for(state="visible")
     assert page.get_by_role("button", name="Generate").is_enabled()
     page.close()
-
-
-def type_then_click(page, field, text: str, button: str) -> None:
-    """What people do: click into a field, type with the keyboard, and press the button straight away."""
-    field.click()
-    page.keyboard.press("Control+A")
-    page.keyboard.type(text)
-    page.get_by_role("button", name=button).click()  # no Tab, no pause: the field commits as the click lands
 
 
 def test_what_a_visitor_types_stays_on_screen_while_cooking_and_after(served):
