@@ -17,10 +17,10 @@ from app.run_view import draw_run_charts, run_html
 from app.state import remember
 from app.text import explanation
 from app.watching import redraw_while
-from engine import TraceFormatError, summarize
+from engine import TokenRecord, TraceFormatError, summarize
 from engine import figures as charts
 from engine.experiments import ExperimentResult
-from engine.replay import SPEEDS, records_until, replay_seconds
+from engine.replay import SPEEDS, ReplayClock, records_until
 from engine.report import compare_summaries, render_report, run_name
 from engine.store import RunEntry, RunStore
 from engine.trace import Trace, trace_csv, trace_json
@@ -151,10 +151,15 @@ def replay_controls(path: str) -> dict | None:
         key=remember("runs_replay_speed"),
     )
     if columns[1].button("▶ Replay", type="primary", key="runs_replay"):
-        st.session_state["runs_replaying"] = {"path": path, "started": time.monotonic(), "speed": speed}
+        clock = ReplayClock(started_s=time.monotonic(), speed=speed)
+        st.session_state["runs_replaying"] = {"path": path, "clock": clock}
         st.rerun()
     playing = st.session_state.get("runs_replaying")
-    return playing if playing and playing["path"] == path else None
+    if not playing or playing["path"] != path:
+        return None
+    if playing["clock"].speed != speed:  # a new speed mid-replay: go on from here at that speed
+        playing["clock"] = playing["clock"].at_speed(speed, now_s=time.monotonic())
+    return playing
 
 
 def draw_trace(run: Trace, playing: dict | None) -> None:
@@ -167,17 +172,17 @@ def draw_trace(run: Trace, playing: dict | None) -> None:
         draw_run_charts(records, model=model, kv_cache=kv_cache, prompt_tokens=prompt_tokens, summary=run.summary,
                         key="runs_open")  # fmt: skip
         return
-    speed, total_s = playing["speed"], replay_seconds(run, speed=playing["speed"])
+    clock: ReplayClock = playing["clock"]
 
-    def elapsed() -> float:
-        return time.monotonic() - playing["started"]
+    def so_far() -> list[TokenRecord]:
+        return records_until(run, clock.recorded_ms(time.monotonic()) / 1000, speed=1.0)
 
     def text() -> None:
-        records, finished = records_until(run, elapsed(), speed=speed), elapsed() >= total_s
+        records, finished = so_far(), clock.finished(run, now_s=time.monotonic())
         status = (
-            f"✅ Replayed: {len(records)} tokens at x{speed:g}."
+            f"✅ Replayed: {len(records)} tokens at x{clock.speed:g}."
             if finished
-            else f"▶ Replaying at x{speed:g}… {len(records)} of {len(run.events)} tokens."
+            else f"▶ Replaying at x{clock.speed:g}… {len(records)} of {len(run.events)} tokens."
         )
         if not records:
             st.html(f"<div class='ik-status'>{status}</div>")
@@ -186,20 +191,20 @@ def draw_trace(run: Trace, playing: dict | None) -> None:
         st.html(run_html(records, model=model, kv_cache=kv_cache, summary=summary, status=status, rich=finished))
 
     def charts_so_far() -> None:
-        records = records_until(run, elapsed(), speed=speed)
+        records = so_far()
         if records:
             summary = summarize(records, prompt_tokens=prompt_tokens)
             draw_run_charts(records, model=model, kv_cache=kv_cache, prompt_tokens=prompt_tokens, summary=summary,
                             key="runs_replay")  # fmt: skip
 
     def replaying() -> bool:
-        if elapsed() < total_s:
+        if not clock.finished(run, now_s=time.monotonic()):
             return True
         st.session_state.pop("runs_replaying", None)
         return False
 
     redraw_while(replaying, text, every=REPLAY_TEXT_SECONDS)
-    redraw_while(lambda: elapsed() < total_s, charts_so_far, every=REPLAY_CHART_SECONDS)
+    redraw_while(lambda: not clock.finished(run, now_s=time.monotonic()), charts_so_far, every=REPLAY_CHART_SECONDS)
 
 
 def compare(traces: list[Trace]) -> None:

@@ -93,7 +93,7 @@ def test_a_replay_of_the_reference_trace_fills_in_over_time():
     at.multiselect(key="runs_selected").set_value([reference]).run()
     at.radio(key="runs_replay_speed").set_value(4.0).run()
     at.button(key="runs_replay").click().run()
-    assert at.session_state["runs_replaying"]["speed"] == 4.0
+    assert at.session_state["runs_replaying"]["clock"].speed == 4.0
     shown, deadline = [], time.monotonic() + 20  # the 4.6 s recording takes ~1.2 s at x4
     while "runs_replaying" in at.session_state and time.monotonic() < deadline:
         time.sleep(0.15)
@@ -104,6 +104,24 @@ def test_a_replay_of_the_reference_trace_fills_in_over_time():
     partial = [count for count in shown if 0 < count < 96]
     assert len(set(partial)) >= 2, shown  # tokens appeared progressively, not all at once
     assert "Recorded: 96 tokens." in "".join(h.proto.body for h in at.get("html"))
+
+
+def test_a_new_speed_mid_replay_goes_on_from_where_the_replay_is():
+    """Seen: picking x4 during a x0.5 replay changed the control but not the replay."""
+    from engine.store import REFERENCE_DIR
+
+    reference = f"reference/{sorted(REFERENCE_DIR.glob('*.json'))[0].name}"
+    at = page()
+    at.multiselect(key="runs_selected").set_value([reference]).run()
+    at.radio(key="runs_replay_speed").set_value(0.5).run()
+    at.button(key="runs_replay").click().run()
+    time.sleep(1.0)
+    at.radio(key="runs_replay_speed").set_value(4.0).run()
+    clock = at.session_state["runs_replaying"]["clock"]
+    assert clock.speed == 4.0
+    # it had played ~1 s at x0.5 (~500 recorded ms, plus the reruns' own time): not restarted, not jumped ahead
+    assert 400 < clock.from_ms < 1500, clock
+    assert "Replaying at x4" in "".join(h.proto.body for h in at.get("html"))
 
 
 def test_comparing_two_traces_overlays_them_with_ratios(saved):

@@ -13,7 +13,7 @@ from test_cli import engine_cli
 from engine import GenerationSettings, TraceFormatError, run_trace, save_trace
 from engine.experiments import run_experiment, save_result
 from engine.experiments.result import default_result_path
-from engine.replay import records_until, replay, replay_seconds
+from engine.replay import ReplayClock, records_until, replay, replay_seconds
 from engine.report import compare_summaries, render_report
 from engine.store import REFERENCE_DIR, RunStore, check_run_dict, load_run
 from engine.trace import default_trace_path, read_json, write_json_atomic
@@ -215,6 +215,14 @@ def test_replay_in_real_time_keeps_the_recorded_rhythm(tiny_runs):
     )  # (1e-9 s: float rounding of the division)
     assert at_middle[-1] == middle
     assert len(at_middle) == len(trace.events) // 2 + 1
+
+
+def test_a_replay_clock_changes_speed_without_a_jump():
+    clock = ReplayClock(started_s=10.0, speed=0.5)
+    assert clock.recorded_ms(12.0) == pytest.approx(1000.0)  # 2 s at x0.5
+    faster = clock.at_speed(4.0, now_s=12.0)
+    assert faster.recorded_ms(12.0) == pytest.approx(clock.recorded_ms(12.0))  # same place at the switch
+    assert faster.recorded_ms(13.0) == pytest.approx(1000.0 + 4000.0)  # then 4 recorded s per second
 
 
 def test_a_comparison_puts_ratios_beside_the_figures(tiny_runs):
