@@ -59,10 +59,10 @@ def sized_fonts(layout: dict, *, size: float) -> dict:
     if isinstance(title, dict):
         sized["title"] = {
             **title,
-            "font": {**title.get("font", {}), "size": title.get("font", {}).get("size", size) * size / BASE_FONT},
+            "font": {**title.get("font", {}), "size": title.get("font", {}).get("size", BASE_FONT) * size / BASE_FONT},
         }
     sized["annotations"] = [
-        {**note, "font": {**note.get("font", {}), "size": note.get("font", {}).get("size", size) * size / BASE_FONT}}
+        {**note, "font": {**note.get("font", {}), "size": note.get("font", {}).get("size", BASE_FONT) * size / BASE_FONT}}
         for note in layout.get("annotations", [])
     ]
     return sized

@@ -84,6 +84,19 @@ def visible(text: str) -> str:
     return html.escape(text).replace("\n", "↵").replace("\t", "⇥")
 
 
+def visible_token(text: str) -> str:
+    """A candidate token for the popup's list: like `visible`, and its leading/trailing spaces shown as ␣.
+
+    " Paris" and "Paris" are different tokens (the first starts a new word); in a list of alternatives, without a
+    mark they would look the same.
+    """
+    core = text.strip(" ")
+    if not core:
+        return "␣" * len(text)
+    lead, trail = len(text) - len(text.lstrip(" ")), len(text) - len(text.rstrip(" "))
+    return "␣" * lead + visible(core) + "␣" * trail
+
+
 def token_chips(records: Sequence[TokenRecord], *, eos_token_ids: Sequence[int], rich: bool = True) -> str:
     """The answer as chips; hovering or clicking one shows its latency and the 5 likeliest alternatives.
 
@@ -96,7 +109,7 @@ def token_chips(records: Sequence[TokenRecord], *, eos_token_ids: Sequence[int],
     for r in records:
         label = visible(r.text) if r.text else ("⏹ end" if r.token_id in eos_token_ids else "…")
         rows = "".join(
-            f"<tr><td>{visible(alt.token) or '∅'}</td><td>{alt.prob:.1%}</td>"
+            f"<tr><td>{visible_token(alt.token) or '∅'}</td><td>{alt.prob:.1%}</td>"
             f"<td><span class='ik-bar' style='width:{max(alt.prob * 80, 1):.0f}px'></span></td></tr>"
             for alt in r.top
         )

@@ -1,0 +1,55 @@
+"""The HTML views and chart styling the pages share: what a visitor can tell apart, and type that scales."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.presentation import BASE_FONT, sized_fonts
+from app.views import token_chips, visible_token
+from engine.records import Alternative, TokenRecord
+
+
+def record(step: int, text: str, alternatives: tuple[str, ...]) -> TokenRecord:
+    top = tuple(Alternative(token=t, prob=0.5 / (i + 1)) for i, t in enumerate(alternatives))
+    return TokenRecord(
+        step=step, phase="prefill" if step == 0 else "decode", token_id=7, text=text, latency_ms=10.0 + step,
+        t_ms=10.0 * (step + 1), kv_cache_bytes=0, memory_bytes=0, logprob=-0.7, top=top,
+    )  # fmt: skip
+
+
+def test_alternatives_that_differ_only_by_a_leading_space_look_different():
+    """Seen: " Paris" and "Paris" side by side in a popup looked identical."""
+    assert visible_token(" Paris") == "␣Paris"
+    assert visible_token("Paris") == "Paris"
+    assert visible_token("end ") == "end␣"
+    assert visible_token("  ") == "␣␣"
+    assert visible_token(" <b>\n") == "␣&lt;b&gt;↵"  # still escaped, newline still shown
+    html = token_chips([record(0, " The", (" Paris", "Paris", "\n"))], eos_token_ids=())
+    assert "<td>␣Paris</td>" in html and "<td>Paris</td>" in html and "<td>↵</td>" in html
+
+
+def test_a_token_that_is_markup_stays_text():
+    html = token_chips([record(0, "<script>alert(1)</script>", ("<img src=x>",))], eos_token_ids=())
+    assert "<script>" not in html and "<img" not in html
+    assert "&lt;script&gt;" in html
+
+
+@pytest.mark.parametrize("size", [BASE_FONT, BASE_FONT * 1.45])
+def test_every_chart_text_gets_the_size_streamlit_would_otherwise_override(size):
+    """Streamlit's chart theme draws ticks and legends at 12 px unless each one is given a size of its own."""
+    layout = {
+        "font": {"size": 14},
+        "xaxis": {"title": {"text": "step"}},
+        "yaxis": {"title": "ms"},
+        "yaxis2": {"title": {"text": "MB"}, "overlaying": "y"},
+        "legend": {"orientation": "h"},
+        "annotations": [{"text": "10 s", "font": {"color": "red"}}, {"text": "note", "font": {"size": 12}}],
+    }
+    sized = sized_fonts(layout, size=size)
+    for name in ("xaxis", "yaxis", "yaxis2"):
+        assert sized[name]["tickfont"]["size"] == size
+        assert sized[name]["title"]["font"]["size"] == pytest.approx(size * 1.1)
+    assert sized["yaxis"]["title"]["text"] == "ms" and sized["yaxis2"]["overlaying"] == "y"
+    assert sized["legend"] == {"orientation": "h", "font": {"size": size}}
+    assert sized["annotations"][0]["font"] == {"color": "red", "size": size}
+    assert sized["annotations"][1]["font"]["size"] == pytest.approx(12 * size / BASE_FONT)  # keeps its proportion
