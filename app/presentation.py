@@ -55,16 +55,13 @@ def sized_fonts(layout: dict, *, size: float) -> dict:
                 "title": {**title, "font": {**title.get("font", {}), "size": size * 1.1}},
             }
     sized["legend"] = {**layout.get("legend", {}), "font": {**layout.get("legend", {}).get("font", {}), "size": size}}
-    title = layout.get("title")
-    if isinstance(title, dict):
-        sized["title"] = {
-            **title,
-            "font": {**title.get("font", {}), "size": title.get("font", {}).get("size", BASE_FONT) * size / BASE_FONT},
-        }
-    sized["annotations"] = [
-        {**note, "font": {**note.get("font", {}), "size": note.get("font", {}).get("size", BASE_FONT) * size / BASE_FONT}}
-        for note in layout.get("annotations", [])
-    ]
+
+    def scaled(font: dict) -> dict:  # a text with its own size keeps its proportion to the rest
+        return {**font, "size": font.get("size", BASE_FONT) * size / BASE_FONT}
+
+    if isinstance(layout.get("title"), dict):
+        sized["title"] = {**layout["title"], "font": scaled(layout["title"].get("font", {}))}
+    sized["annotations"] = [{**note, "font": scaled(note.get("font", {}))} for note in layout.get("annotations", [])]
     return sized
 
 
