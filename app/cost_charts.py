@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.figures import DECODE_COLOR, FORMULA_COLOR, PREFILL_COLOR, axis, figure
+from engine.figures import DECODE_COLOR, FORMULA_COLOR, PREFILL_COLOR, axis, figure, log_ticks
 
 ARTICLE_COLOR = "#ADB5BD"
 
@@ -26,7 +26,7 @@ def cost_across_hardware_chart(names: list[str], costs: list[float], labels: lis
         y_title="$ per million output tokens",
         showlegend=False,
         height=380,
-        yaxis=axis("$ per million output tokens (log scale)", type="log"),
+        yaxis=axis("$ per million output tokens (log scale)", type="log", **log_ticks(costs)),
     )
 
 

@@ -157,7 +157,7 @@ def cost_cards(plan: costs.WorkloadPlan, workload: costs.Workload, throughput: c
             f"{plan.energy_kwh_per_day_busy:,.3f} kWh.",
         )  # fmt: skip
     else:
-        cards[0].error(
+        cards[0].warning(  # a verdict on the workload, not a failure
             f"One request takes {plan.request_seconds:,.1f} s, over the {workload.latency_target_s:g} s target: no "
             "number of these machines meets it at this throughput. Fewer output tokens, faster hardware or a "
             "smaller model would."

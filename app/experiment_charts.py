@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.experiments import ExperimentResult
-from engine.figures import DECODE_COLOR, FORMULA_COLOR, LIMIT_COLOR, PREFILL_COLOR, axis, figure
+from engine.figures import DECODE_COLOR, FORMULA_COLOR, LIMIT_COLOR, PREFILL_COLOR, axis, figure, log_ticks
 
 TRAIN_COLOR = "#8E44AD"
 PART_COLORS = {  # where memory goes, in stacking order
@@ -40,6 +40,21 @@ def line(
     return {**spec, "yaxis": y_axis} if y_axis else spec
 
 
+def whiskers(rows: list[dict], middle: str, *, low: str, high: str) -> dict:
+    """Error bars from each row's low to high field around its middle (none for results saved without them)."""
+    if not rows or not all(low in row and high in row for row in rows):
+        return {}
+    return {
+        "error_y": {
+            "type": "data",
+            "symmetric": False,
+            "array": [row[high] - row[middle] for row in rows],
+            "arrayminus": [row[middle] - row[low] for row in rows],
+            "color": "#52606D",
+        }
+    }
+
+
 def prefill_speed_chart(result: ExperimentResult) -> dict:
     """Prefill tokens/s against prompt length (log axis), with decode tokens/s at the same context."""
     lengths = result.column("prompt_tokens")
@@ -62,8 +77,14 @@ def prefill_speed_chart(result: ExperimentResult) -> dict:
         ],
         x_title="prompt length (tokens)",
         y_title="tokens per second",
-        xaxis=axis("prompt length (tokens)", type="log"),
-        yaxis=axis("tokens per second", type="log"),
+        xaxis=axis(
+            "prompt length (tokens), log scale", type="log", tickvals=lengths, ticktext=[f"{n:,}" for n in lengths]
+        ),
+        yaxis=axis(
+            "tokens per second, log scale",
+            type="log",
+            **log_ticks(result.column("prefill_tokens_per_s") + result.column("decode_tokens_per_s")),
+        ),
     )
 
 
@@ -78,7 +99,8 @@ def prefill_time_chart(result: ExperimentResult) -> dict:
                 "x": [str(n) for n in lengths],
                 "y": result.column("prefill_ms"),
                 "marker": {"color": PREFILL_COLOR},
-                "hovertemplate": "%{x} tokens read in %{y:,.0f} ms<extra></extra>",
+                "hovertemplate": "%{x} tokens read in %{y:,.0f} ms (median pass)<extra></extra>",
+                **whiskers(result.rows, "prefill_ms", low="prefill_min_ms", high="prefill_max_ms"),
             },
             {
                 "type": "bar",
@@ -86,7 +108,8 @@ def prefill_time_chart(result: ExperimentResult) -> dict:
                 "x": [str(n) for n in lengths],
                 "y": result.column("itl_ms"),
                 "marker": {"color": DECODE_COLOR},
-                "hovertemplate": "one token after %{x}: %{y:,.1f} ms<extra></extra>",
+                "hovertemplate": "one token after %{x}: %{y:,.1f} ms (median step)<extra></extra>",
+                **whiskers(result.rows, "itl_ms", low="itl_p10_ms", high="itl_p90_ms"),
             },
         ],
         x_title="prompt length (tokens)",
@@ -168,6 +191,8 @@ def batch_chart(result: ExperimentResult) -> dict:
             "side": "right",
             "rangemode": "tozero",
             "showgrid": False,
+            "tickmode": "auto",  # its own round numbers, not ticks lined up with the left axis (21.6, 43.2, …)
+            "nticks": 6,
         },
     )
 
@@ -211,6 +236,7 @@ def answer_time_chart(result: ExperimentResult, *, budget_s: float) -> dict:
                 "yanchor": "bottom",
                 "xanchor": "left",
                 "font": {"color": LIMIT_COLOR},
+                "bgcolor": "rgba(255, 255, 255, 0.9)",  # readable where it crosses a bar
             }
         ],
     )

@@ -21,7 +21,7 @@ from engine import TokenRecord, TraceFormatError, summarize
 from engine import figures as charts
 from engine.experiments import ExperimentResult
 from engine.replay import SPEEDS, ReplayClock, records_until
-from engine.report import compare_summaries, render_report, run_name
+from engine.report import compare_summaries, render_report, run_names
 from engine.store import RunEntry, RunStore
 from engine.trace import Trace, trace_csv, trace_json
 
@@ -210,7 +210,8 @@ def draw_trace(run: Trace, playing: dict | None) -> None:
 def compare(traces: list[Trace]) -> None:
     """Two or more traces: their summaries with ratios to the first, and the per-token charts overlaid."""
     st.markdown(explanation("runs", "compare"))
-    names = [f"run {index + 1}: {run_name(trace)}" for index, trace in enumerate(traces)]
+    names = run_names(traces)
+    st.text("\n".join(names))  # what sets the runs apart; the table's and charts' "run N" refer to these
     st.dataframe(pd.DataFrame(compare_summaries(traces)), hide_index=True)
     left, right = st.columns(2)
     for index, (title, metric) in enumerate(charts.OVERLAYS):

@@ -7,6 +7,7 @@ redraw on the same CPU the model is using. Streamlit validates the dict once whe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from engine.records import TokenRecord
@@ -24,6 +25,17 @@ TEN_SECONDS_MS = 10_000  # the seed article's "people give up after about ten se
 def axis(title: str, **extra: object) -> dict:
     """An axis with a title and light grid lines."""
     return {"title": {"text": title}, "gridcolor": GRID_COLOR, "zerolinecolor": GRID_COLOR, **extra}
+
+
+def log_ticks(values: Sequence[float]) -> dict:
+    """Tick settings for a log axis: 1-2-5 steps labelled in full (plotly's default writes "2 3 4 … 100 2 3")."""
+    positive = [v for v in values if v and v > 0]
+    if not positive:
+        return {}
+    low, high = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
+    ticks = [m * 10**e for e in range(low, high + 1) for m in (1, 2, 5)]
+    ticks = [t for t in ticks if min(positive) / 2.5 <= t <= max(positive) * 2.5]
+    return {"tickvals": ticks, "ticktext": [f"{t:,.10g}" for t in ticks]}
 
 
 def figure(data: list[dict], *, x_title: str, y_title: str, height: int = 300, **layout: object) -> dict:
@@ -161,8 +173,10 @@ def budget_chart(total_ms: float, ttft_ms: float) -> dict:
         bars,
         x_title="seconds",
         y_title="",
-        height=190,
+        height=230,
         barmode="stack",
+        # the legend under the axis: above the bar it collided with the "10 s" note once a run passed 10 s
+        legend={"orientation": "h", "yanchor": "top", "y": -0.55, "x": 0},
         xaxis=axis("seconds", range=[0, max(limit_s, total_ms / 1000) * 1.05]),
         shapes=[
             {

@@ -31,6 +31,44 @@ def run_name(trace: Trace) -> str:
     return f"{model['name']} · {model['dtype']} · {model['device']} · {trace.created_at[:16].replace('T', ' ')}"
 
 
+def run_facets(trace: Trace) -> dict[str, str]:
+    """What can set two runs apart, each as it reads in a label (model, hardware, settings that change the picture)."""
+    settings, model, hardware = trace.settings, trace.model, trace.hardware
+    temperature = float(settings.get("temperature", 0.0))
+    return {
+        "model": str(model.get("name")),
+        "dtype": str(model.get("dtype")),
+        "device": str(model.get("device")),
+        "hardware": str(hardware.get("gpu") or hardware.get("cpu")),
+        "threads": f"{hardware.get('torch_threads')} threads",
+        "KV cache": "KV cache on" if settings.get("kv_cache", True) else "KV cache off",
+        "temperature": "greedy" if temperature == 0 else f"temperature {temperature:g}",
+        "seed": f"seed {settings.get('seed')}",
+        "path": f"path {settings['path']}" if "path" in settings else "path eager",
+        "batch": f"batch {settings.get('batch_size', 1)}",
+        "chat template": "chat template" if settings.get("chat_template", True) else "no chat template",
+        "prompt": f"“{trace.prompt['text'][:30]}”",
+        "max new tokens": f"max {settings.get('max_new_tokens')} tokens",
+    }
+
+
+def run_names(traces: list[Trace]) -> list[str]:
+    """Names for compared runs that say what differs between them: "run 2: KV cache off, float16".
+
+    Runs differing only in a setting used to get identical names (model · dtype · device · minute); now each name
+    lists the facets whose values are not the same in every run, and the time only when nothing else differs.
+    """
+    facets = [run_facets(trace) for trace in traces]
+    differing = [name for name in facets[0] if len({facet[name] for facet in facets}) > 1] if len(traces) > 1 else []
+    names = []
+    for index, (trace, facet) in enumerate(zip(traces, facets, strict=True)):
+        parts = [facet[name] for name in differing] or [run_name(trace)]
+        if len(traces) > 1 and len({tuple(f[n] for n in differing) for f in facets}) < len(traces):
+            parts.append(trace.created_at[11:19])  # two runs alike in every facet: their time tells them apart
+        names.append(f"run {index + 1}: {', '.join(parts)}")
+    return names
+
+
 def compare_summaries(traces: list[Trace]) -> list[dict]:
     """One row per headline figure: each run's value and its ratio to the first run's."""
     rows = []
@@ -85,7 +123,7 @@ def render_report(runs: list[Trace | ExperimentResult], *, title: str = "Inferen
 
     traces = [run for run in runs if isinstance(run, Trace)]
     results = [run for run in runs if isinstance(run, ExperimentResult)]
-    names = [f"run {index + 1}: {run_name(trace)}" for index, trace in enumerate(traces)]
+    names = run_names(traces)
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         f"<p class='meta'>Made {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by Inference "

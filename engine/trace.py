@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from engine.errors import TraceFormatError
-from engine.records import Alternative, Summary, TokenRecord
+from engine.records import Alternative, Summary, TokenRecord, summarize
 
 SCHEMA_VERSION = 1
 MAX_TRACE_FILE_BYTES = 64 * 1024 * 1024  # a larger file is refused before parsing
@@ -79,11 +79,7 @@ class Trace:
     def from_dict(cls, data: object) -> Trace:
         """Rebuild a trace from its JSON form; TraceFormatError names the first thing that is wrong."""
         check_trace_dict(data)
-        events = tuple(
-            TokenRecord(**{**event, "top": tuple(Alternative(**alt) for alt in event["top"])})
-            for event in data["events"]
-        )
-        summary = Summary(**{name: data["summary"].get(name) for name in SUMMARY_FIELDS})
+        events, summary = events_of(data), summary_of(data)
         return cls(
             schema_version=data["schema_version"],
             created_at=data["created_at"],
@@ -96,6 +92,18 @@ class Trace:
             summary=summary,
             finish_reason=data["finish_reason"],
         )
+
+
+def events_of(data: dict) -> tuple[TokenRecord, ...]:
+    """The token records of a trace dict whose structure has been checked."""
+    return tuple(
+        TokenRecord(**{**event, "top": tuple(Alternative(**alt) for alt in event["top"])}) for event in data["events"]
+    )
+
+
+def summary_of(data: dict) -> Summary:
+    """The summary a trace dict carries (as written, not recomputed)."""
+    return Summary(**{name: data["summary"].get(name) for name in SUMMARY_FIELDS})
 
 
 # ---- validation: every check names the place that is wrong -------------------------------------------------
@@ -113,6 +121,7 @@ RECORD_TYPES = {
     "top": list,
 }
 SUMMARY_FIELDS = tuple(field.name for field in fields(Summary))
+SUMMARY_TOLERANCE_MS = 0.01  # JSON keeps times to the microsecond; a recomputed figure may differ by rounding
 MODEL_FIELDS = {
     "name": str,
     "parameters": int,
@@ -211,6 +220,37 @@ def check_trace_dict(data: object) -> None:
             raise TraceFormatError(f"summary: the field {name!r} is missing")
         if summary[name] is not None and not type_ok(summary[name], float):
             raise TraceFormatError(f"summary.{name}: expected a number or null, got {summary[name]!r:.40}")
+    check_summary_matches_events(data)
+
+
+def check_summary_matches_events(data: dict) -> None:
+    """Refuse a trace whose summary is not what its own events give (an edited or foreign file would mislead).
+
+    Seen: an imported file claimed a 1.0 ms TTFT while its events replayed a 343 ms one. Every figure is
+    recomputed from the events; the peak memory may be above the events' own (a peak measured between them).
+    """
+    written = summary_of(data)
+    events = events_of(data)
+    recomputed = summarize(
+        events, prompt_tokens=len(data["prompt"]["tokens"]), peak_memory_bytes=written.peak_memory_bytes
+    )
+    for name in SUMMARY_FIELDS:
+        claimed, actual = getattr(written, name), getattr(recomputed, name)
+        if name == "peak_memory_bytes":
+            actual = max(event.memory_bytes for event in events)
+            if claimed is not None and claimed < actual:
+                raise TraceFormatError(
+                    f"summary.peak_memory_bytes says {claimed:,} but its events reach {actual:,}: the summary does "
+                    "not come from these events"
+                )
+            continue
+        if (claimed is None) != (actual is None) or (
+            claimed is not None and abs(claimed - actual) > SUMMARY_TOLERANCE_MS + 1e-3 * abs(actual)
+        ):
+            raise TraceFormatError(
+                f"summary.{name} says {claimed!r:.12} but the events give {actual!r:.12}: the summary does not come "
+                "from these events (recorded files are not edited by hand)"
+            )
 
 
 # ---- files: written whole or not at all -----------------------------------------------------------------------

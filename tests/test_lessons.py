@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.experiments import roofline, train_vs_infer
+from engine.experiments import kv_cache, prefill, roofline, train_vs_infer
 
 
 def mode_row(mode: str, *, time_ms: float, peak: int, tokens: int, kv: int = 0) -> dict:
@@ -125,3 +125,53 @@ def test_a_benchmark_slower_than_the_model_itself_is_no_peak():
     assert rows[1]["mfu"] == 1.0
     assert list(notes) == ["bfloat16"]
     assert "ran at 0.9 GFLOP/s, slower than the model's own prefill (19.0 GFLOP/s)" in notes["bfloat16"]
+
+
+def prefill_row(tokens: int, *, itl: float, p10: float, p90: float) -> dict:
+    return {
+        "prompt_tokens": tokens, "prefill_ms": tokens * 2.0, "prefill_min_ms": tokens * 1.9,
+        "prefill_max_ms": tokens * 2.2, "prefill_tokens_per_s": 500.0, "prefill_ms_per_token": 2.0,
+        "itl_ms": itl, "itl_p10_ms": p10, "itl_p90_ms": p90, "decode_tokens_per_s": 1000 / itl,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("short", "long", "verdict"),
+    [
+        # seen on screen: 150 ms after 16 tokens, 87 ms after 1,024, under a text saying the long one may be slower
+        ((150, 95, 160), (87, 80, 92), "which a bigger KV cache cannot cause"),
+        ((80, 75, 86), (83, 78, 90), "within this machine's noise"),
+        ((80, 75, 84), (120, 110, 130), "slower after the long order"),
+    ],
+)
+def test_decode_after_a_long_prompt_is_said_as_far_as_its_spread_allows(short, long, verdict):
+    rows = [
+        prefill_row(16, itl=short[0], p10=short[1], p90=short[2]),
+        prefill_row(1024, itl=long[0], p10=long[1], p90=long[2]),
+    ]
+    sentence = prefill.finding(rows)
+    assert verdict in sentence
+    assert (
+        f"{short[0]:,.1f} ms per token after the short order (most steps {short[1]:,.1f}–{short[2]:,.1f} ms)"
+        in sentence
+    )
+
+
+def kv_rows(*, prefill_on: float, prefill_off: float, decode_on: list[float]) -> list[dict]:
+    rows = [{"kv_cache": True, "step": 0, "latency_ms": prefill_on}]
+    rows += [{"kv_cache": True, "step": i + 1, "latency_ms": ms} for i, ms in enumerate(decode_on)]
+    rows += [{"kv_cache": False, "step": 0, "latency_ms": prefill_off}]
+    rows += [{"kv_cache": False, "step": i + 1, "latency_ms": 100.0 + 10 * i} for i in range(len(decode_on))]
+    return rows
+
+
+def test_the_same_prefill_timed_alike_in_both_runs_is_said_alike():
+    sentence = kv_cache.prefill_step(kv_rows(prefill_on=190, prefill_off=185, decode_on=[90, 92, 91, 95, 89] * 4))
+    assert "190 ms with the cache and 185 ms without: alike" in sentence
+
+
+def test_the_same_prefill_timed_far_apart_is_called_noise_not_a_lesson():
+    """Seen: the chart showed the prefill step slower with the cache (290 vs 185 ms) without a word."""
+    sentence = kv_cache.prefill_step(kv_rows(prefill_on=290, prefill_off=185, decode_on=[90, 92, 91, 95, 89] * 4))
+    assert "290 ms with the cache and 185 ms without: 1.6x apart" in sentence
+    assert "machine was busier" in sentence

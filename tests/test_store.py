@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import os
+from dataclasses import replace
 
 import pytest
 from conftest import SMALL, make_tiny_model
@@ -14,7 +15,7 @@ from engine import GenerationSettings, TraceFormatError, run_trace, save_trace
 from engine.experiments import run_experiment, save_result
 from engine.experiments.result import default_result_path
 from engine.replay import ReplayClock, records_until, replay, replay_seconds
-from engine.report import compare_summaries, render_report
+from engine.report import compare_summaries, render_report, run_name, run_names
 from engine.store import REFERENCE_DIR, RunStore, check_run_dict, load_run
 from engine.trace import default_trace_path, read_json, write_json_atomic
 
@@ -132,6 +133,9 @@ def broken_files(trace: dict) -> list[tuple[str, bytes, str]]:
     negative["events"][0]["latency_ms"] = -1
     wrong_version = {**trace, "schema_version": 99}
     missing = {key: value for key, value in trace.items() if key != "summary"}
+    # seen: a summary claiming a 1.0 ms TTFT over events that replay a 343 ms one
+    flattering = {**trace, "summary": {**trace["summary"], "ttft_ms": trace["events"][0]["t_ms"] / 343}}
+    understated = {**trace, "summary": {**trace["summary"], "peak_memory_bytes": 1}}
     hostile_row = {
         "schema_version": 1,
         "kind": "experiment",
@@ -156,6 +160,8 @@ def broken_files(trace: dict) -> list[tuple[str, bytes, str]]:
         ("missing.json", json.dumps(missing).encode(), "'summary' is missing"),
         ("nested.json", json.dumps(hostile_row).encode(), "rows are flat"),
         ("nan.json", text.replace('"ttft_ms": ', '"ttft_ms": NaN, "x": ', 1).encode(), "summary.ttft_ms"),
+        ("flattering.json", json.dumps(flattering).encode(), r"summary.ttft_ms says \S+ but the events give"),
+        ("understated.json", json.dumps(understated).encode(), "summary.peak_memory_bytes says 1 but its events"),
     ]
 
 
@@ -281,3 +287,19 @@ def test_every_shipped_reference_trace_is_valid_and_says_where_it_came_from():
     assert {e.path.split("/")[0] for e in RunStore().references()} == {"reference"}
     with pytest.raises(TraceFormatError, match="cannot be changed"):
         RunStore().delete(f"reference/{files[0].name}")
+
+
+def test_compared_runs_are_named_by_what_differs(tiny_runs):
+    """Seen: runs differing only in the KV cache or temperature were labelled identically in compare and report."""
+    first, second, _ = tiny_runs
+    names = run_names([first, second])
+    assert names[0].startswith("run 1: ") and names[1].startswith("run 2: ")
+    assert "KV cache on" in names[0] and "KV cache off" in names[1]  # what differs is named
+    assert "“soup of the day" in names[0] and "max 12 tokens" in names[0] and "max 20 tokens" in names[1]
+    assert first.model["name"] not in names[0]  # what is the same is left out
+    warm = replace(first, settings={**first.settings, "temperature": 0.7})
+    assert run_names([first, warm]) == ["run 1: greedy", "run 2: temperature 0.7"]
+    twin = replace(first, created_at=first.created_at[:11] + "23:59:59" + first.created_at[19:])
+    alike = run_names([first, twin])
+    assert alike[0] != alike[1] and alike[1].endswith("23:59:59")  # alike in every facet: the time tells them apart
+    assert run_names([first]) == [f"run 1: {run_name(first)}"]

@@ -53,3 +53,14 @@ def test_every_chart_text_gets_the_size_streamlit_would_otherwise_override(size)
     assert sized["legend"] == {"orientation": "h", "font": {"size": size}}
     assert sized["annotations"][0]["font"] == {"color": "red", "size": size}
     assert sized["annotations"][1]["font"]["size"] == pytest.approx(12 * size / BASE_FONT)  # keeps its proportion
+
+
+def test_log_axes_get_full_labels_in_one_two_five_steps():
+    """Seen: plotly's own log ticks read "2 3 4 … 100 2 3" (and its small minor labels did not grow on a projector)."""
+    from engine.figures import log_ticks
+
+    ticks = log_ticks([16, 64, 256, 1024])
+    assert ticks["tickvals"] == [10, 20, 50, 100, 200, 500, 1000, 2000]
+    assert ticks["ticktext"] == ["10", "20", "50", "100", "200", "500", "1,000", "2,000"]
+    assert log_ticks([0.04, 3.7])["ticktext"] == ["0.02", "0.05", "0.1", "0.2", "0.5", "1", "2", "5"]
+    assert log_ticks([0, None]) == {}

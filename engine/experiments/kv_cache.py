@@ -36,6 +36,10 @@ class KvCacheOptions(Options):
 def run(loaded: LoadedModel, options: KvCacheOptions, progress: Progress) -> Measured:
     """Generate the same answer with the cache on, then off; one row per token of each run."""
     rows, runs = [], {}
+    progress(0.0, "Warming up (two tokens, not measured)")
+    warm_up = GenerationSettings(max_new_tokens=2, stop_at_eos=False)
+    for _ in stream_generate(loaded, prepare_request(loaded, options.prompt, settings=warm_up)):
+        pass  # the first pass of a process pays one-off costs (allocations, thread start) the first run would carry
     for index, kv_cache in enumerate((True, False)):
         settings = GenerationSettings(max_new_tokens=options.new_tokens, kv_cache=kv_cache, stop_at_eos=False)
         request = prepare_request(loaded, options.prompt, settings=settings)
@@ -87,6 +91,24 @@ def edge_means(values: list[float], *, share: float = 0.1) -> tuple[float, float
     return sum(values[:count]) / count, sum(values[-count:]) / count
 
 
+PREFILL_ALIKE = 0.15  # two single prefill timings this close (or closer than the decode steps' spread) are alike
+
+
+def prefill_step(rows: list[dict]) -> str:
+    """Step 0 is the same prefill in both runs: say whether its two timings agree, or that one was disturbed."""
+    on = next(row["latency_ms"] for row in rows if row["kv_cache"] and row["step"] == 0)
+    off = next(row["latency_ms"] for row in rows if not row["kv_cache"] and row["step"] == 0)
+    steps = sorted(decode_latencies(rows, kv_cache=True))
+    noise = (steps[int(0.9 * (len(steps) - 1))] - steps[int(0.1 * (len(steps) - 1))]) / steps[len(steps) // 2]
+    said = f"Step 0, the same prefill in both runs, took {on:,.0f} ms with the cache and {off:,.0f} ms without"
+    if abs(on / off - 1) <= max(PREFILL_ALIKE, noise):
+        return f"{said}: alike, as they should be"
+    return (
+        f"{said}: {max(on, off) / min(on, off):.1f}x apart, more than the {noise:.0%} spread of the decode steps, "
+        "for the same work: one timing each, and the machine was busier during one (run it again to see)"
+    )
+
+
 def finding(rows: list[dict], details: dict) -> str:
     """One sentence: how the per-token cost grew without the cache, and what the cache held."""
     on, off = details["runs"]["on"], details["runs"]["off"]
@@ -109,5 +131,5 @@ def finding(rows: list[dict], details: dict) -> str:
         f"and the {off['tokens']} tokens took {fmt_ms(off['total_ms'])}; with the cache it went from "
         f"{on_start:,.0f} to {on_end:,.0f} ms "
         f"and the answer took {fmt_ms(on['total_ms'])} ({off['total_ms'] / on['total_ms']:.1f}x faster) "
-        f"for {fmt_bytes(on['kv_cache_bytes'])} of prep station; {agreement}."
+        f"for {fmt_bytes(on['kv_cache_bytes'])} of prep station; {agreement}. {prefill_step(rows)}."
     )

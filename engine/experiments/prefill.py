@@ -79,19 +79,50 @@ def run(loaded: LoadedModel, options: PrefillOptions, progress: Progress) -> Mea
             step_times += steps
             work_done += length
         prefill_ms, itl_ms = statistics.median(prefill_times), statistics.median(step_times)
+        itl_p10_ms, itl_p90_ms = spread(step_times)
         rows.append(
             {
                 "prompt_tokens": length,
                 "prefill_ms": prefill_ms,
+                "prefill_min_ms": min(prefill_times),
+                "prefill_max_ms": max(prefill_times),
                 "prefill_tokens_per_s": length / (prefill_ms / 1000),
                 "prefill_ms_per_token": prefill_ms / length,
                 "itl_ms": itl_ms,
+                "itl_p10_ms": itl_p10_ms,
+                "itl_p90_ms": itl_p90_ms,
                 "decode_tokens_per_s": 1000 / itl_ms,
             }
         )
     progress(1.0, "Done")
     details = {"capped_lengths": capped, "context_length": loaded.facts.context_length}
     return Measured(rows=rows, details=details, finding=finding(rows))
+
+
+def spread(times: list[float]) -> tuple[float, float]:
+    """The 10th and 90th percentile of some timings: the range most of them fell in (the extremes left out)."""
+    if len(times) < 2:
+        return times[0], times[0]
+    deciles = statistics.quantiles(times, n=10, method="inclusive")
+    return deciles[0], deciles[-1]
+
+
+def decode_after(first: dict, last: dict) -> str:
+    """What a decode step cost after the short prompt and after the long one, said as far as the spread allows."""
+    short, long = first["itl_ms"], last["itl_ms"]
+    said = (
+        f"{short:,.1f} ms per token after the short order (most steps {first['itl_p10_ms']:,.1f}–"
+        f"{first['itl_p90_ms']:,.1f} ms) and {long:,.1f} ms after the long one ({last['itl_p10_ms']:,.1f}–"
+        f"{last['itl_p90_ms']:,.1f} ms)"
+    )
+    if last["itl_p10_ms"] <= first["itl_p90_ms"] and first["itl_p10_ms"] <= last["itl_p90_ms"]:
+        return f"{said}: the ranges overlap, so any effect of the longer context is within this machine's noise"
+    if long > short:
+        return f"{said}: slower after the long order, whose bigger KV cache each step reads"
+    return (
+        f"{said}: faster after the long order, which a bigger KV cache cannot cause, so the machine itself was "
+        "busier during the short one (run it again to see)"
+    )
 
 
 def finding(rows: list[dict]) -> str:
@@ -121,6 +152,5 @@ def finding(rows: list[dict]) -> str:
         f"Reading a {last['prompt_tokens']:,}-token order took {last['prefill_ms']:,.0f} ms, {trend} than a "
         f"{first['prompt_tokens']:,}-token one "
         f"({last['prefill_tokens_per_s']:,.0f} vs {first['prefill_tokens_per_s']:,.0f} tokens/s){peak}, "
-        "while cooking stayed one token at a time: "
-        f"{first['itl_ms']:,.1f} ms per token after the short order and {last['itl_ms']:,.1f} ms after the long one."
+        f"while cooking stayed one token at a time: {decode_after(first, last)}."
     )
