@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from engine.figures import DECODE_COLOR, FORMULA_COLOR, PREFILL_COLOR, axis, figure, log_ticks
 
 ARTICLE_COLOR = "#ADB5BD"
@@ -10,11 +12,13 @@ ARTICLE_COLOR = "#ADB5BD"
 def cost_across_hardware_chart(names: list[str], costs: list[float], labels: list[str], *, chosen: str) -> dict:
     """Cost per million output tokens on each machine; the chosen one highlighted."""
     colors = [PREFILL_COLOR if name == chosen else DECODE_COLOR for name in names]
+    # names wrapped on a few short lines, level: slanted long names collided and squeezed the axis title away
+    wrapped = ["<br>".join(textwrap.wrap(name, 16)) for name in names]
     return figure(
         [
             {
                 "type": "bar",
-                "x": names,
+                "x": wrapped,
                 "y": costs,
                 "text": labels,
                 "textposition": "outside",
@@ -25,8 +29,9 @@ def cost_across_hardware_chart(names: list[str], costs: list[float], labels: lis
         x_title="",
         y_title="$ per million output tokens",
         showlegend=False,
-        height=380,
-        yaxis=axis("$ per million output tokens (log scale)", type="log", **log_ticks(costs)),
+        height=400,
+        xaxis=axis("", tickangle=0),
+        yaxis=axis("$ per 1M output tokens (log scale)", type="log", **log_ticks(costs)),
     )
 
 
@@ -73,5 +78,6 @@ def market_chart(market: dict) -> dict:
         y_title=f"capital spending by {market['year']} ($B)",
         showlegend=False,
         height=300,
-        title={"text": "Analyst projection cited by the seed article — not measured here", "font": {"size": 13}},
+        title={"text": "Analyst projection cited by the seed article<br>(not measured here)", "font": {"size": 13}},
+        margin={"l": 10, "r": 10, "t": 60, "b": 10},
     )

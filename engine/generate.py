@@ -8,6 +8,8 @@ clock has stopped. On CUDA/MPS the device is synchronized before every clock rea
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -15,7 +17,7 @@ from typing import Protocol
 import torch
 from transformers import DynamicCache
 
-from engine.errors import GenerationCancelled, PromptError
+from engine.errors import EngineError, GenerationCancelled, PromptError
 from engine.hardware import device_clock_ns, memory_probe
 from engine.loading import LoadedModel
 from engine.records import Alternative, TokenRecord
@@ -105,17 +107,34 @@ def make_sampler(
     return sample
 
 
+@functools.cache
+def cache_keyword(model_class: type) -> str:
+    """The name a model's forward takes its KV cache by: `cache` in recent transformers, `past_key_values` before.
+
+    Found on a GPU machine with transformers 5.17: passed by the newer name, the cache was silently ignored, so
+    every decode step saw one token without context and the answer was "The-------" (and 0 bytes of cache).
+    """
+    parameters = inspect.signature(model_class.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
 @torch.inference_mode()
 def prefill(model: torch.nn.Module, input_ids: torch.Tensor, cache: DynamicCache | None) -> torch.Tensor:
     """Read a whole sequence (1, T) in one forward pass; return the last position's logits (1, vocab)."""
-    output = model(input_ids=input_ids, cache=cache, use_cache=cache is not None, logits_to_keep=1)
+    cached = {cache_keyword(type(model)): cache} if cache is not None else {}
+    output = model(input_ids=input_ids, use_cache=cache is not None, logits_to_keep=1, **cached)
+    if cache is not None and cache.get_seq_length() < input_ids.shape[1]:
+        raise EngineError(
+            f"the model did not fill the KV cache (it holds {cache.get_seq_length()} of {input_ids.shape[1]} "
+            "positions): this transformers version takes the cache by another name; please report it"
+        )
     return output.logits[:, -1, :]  # (1, vocab)
 
 
 @torch.inference_mode()
 def decode_one_token(model: torch.nn.Module, token: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
     """Read one new token (1, 1) against the cached keys and values; return its logits (1, vocab)."""
-    output = model(input_ids=token, cache=cache, use_cache=True)
+    output = model(input_ids=token, use_cache=True, **{cache_keyword(type(model)): cache})
     return output.logits[:, -1, :]  # (1, vocab)
 
 

@@ -188,7 +188,8 @@ def chart_text_problems(page) -> list[str]:
     return page.evaluate(
         """() => {
           const problems = [];
-          document.querySelectorAll('[data-testid=stPlotlyChart], .js-plotly-plot').forEach((chart, index) => {
+          const inApp = document.querySelectorAll('[data-testid=stPlotlyChart]');
+          (inApp.length ? inApp : document.querySelectorAll('.js-plotly-plot')).forEach((chart, index) => {
             const frame = chart.getBoundingClientRect();
             const boxes = Array.from(chart.querySelectorAll('.main-svg text, .infolayer text'))
               .filter(t => t.textContent.trim() && getComputedStyle(t).visibility !== 'hidden'

@@ -13,8 +13,10 @@ from conftest import make_tiny_model
 from transformers import DynamicCache
 
 from engine import GenerationCancelled, GenerationSettings, PromptError, SettingsError, prepare_request, run_trace
+from engine.errors import EngineError
 from engine.generate import (
     StreamingDetokenizer,
+    cache_keyword,
     decode_one_token,
     generate_step,
     kv_cache_bytes,
@@ -243,3 +245,35 @@ def test_a_slow_consumer_never_lands_inside_a_timed_step(tiny):
         assert record.latency_ms < 30, f"step {record.step} took {record.latency_ms:.1f} ms: the sleep was inside it"
     for earlier, later in itertools.pairwise(records):
         assert later.t_ms - earlier.t_ms >= 30  # the clock kept running between steps, sleep included
+
+
+def test_the_cache_goes_by_the_name_the_installed_transformers_takes():
+    """transformers renamed `past_key_values` to `cache`; passed by a name a version lacks, it was silently dropped."""
+
+    class Newer(torch.nn.Module):
+        def forward(self, input_ids, cache=None, use_cache=None, **kwargs): ...
+
+    class Older(torch.nn.Module):
+        def forward(self, input_ids, past_key_values=None, use_cache=None, **kwargs): ...
+
+    assert cache_keyword(Newer) == "cache"
+    assert cache_keyword(Older) == "past_key_values"
+
+
+def test_a_model_that_drops_the_cache_is_an_error_not_a_garbled_answer(tiny):
+    """Seen with transformers 5.17 on an H200 and here: every token after the first was "-" and the cache 0 bytes."""
+
+    class DropsTheCache(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.config = inner, inner.config
+
+        def forward(self, input_ids, cache=None, use_cache=None, **kwargs):
+            return self.inner(input_ids=input_ids, use_cache=False, **kwargs)
+
+    ids = torch.tensor([[1, 2, 3, 4]])  # (1, 4)
+    cache = DynamicCache(config=tiny.model.config)
+    prefill(tiny.model, ids, cache)
+    assert cache.get_seq_length() == 4  # the real model fills it
+    with pytest.raises(EngineError, match="did not fill the KV cache"):
+        prefill(DropsTheCache(tiny.model), ids, DynamicCache(config=tiny.model.config))
