@@ -17,7 +17,7 @@ from engine.experiments.result import default_result_path
 from engine.replay import ReplayClock, records_until, replay, replay_seconds
 from engine.report import compare_summaries, render_report, run_name, run_names
 from engine.store import REFERENCE_DIR, RunStore, check_run_dict, load_run
-from engine.trace import default_trace_path, read_json, write_json_atomic
+from engine.trace import Trace, default_trace_path, read_json, write_json_atomic
 
 
 @pytest.fixture(scope="module")
@@ -275,15 +275,24 @@ def test_the_cli_validates_and_reports(tiny_runs, tmp_path):
     assert not (tmp_path / "never.html").exists()
 
 
-def test_every_shipped_reference_trace_is_valid_and_says_where_it_came_from():
+def test_every_shipped_reference_run_is_valid_and_says_where_it_came_from():
     files = sorted(REFERENCE_DIR.glob("*.json"))
     assert files, "assets/traces ships at least one reference trace"
+    kinds = set()
     for path in files:
         data = read_json(path)
-        check_run_dict(data)
+        check_run_dict(data)  # a trace's summary is also checked against its events
         assert len(data["reference_note"]) > 40
         assert data["hardware"]
-        assert len(load_run(path).events) >= 32
+        run = load_run(path)
+        kinds.add(data.get("kind"))
+        if isinstance(run, Trace):
+            assert len(run.events) >= 32
+            assert run.events[-1].kv_cache_bytes > 0  # recorded with a working cache (not the dropped-cache bug)
+        else:
+            assert run.rows and run.finding
+    assert "trace" in kinds
+    assert len(RunStore().references()) == len(files)  # none is skipped as unreadable
     assert {e.path.split("/")[0] for e in RunStore().references()} == {"reference"}
     with pytest.raises(TraceFormatError, match="cannot be changed"):
         RunStore().delete(f"reference/{files[0].name}")
