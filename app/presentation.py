@@ -13,7 +13,10 @@ STYLE = """
 <style>
 html, body, [data-testid="stAppViewContainer"] { font-size: 21px; }
 [data-testid="stMainBlockContainer"], .block-container {
-  max-width: 100% !important; padding-left: 2rem; padding-right: 2rem;
+  max-width: 100% !important; padding-left: 2rem; padding-right: 2rem; padding-top: 2.5rem !important;
+}
+[data-testid="stTextArea"] textarea, [data-testid="stTextInput"] input, [data-testid="stNumberInput"] input {
+  font-size: 1.05rem !important;
 }
 h1 { font-size: 3.1rem !important; }
 [data-testid="stMetricValue"] { font-size: 2.6rem !important; }
