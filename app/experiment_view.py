@@ -32,12 +32,14 @@ def read_result(path: str, modified_ns: int) -> ExperimentResult:
 
 
 def latest_result(name: str) -> ExperimentResult | None:
-    """The newest readable saved result of an experiment (unreadable files skipped), or None."""
+    """The newest readable, whole saved result of an experiment (unreadable and stopped ones skipped), or None."""
     for path in saved_results(name):
         try:
-            return read_result(str(path), path.stat().st_mtime_ns)
+            result = read_result(str(path), path.stat().st_mtime_ns)
         except (TraceFormatError, OSError):
             continue
+        if result.stopped is None:
+            return result
     return None
 
 
@@ -47,9 +49,10 @@ def result_label(path: Path, result: ExperimentResult | None) -> str:
         return f"{path.name} (unreadable)"
     model = result.model
     where = result.hardware.get("gpu") or result.hardware.get("cpu", "?")
+    stopped = " · ⏹ stopped part-way" if result.stopped is not None else ""
     return (
         f"{result.created_at.replace('T', ' ')[:19]} · {model.get('name')} · {model.get('dtype')} on "
-        f"{model.get('device')} ({where})"
+        f"{model.get('device')} ({where}){stopped}"
     )
 
 
@@ -79,8 +82,12 @@ def run_controls(name: str, options: Options, *, key: str) -> None:
         redraw_while(lambda: job.active, progress, every=PROGRESS_REDRAW_SECONDS)
     elif job.state == "failed":
         st.error(f"**This experiment failed.** {job.error}")
+    elif job.state == "stopped" and job.result is not None:
+        st.info(f"⏹ Stopped after {len(job.result.rows)} measured point(s): they are kept, marked stopped, below.")
     elif job.state == "stopped":
-        st.info("⏹ Stopped. Nothing was saved; the result below (if any) is an earlier one.")
+        st.info(
+            "⏹ Stopped before anything was measured. Nothing was saved; the result below (if any) is an earlier one."
+        )
 
 
 def chosen_result(name: str, *, key: str) -> ExperimentResult | None:
@@ -89,7 +96,7 @@ def chosen_result(name: str, *, key: str) -> ExperimentResult | None:
     job: ExperimentJob | None = st.session_state.get(f"{key}_job")
     if (
         job is not None
-        and job.state == "done"
+        and job.state in ("done", "stopped")
         and job.saved_to is not None
         and st.session_state.get(f"{key}_shown_run") is not job
     ):
@@ -149,6 +156,10 @@ def experiment_section(name: str, options: Options, *, key: str) -> ExperimentRe
         st.info("No result yet: press **Run experiment** to measure it on this machine.")
         return None
     result_header(result, key=key)
+    if result.stopped is not None:  # its points, as measured; the page's charts and lessons need a whole run
+        st.warning(f"⏹ This run was stopped part-way ({result.stopped}). The points it measured:")
+        st.dataframe(pd.DataFrame(list(result.rows)), hide_index=True)
+        return None
     return result
 
 

@@ -153,7 +153,13 @@ class ExperimentJob(Job):
         def accept(event: ExperimentProgress) -> None:
             self.progress = event
 
-        self.result = worker.experiment(self.experiment, self.options, cancel=self, on_progress=accept)
+        try:
+            self.result = worker.experiment(self.experiment, self.options, cancel=self, on_progress=accept)
+        except GenerationCancelled as err:
+            if err.partial is not None:  # keep what was measured before the stop, marked stopped
+                self.result = err.partial
+                self.saved_to = save_result(err.partial, default_result_path(self.experiment))
+            raise
         self.saved_to = save_result(self.result, default_result_path(self.experiment))
 
 

@@ -24,8 +24,9 @@ class TraceFormatError(EngineError):
 
 
 class GenerationCancelled(EngineError):
-    """A run was cancelled between two steps; `records` holds what was recorded before the cancel."""
+    """A run was cancelled between two steps; `records` (a generation) or `partial` (an experiment's result,
+    marked stopped) holds what was measured before the cancel."""
 
-    def __init__(self, message: str, *, records: tuple = ()) -> None:
+    def __init__(self, message: str, *, records: tuple = (), partial: object | None = None) -> None:
         super().__init__(message)
-        self.records = records
+        self.records, self.partial = records, partial

@@ -118,9 +118,11 @@ class Finished:
 
 @dataclass(frozen=True)
 class Cancelled:
-    """Worker -> parent: the request stopped between two steps because a stop arrived."""
+    """Worker -> parent: the request stopped between two steps because a stop arrived; an experiment's points
+    measured before it come along as a result marked stopped."""
 
     message: str
+    partial: ExperimentResult | None = None
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,7 @@ def serve(
             else:
                 connection.send(Failed("EngineError", f"the worker does not know the request {message!r:.80}"))
         except GenerationCancelled as err:
-            connection.send(Cancelled(str(err)))
+            connection.send(Cancelled(str(err), partial=err.partial))
         except Exception as err:  # noqa: BLE001 - one request's failure must not end the worker
             connection.send(Failed(type(err).__name__, str(err)))
 
@@ -343,7 +345,7 @@ class ModelWorker:
                 elif isinstance(reply, Finished):
                     return reply.result
                 elif isinstance(reply, Cancelled):
-                    raise GenerationCancelled(reply.message)
+                    raise GenerationCancelled(reply.message, partial=reply.partial)
                 elif isinstance(reply, Failed):
                     raise rebuild_error(reply.error_type, reply.message)
                 else:

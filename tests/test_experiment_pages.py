@@ -52,6 +52,35 @@ def test_each_page_draws_a_saved_result_with_its_finding(page, tiny_results):
     assert [b.label for b in at.get("download_button")] == ["Download result (JSON)"]
 
 
+def stopped_copy(result, *, keep: int):
+    """The result as a run stopped after `keep` rows would have saved it."""
+    from dataclasses import replace
+
+    return replace(
+        result,
+        rows=result.rows[:keep],
+        finding=f"Stopped after {keep} measured points: they are kept below, but a stopped run draws no finding.",
+        details={"stopped": "the experiment was stopped (test)"},
+    )
+
+
+@pytest.mark.parametrize("page", ["prefill", "kv_cache", "batch", "roofline"])
+def test_a_stopped_run_shows_its_points_marked_stopped_and_teaches_nothing(page, tiny_results):
+    from app.experiment_view import latest_result
+
+    name, _ = PAGES[page]
+    whole = save_result(tiny_results[name], default_result_path(name))
+    save_result(stopped_copy(tiny_results[name], keep=1), default_result_path(name))  # the newest
+    at = page_test(page).run()
+    assert not at.exception
+    assert any("stopped part-way" in warning.value for warning in at.warning)
+    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 1  # its one point, as measured
+    assert not at.get("plotly_chart")  # no chart or lesson drawn from half a run
+    taught = latest_result(name)  # the Restaurant and Costs pages' source: the whole run, not the newer stopped one
+    assert taught.stopped is None and len(taught.rows) == len(tiny_results[name].rows) > 1
+    assert whole.exists()
+
+
 def test_a_corrupt_saved_file_is_reported_and_skipped(tiny_results):
     good = save_result(tiny_results["batch"], default_result_path("batch"))
     broken = default_result_path("batch")

@@ -192,8 +192,33 @@ def test_a_set_flag_stops_every_experiment_before_it_measures(long_tiny):
     stop = threading.Event()
     stop.set()
     for name in EXPERIMENTS:
-        with pytest.raises(GenerationCancelled, match="stopped"):
+        with pytest.raises(GenerationCancelled, match="stopped") as caught:
             run_experiment(long_tiny, name, SMALL[name], cancel=stop)
+        assert caught.value.partial is None  # nothing measured, nothing kept
+
+
+@pytest.mark.parametrize("name", ["prefill", "batch", "roofline", "kv-cache", "energy"])
+def test_a_stopped_experiment_keeps_the_points_it_measured_marked_stopped(long_tiny, tmp_path, name):
+    """Seen: Stop threw away every point already measured. Now they come back as a result marked stopped."""
+    whole = run_experiment(long_tiny, name, SMALL[name])
+    checks, stop_at = {"count": 0}, {"prefill": 5, "roofline": 3, "kv-cache": 6, "energy": 1}.get(name, 2)
+
+    class StopPartWay:  # stop at a later progress check: after at least one row, before the last
+        def is_set(self) -> bool:
+            checks["count"] += 1
+            return checks["count"] > stop_at
+
+    with pytest.raises(GenerationCancelled) as caught:
+        run_experiment(long_tiny, name, SMALL[name], cancel=StopPartWay())
+    kept = caught.value.partial
+    assert kept is not None, "the measured points were thrown away"
+    assert 1 <= len(kept.rows) < len(whole.rows)
+    assert [row.keys() for row in kept.rows] == [row.keys() for row in whole.rows[: len(kept.rows)]]
+    assert kept.stopped.startswith("the experiment was stopped")
+    assert kept.finding.startswith("Stopped after") and "draws no finding" in kept.finding
+    path = save_result(kept, tmp_path / f"{name}.json")
+    again = load_result(path)  # a valid file: the contract allows a stopped run's missing end-of-run figures
+    assert again.stopped == kept.stopped and again.rows == kept.rows
 
 
 @pytest.mark.parametrize(

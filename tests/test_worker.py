@@ -121,13 +121,18 @@ def test_an_experiment_runs_in_the_worker_with_progress_and_can_be_stopped(worke
     stop = threading.Event()
     with pytest.raises(
         GenerationCancelled, match="the experiment was stopped"
-    ):  # stopped mid-run, between two measurements
+    ) as caught:  # stopped mid-run, between two measurements
         worker.experiment(
             "kv-cache",
             KvCacheOptions(new_tokens=200),
             cancel=stop,
             on_progress=lambda event: event.fraction > 0.1 and stop.set(),
         )
+    kept = caught.value.partial  # the points measured before the stop crossed the process boundary too
+    assert kept is not None and kept.stopped.startswith("the experiment was stopped")
+    # stopped a tenth of the way in, inside the run with the cache (of up to 62 tokens: the context caps it)
+    assert 5 <= len(kept.rows) < 62 and all(row["kv_cache"] for row in kept.rows)
+    assert kept.finding.startswith(f"Stopped after {len(kept.rows)} measured points")
     with pytest.raises(GenerationCancelled, match="before it started"):
         worker.experiment("prefill", cancel=stop)
     with pytest.raises(SettingsError, match="unknown experiment"):

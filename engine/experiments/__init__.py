@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from engine.errors import SettingsError
+from engine.errors import GenerationCancelled, SettingsError
 from engine.experiments import batch, energy, kv_cache, prefill, roofline, train_vs_infer
 from engine.experiments.common import ExperimentProgress, Measured, Options, Progress
 from engine.experiments.result import (
@@ -104,19 +104,34 @@ def run_experiment(
             f"experiment {name!r} takes {experiment.options_type.__name__}, not {type(options).__name__}"
         )
     options.check()
-    measured = experiment.run(loaded, options, Progress(on_progress, cancel))
-    return ExperimentResult(
-        schema_version=SCHEMA_VERSION,
-        experiment=name,
-        created_at=now_iso(),
-        model=loaded.facts.to_dict(),
-        hardware=describe_hardware(loaded.device),
-        versions=versions(),
-        settings=options.to_dict(),
-        rows=tuple(measured.rows),
-        finding=measured.finding,
-        details=measured.details,
-    )
+    progress = Progress(on_progress, cancel)
+
+    def result(measured: Measured) -> ExperimentResult:
+        return ExperimentResult(
+            schema_version=SCHEMA_VERSION,
+            experiment=name,
+            created_at=now_iso(),
+            model=loaded.facts.to_dict(),
+            hardware=describe_hardware(loaded.device),
+            versions=versions(),
+            settings=options.to_dict(),
+            rows=tuple(measured.rows),
+            finding=measured.finding,
+            details=measured.details,
+        )
+
+    try:
+        return result(experiment.run(loaded, options, progress))
+    except GenerationCancelled as err:
+        if not progress.rows:
+            raise
+        kept = len(progress.rows)
+        finding = (
+            f"Stopped after {kept} measured point{'s' if kept != 1 else ''}: they are kept below, but a stopped "
+            "run draws no finding (its points may not cover what the finding compares)."
+        )
+        partial = result(Measured(rows=list(progress.rows), details={"stopped": str(err)}, finding=finding))
+        raise GenerationCancelled(str(err), partial=partial) from None
 
 
 __all__ = [

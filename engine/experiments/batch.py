@@ -80,7 +80,7 @@ def run(loaded: LoadedModel, options: BatchOptions, progress: Progress) -> Measu
     sizes = sorted(set(options.batch_sizes))
     progress(0.0, "Warming up (one short pass, not measured)")
     run_batch(loaded, batch_size=1, prompt_tokens=prompt_tokens, decode_tokens=2)
-    rows, stopped_early = [], None
+    rows, stopped_early = progress.rows, None
     for index, size in enumerate(sizes):
         kv_needed = size * (prompt_tokens + options.decode_tokens) * loaded.facts.kv_bytes_per_token
         if kv_needed * MEMORY_HEADROOM > free_memory_bytes(loaded.device):

@@ -32,10 +32,15 @@ class ExperimentProgress:
 
 
 class Progress:
-    """Reports progress and checks the cancel flag: every report is a point where the experiment may stop."""
+    """Reports progress and checks the cancel flag: every report is a point where the experiment may stop.
+
+    An experiment appends each measured row to `rows` (its own list, held here) as soon as it is measured, so a
+    stop keeps what was measured before it (run_experiment hands those rows back, marked stopped).
+    """
 
     def __init__(self, on_progress: Callable[[ExperimentProgress], None] | None, cancel: CancelFlag | None) -> None:
         self.on_progress, self.cancel = on_progress, cancel
+        self.rows: list[dict] = []
 
     def __call__(self, fraction: float, message: str) -> None:
         """Say how far the experiment is; raise GenerationCancelled if a stop was asked for."""

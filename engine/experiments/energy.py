@@ -40,7 +40,7 @@ def run(loaded: LoadedModel, options: EnergyOptions, progress: Progress) -> Meas
     request = prepare_request(
         loaded, options.prompt, settings=GenerationSettings(max_new_tokens=options.new_tokens, stop_at_eos=False)
     )
-    rows = []
+    rows = progress.rows
     for index in range(options.runs):
         progress(index / options.runs, f"Run {index + 1} of {options.runs}")
         began, joules_before = clock(), counter.read() if counter else None

@@ -35,7 +35,7 @@ class KvCacheOptions(Options):
 
 def run(loaded: LoadedModel, options: KvCacheOptions, progress: Progress) -> Measured:
     """Generate the same answer with the cache on, then off; one row per token of each run."""
-    rows, runs = [], {}
+    rows, runs = progress.rows, {}
     progress(0.0, "Warming up (two tokens, not measured)")
     warm_up = GenerationSettings(max_new_tokens=2, stop_at_eos=False)
     for _ in stream_generate(loaded, prepare_request(loaded, options.prompt, settings=warm_up)):

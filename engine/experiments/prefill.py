@@ -64,7 +64,7 @@ def run(loaded: LoadedModel, options: PrefillOptions, progress: Progress) -> Mea
     capped = [length for length in options.prompt_lengths if length > limit]
     progress(0.0, "Warming up (one short pass, not measured)")
     prefill_and_decode(loaded, prompt_ids(loaded, min(8, limit)), decode_tokens=2)
-    rows = []
+    rows = progress.rows
     work_total = sum(lengths) * options.repeats
     work_done = 0
     for length in lengths:

@@ -3,6 +3,8 @@
 The JSON form is a contract other tools read: `schema_version`, `kind` ("experiment"), `experiment` (its
 name), `created_at`, `model`, `hardware`, `versions`, `settings` (the options used), `rows`, `finding`, plus
 experiment-specific top-level fields (`details`), e.g. roofline's `bandwidth_bytes_per_s` and `peak_flops`.
+A run stopped part-way keeps the rows it had measured and says so in `stopped` (why it stopped); its finding
+then draws no conclusion, and the pages that teach from results skip it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ class ExperimentResult:
     rows: tuple[dict, ...]  # one flat object per measured point
     finding: str  # one plain sentence computed from the rows
     details: dict = field(default_factory=dict)  # experiment-specific top-level fields
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the run stopped part-way (its rows are what was measured before), or None for a whole run."""
+        return self.details.get("stopped")
 
     def to_dict(self) -> dict:
         """The result as a plain JSON-ready dict (the file format)."""
@@ -116,7 +123,10 @@ def check_result_dict(data: object) -> None:
     if name not in EXPERIMENTS:
         raise TraceFormatError(f"experiment {name!r} is unknown: expected one of {', '.join(EXPERIMENTS)}")
     experiment = EXPERIMENTS[name]
-    require(data, "result", experiment.detail_fields)
+    if "stopped" in data and not isinstance(data["stopped"], str):
+        raise TraceFormatError("stopped: expected the reason the run was stopped, as text")
+    if "stopped" not in data:  # a stopped run keeps its rows; figures measured at the end may be missing
+        require(data, "result", experiment.detail_fields)
     if not data["rows"]:
         raise TraceFormatError("rows: the result has no measured rows")
     for index, row in enumerate(data["rows"]):

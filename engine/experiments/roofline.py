@@ -110,7 +110,7 @@ def run(loaded: LoadedModel, options: RooflineOptions, progress: Progress) -> Me
     bandwidth = machine["bandwidth_bytes_per_s"]
     prompt_tokens = min(options.prefill_tokens, max_prompt_tokens(loaded, new_tokens=options.decode_tokens))
     candidates = variants(loaded, include_int8=options.include_int8)
-    rows, skipped, peak_flops = [], {}, {}
+    rows, skipped, peak_flops = progress.rows, {}, {}
     for index, (label, compute, why_not) in enumerate(candidates):
         if why_not:
             skipped[label] = why_not
