@@ -24,7 +24,9 @@ TEN_SECONDS_MS = 10_000  # the seed article's "people give up after about ten se
 
 def axis(title: str, **extra: object) -> dict:
     """An axis with a title and light grid lines."""
-    return {"title": {"text": title}, "gridcolor": GRID_COLOR, "zerolinecolor": GRID_COLOR, **extra}
+    # automargin: the margins grow to fit tick labels and the title (the HTML report, drawn by plain plotly.js,
+    # clipped its y numbers under the title without it; Streamlit's theme had been setting it for the dashboard)
+    return {"title": {"text": title}, "gridcolor": GRID_COLOR, "zerolinecolor": GRID_COLOR, "automargin": True, **extra}
 
 
 def log_ticks(values: Sequence[float]) -> dict:
@@ -40,21 +42,22 @@ def log_ticks(values: Sequence[float]) -> dict:
 
 def figure(data: list[dict], *, x_title: str, y_title: str, height: int = 300, **layout: object) -> dict:
     """A figure spec with the shared look: large readable fonts (projectors), white background, tight margins."""
-    return {
-        "data": data,
-        "layout": {
-            "height": height,
-            "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
-            "font": {"size": 14},
-            "paper_bgcolor": "white",
-            "plot_bgcolor": "white",
-            "xaxis": axis(x_title),
-            "yaxis": axis(y_title),
-            "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0},
-            "uirevision": "keep",  # live redraws keep the visitor's zoom
-            **layout,
-        },
+    spec = {
+        "height": height,
+        "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
+        "font": {"size": 14},
+        "paper_bgcolor": "white",
+        "plot_bgcolor": "white",
+        "xaxis": axis(x_title),
+        "yaxis": axis(y_title),
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0},
+        "uirevision": "keep",  # live redraws keep the visitor's zoom
+        **layout,
     }
+    for name, value in spec.items():  # y numbers a little off the axis: "0" and "0" met at the origin
+        if name.startswith("yaxis") and isinstance(value, dict):
+            spec[name] = {"ticklabelstandoff": 6, **value}
+    return {"data": data, "layout": spec}
 
 
 def latency_chart(records: Sequence[TokenRecord]) -> dict:

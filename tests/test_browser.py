@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from browser import (
     ARTIFACTS,
+    chart_text_problems,
     chromium,
     dashboard_server,
     generate,
@@ -255,6 +256,10 @@ def test_the_html_report_opens_offline_and_draws_its_charts(served, tmp_path):
     assert page.locator(".js-plotly-plot").count() == 4
     assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 8  # two runs on each of the four charts
     assert "Two runs" in page.title()
+    page.wait_for_timeout(500)
+    assert chart_text_problems(page) == []  # seen: y numbers clipped at the left edge, the axis title over them
+    legends = page.locator(".js-plotly-plot .legendtext").evaluate_all("texts => texts.map(t => t.textContent)")
+    assert "run 1: “soup”" in legends and "run 2: “bread”" in legends  # named by what differs: the prompt
     page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
     context.close()
 
