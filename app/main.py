@@ -14,6 +14,7 @@ if str(ROOT) not in sys.path:  # streamlit puts only app/ on the path; the engin
 
 import streamlit as st  # noqa: E402
 
+from app.kitchen import model_slot  # noqa: E402
 from app.presentation import apply_style  # noqa: E402
 from app.sidebar import draw_sidebar  # noqa: E402
 from app.site import navigation_pages  # noqa: E402
@@ -22,6 +23,9 @@ from app.state import keep_remembered  # noqa: E402
 st.set_page_config(page_title="Inference Kitchen", page_icon="🍳", layout="wide")
 keep_remembered()  # what the visitor set on other pages survives this page's run
 navigation = st.navigation(navigation_pages())
-draw_sidebar()
+selection = draw_sidebar()
+# Start the chosen model loading now, whatever page the visitor opened first (it loads in the background, in its
+# own process): by the time they reach the live page it is ready, instead of starting the ~10 s load there.
+model_slot(selection.model, selection.device, selection.dtype)
 apply_style()
 navigation.run()
