@@ -104,9 +104,9 @@ def finding_or_link(result: ExperimentResult | None, *, section: str, page: str,
         st.markdown(explanation("restaurant", section, **numbers))
 
 
-def tokens_section(selection: Selection) -> None:
-    """The visitor's own text, counted by the selected model's tokenizer (the model loads only when asked)."""
-    text = st.text_area("Your text", key=remember("restaurant_text"), max_chars=20_000, height=90)
+def tokens_section(selection: Selection, *, sample: str) -> None:
+    """The visitor's own text (`sample` at first), counted by the selected model's tokenizer."""
+    text = st.text_area("Your text", sample, key=remember("restaurant_text"), max_chars=20_000, height=90)
     slot = open_slot(selection)
     if slot is None:
         st.caption(f"The tokenizer comes with the model, which is not loaded yet ({selection.model}).")

@@ -50,7 +50,6 @@ def hardware_card(device: str) -> str:
 def draw_sidebar() -> Selection:
     """Draw the model/device/dtype pickers and the hardware card; return the selection."""
     devices = available_devices()
-    st.session_state.setdefault("sidebar_model", DEFAULT_MODEL)
     if st.session_state.get("sidebar_device") not in devices:
         st.session_state["sidebar_device"] = devices[0]
     with st.sidebar:
@@ -61,8 +60,9 @@ def draw_sidebar() -> Selection:
         )
         st.markdown("### 🍳 The kitchen")
         pickers = settings_area("Model, device and dtype")
-        pickers.text_input(
+        pickers.text_input(  # the default as `value` (see pages/live.py: state set before a widget can show empty)
             "Model",
+            DEFAULT_MODEL,
             key="sidebar_model",
             help="The bundled default, a Hugging Face id (e.g. HuggingFaceTB/SmolLM2-360M-Instruct) or a local folder. "
             "Other models load where the hub is reachable or they are in the local Hugging Face cache.",

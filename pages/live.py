@@ -34,8 +34,11 @@ busy = job is not None and job.active
 # The inputs stay enabled while the kitchen cooks: a widget that turns disabled in the run right after a click can
 # lose the text typed just before that click (the browser shows, and sends back, its previous value). Only the
 # buttons follow the job; the run keeps the settings it was sent with, and the status line names its prompt.
-st.session_state.setdefault("live_prompt", DEFAULT_PROMPT)
-prompt = st.text_area("Prompt", key=remember("live_prompt"), height=110, max_chars=slot.facts.context_length * 8)
+# The default goes in `value`, not in session state before the widget: a first run cut short by a rerun left the
+# browser showing an empty box over a state that held the default (seen in the presenter's walk).
+prompt = st.text_area(
+    "Prompt", DEFAULT_PROMPT, key=remember("live_prompt"), height=110, max_chars=slot.facts.context_length * 8
+)
 settings = settings_inputs()
 buttons = st.columns([1, 1, 6])
 if buttons[0].button("Generate", type="primary", disabled=busy, key="live_generate"):

@@ -37,8 +37,7 @@ finding_or_link(
 
 st.header("Tokens, not words")
 st.markdown(explanation("restaurant", "words"))
-st.session_state.setdefault("restaurant_text", SAMPLE_TEXT)
-tokens_section(current_selection())
+tokens_section(current_selection(), sample=SAMPLE_TEXT)
 
 st.header("The ten-second rule")
 budget_section(trace)

@@ -83,6 +83,8 @@ def look(page, key: str, mode: str) -> None:
     assert shown_errors(page) == [], f"{key} ({mode}) shows an error"
     assert clipped_texts(page) == [], f"{key} ({mode}) cuts text short"
     assert chart_text_problems(page) == [], f"{key} ({mode}) has chart text that collides or is cut"
+    if mode == "normal":  # seen: a second visitor's sidebar showed an empty Model box over a loaded model
+        assert page.get_by_label("Model", exact=True).input_value() == "SmolLM2-135M-Instruct"
     to_top(page)
     page.screenshot(path=str(ARTIFACTS / f"walk-{mode}-{key}.png"))
 
