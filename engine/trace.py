@@ -78,8 +78,7 @@ class Trace:
     @classmethod
     def from_dict(cls, data: object) -> Trace:
         """Rebuild a trace from its JSON form; TraceFormatError names the first thing that is wrong."""
-        check_trace_dict(data)
-        events, summary = events_of(data), summary_of(data)
+        events, summary = check_trace_dict(data), summary_of(data)
         return cls(
             schema_version=data["schema_version"],
             created_at=data["created_at"],
@@ -153,8 +152,11 @@ def require(data: dict, where: str, spec: dict[str, type]) -> None:
             )
 
 
-def check_trace_dict(data: object) -> None:
-    """Check a parsed JSON value against the trace contract; raise TraceFormatError naming what is wrong."""
+def check_trace_dict(data: object) -> tuple[TokenRecord, ...]:
+    """Check a parsed JSON value against the trace contract; raise TraceFormatError naming what is wrong.
+
+    Returns the token records it built to check the summary against (so a load builds them once).
+    """
     if not isinstance(data, dict):
         raise TraceFormatError(
             f"not an Inference Kitchen trace: the file holds a JSON {type(data).__name__}, not an object"
@@ -220,17 +222,18 @@ def check_trace_dict(data: object) -> None:
             raise TraceFormatError(f"summary: the field {name!r} is missing")
         if summary[name] is not None and not type_ok(summary[name], float):
             raise TraceFormatError(f"summary.{name}: expected a number or null, got {summary[name]!r:.40}")
-    check_summary_matches_events(data)
+    events = events_of(data)
+    check_summary_matches_events(data, events)
+    return events
 
 
-def check_summary_matches_events(data: dict) -> None:
+def check_summary_matches_events(data: dict, events: tuple[TokenRecord, ...]) -> None:
     """Refuse a trace whose summary is not what its own events give (an edited or foreign file would mislead).
 
     Seen: an imported file claimed a 1.0 ms TTFT while its events replayed a 343 ms one. Every figure is
     recomputed from the events; the peak memory may be above the events' own (a peak measured between them).
     """
     written = summary_of(data)
-    events = events_of(data)
     recomputed = summarize(
         events, prompt_tokens=len(data["prompt"]["tokens"]), peak_memory_bytes=written.peak_memory_bytes
     )
