@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from engine.experiments.common import Measured, Options, Progress, require_positive
 from engine.generate import prepare_request, stream_generate
 from engine.loading import LoadedModel
-from engine.records import summarize
+from engine.records import percentile, summarize
 from engine.settings import GenerationSettings
 from engine.units import fmt_bytes, fmt_ms
 
@@ -98,8 +98,8 @@ def prefill_step(rows: list[dict]) -> str:
     """Step 0 is the same prefill in both runs: say whether its two timings agree, or that one was disturbed."""
     on = next(row["latency_ms"] for row in rows if row["kv_cache"] and row["step"] == 0)
     off = next(row["latency_ms"] for row in rows if not row["kv_cache"] and row["step"] == 0)
-    steps = sorted(decode_latencies(rows, kv_cache=True))
-    noise = (steps[int(0.9 * (len(steps) - 1))] - steps[int(0.1 * (len(steps) - 1))]) / steps[len(steps) // 2]
+    steps = decode_latencies(rows, kv_cache=True)
+    noise = (percentile(steps, 90) - percentile(steps, 10)) / percentile(steps, 50)  # the decode steps' spread
     said = f"Step 0, the same prefill in both runs, took {on:,.0f} ms with the cache and {off:,.0f} ms without"
     if abs(on / off - 1) <= max(PREFILL_ALIKE, noise):
         return f"{said}: alike, as they should be"

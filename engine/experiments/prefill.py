@@ -17,6 +17,7 @@ from engine.experiments.common import Measured, Options, Progress, max_prompt_to
 from engine.generate import decode_one_token, prefill
 from engine.hardware import timed_ms
 from engine.loading import LoadedModel
+from engine.records import percentile
 
 # The fields every row carries at least (the result contract; other tools may rely on them).
 ROW_FIELDS: dict[str, type] = {
@@ -79,7 +80,6 @@ def run(loaded: LoadedModel, options: PrefillOptions, progress: Progress) -> Mea
             step_times += steps
             work_done += length
         prefill_ms, itl_ms = statistics.median(prefill_times), statistics.median(step_times)
-        itl_p10_ms, itl_p90_ms = spread(step_times)
         rows.append(
             {
                 "prompt_tokens": length,
@@ -89,22 +89,14 @@ def run(loaded: LoadedModel, options: PrefillOptions, progress: Progress) -> Mea
                 "prefill_tokens_per_s": length / (prefill_ms / 1000),
                 "prefill_ms_per_token": prefill_ms / length,
                 "itl_ms": itl_ms,
-                "itl_p10_ms": itl_p10_ms,
-                "itl_p90_ms": itl_p90_ms,
+                "itl_p10_ms": percentile(step_times, 10),  # most steps fell between these two
+                "itl_p90_ms": percentile(step_times, 90),
                 "decode_tokens_per_s": 1000 / itl_ms,
             }
         )
     progress(1.0, "Done")
     details = {"capped_lengths": capped, "context_length": loaded.facts.context_length}
     return Measured(rows=rows, details=details, finding=finding(rows))
-
-
-def spread(times: list[float]) -> tuple[float, float]:
-    """The 10th and 90th percentile of some timings: the range most of them fell in (the extremes left out)."""
-    if len(times) < 2:
-        return times[0], times[0]
-    deciles = statistics.quantiles(times, n=10, method="inclusive")
-    return deciles[0], deciles[-1]
 
 
 def decode_after(first: dict, last: dict) -> str:
