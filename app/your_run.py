@@ -14,6 +14,7 @@ import streamlit as st
 from app.state import remember
 from engine import Trace, TraceFormatError, load_trace
 from engine.hardware import describe_hardware, pick_device
+from engine.report import run_facets
 from engine.trace import lesson_misfits, saved_trace_paths
 
 LISTED = 50  # the newest runs offered in the picker
@@ -35,11 +36,9 @@ def read_trace(path: str, modified_ns: int) -> Trace | None:
 
 
 def describe_settings(trace: Trace) -> str:
-    """The settings that change the picture, in words."""
-    settings, model = trace.settings, trace.model
-    sampling = "greedy" if not settings.get("temperature") else f"temperature {settings['temperature']:g}"
-    cache = "KV cache on" if settings.get("kv_cache", True) else "KV cache off"
-    return f"{model.get('name')}, {model.get('dtype')} on {model.get('device')}, {cache}, {sampling}"
+    """The settings that change the picture, in words (worded like the Runs page's comparisons)."""
+    facets = run_facets(trace)
+    return f"{facets['model']}, {facets['dtype']} on {facets['device']}, {facets['KV cache']}, {facets['temperature']}"
 
 
 def your_run(*, key: str) -> Trace | None:
@@ -54,15 +53,18 @@ def your_run(*, key: str) -> Trace | None:
         return None
     # the newest that fits, from the traces already parsed (engine.trace.lesson_trace does the same from disk)
     fitting = next((path for path in readable if not lesson_misfits(traces[path], hardware=hardware)), None)
-    if st.session_state.get(key) not in readable:
-        st.session_state[key] = fitting if fitting is not None else readable[0]
+    if key in st.session_state and st.session_state[key] not in readable:
+        del st.session_state[key]  # a pick whose file is gone: back to the default below
+    # The default goes in `index`, not in session state set before the widget (that can leave the browser showing
+    # another option than the one the page uses: see the Model box in app/sidebar.py).
+    default = readable.index(fitting) if fitting is not None else 0
 
     def label(path: str) -> str:
         trace = traces[path]
         return f"{trace.created_at[:19].replace('T', ' ')} · {describe_settings(trace)} · {Path(path).stem}"
 
     chosen = st.selectbox(
-        "Your run: the numbers on this page come from", readable, format_func=label, key=remember(key)
+        "Your run: the numbers on this page come from", readable, index=default, format_func=label, key=remember(key)
     )
     trace = traces[chosen]
     misfits = lesson_misfits(trace, hardware=hardware)
