@@ -57,28 +57,36 @@ def test_batch_4_makes_more_tokens_per_second_than_batch_1(real):
     assert four["kv_cache_bytes"] == 4 * one["kv_cache_bytes"] == 4 * 46_080 * (16 + 8)
 
 
-def independent_bandwidth(size_bytes: int = 128_000_000, repeats: int = 5) -> float:
-    """Read bandwidth timed here, apart from the experiment: the best of a few sums of a large float32 tensor."""
+def independent_bandwidth(tensor) -> float:
+    """Read bandwidth timed here, apart from the experiment's code: one sum of a large float32 tensor."""
     import time
 
+    began = time.perf_counter()
+    tensor.sum()
+    return tensor.numel() * 4 / (time.perf_counter() - began)
+
+
+def test_the_bandwidth_measurement_agrees_with_a_sum_timed_beside_it():
     import torch
 
-    tensor = torch.ones(size_bytes // 4)
+    from engine.experiments.roofline import measure_bandwidth
+
+    tensor = torch.ones(128_000_000 // 4)
     tensor.sum()
-    best = float("inf")
-    for _ in range(repeats):
-        began = time.perf_counter()
-        tensor.sum()
-        best = min(best, time.perf_counter() - began)
-    return size_bytes / best
+    ours, theirs = [], []
+    for _ in range(4):  # interleaved, so both see the same neighbours (a CI box's bandwidth drifts ~1.5x in minutes)
+        ours.append(measure_bandwidth(torch.device("cpu"), size_bytes=128_000_000, repeats=2)["bandwidth_bytes_per_s"])
+        theirs.append(max(independent_bandwidth(tensor) for _ in range(2)))
+    # the same physics timed two ways: best of each within run-to-run spread (~10-15%); counting the bytes twice or
+    # timing the allocation would be 2x off
+    assert 0.75 < max(ours) / max(theirs) < 1.33
 
 
 def test_decode_runs_under_its_bandwidth_ceiling(real):
     options = RooflineOptions(repeats=3, bandwidth_mb=128, decode_tokens=8, prefill_tokens=32, include_int8=False)
     result = run_experiment(real, "roofline", options)
     bandwidth = result.details["bandwidth_bytes_per_s"]
-    # the experiment's bandwidth agrees with a sum timed independently here (runs vary ~10-15%)
-    assert 0.75 < bandwidth / independent_bandwidth() < 1.33
+    assert 2e9 < bandwidth < 2e11  # a 2-core VM's DRAM: measured 11-30 GB/s; the sum itself is checked above
     assert result.details["peak_flops"] > 1e9
     float32 = next(row for row in result.rows if row["dtype"] == "float32")
     buffers = sum(b.numel() * b.element_size() for b in real.model.buffers())  # rotary frequencies
