@@ -1,10 +1,13 @@
-"""The shared kitchen: one model per (name, device, dtype) for every browser session, and a queue per model.
+"""The shared kitchen: one model per (name, device, dtype) for every browser session.
 
 A `ModelSlot` starts the model in its own worker process (engine.worker: the UI's Python never shares an
 interpreter with the timed region) and waits for it on a background thread, so every visitor sees the same,
-real loading progress. Then it serves jobs one at a time in arrival order: generations on the one shared
-model never interleave, and a visitor whose job is queued sees how many are ahead. A job stops between two
-tokens when its Stop button is pressed or its browser session is gone (a closed tab).
+real loading progress. Then every visitor's job goes to the worker at once, on a thread of its own: the worker
+cooks generations together in one continuously batched loop (engine.serving) and runs an experiment alone once
+the batch has drained. A visitor whose request waits for room in the batch sees their place and an estimated
+wait. A job stops at the next step when its Stop button is pressed or its browser session is gone (a closed tab).
+The slot keeps the kitchen's last minute of steps for the scheduler's view; if the worker dies, the jobs in
+flight fail with a message and the slot starts a new one.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ import streamlit as st
 from engine import EngineError, GenerationCancelled, GenerationSettings, LoadProgress, Request, TokenRecord, Trace
 from engine.experiments import ExperimentProgress, ExperimentResult, Options, default_result_path, save_result
 from engine.loading import ModelFacts
+from engine.serving import DEFAULT_MAX_BATCH, QueuePlace, StepInfo
 from engine.trace import default_trace_path, save_trace
 from engine.worker import ModelWorker
+
+KITCHEN_WINDOW_S = 60.0  # how much of the kitchen's recent history the scheduler's view keeps
 
 
 @dataclass(frozen=True)
@@ -77,8 +83,10 @@ class Job:
     facts: ModelFacts | None = None  # the model that ran it
     saved_to: Path | None = None
     error: str | None = None
-    started_s: float | None = None  # time.monotonic() when the model took it (None: it never ran)
+    started_s: float | None = None  # time.monotonic() when sent to the worker; a generation: when cooking began
     ended_s: float | None = None  # and when it let go
+    table: int | None = None  # its anonymous number in the kitchen (the worker's request id)
+    queue_place: QueuePlace | None = None  # while it waits for room in the batch
     stop_pressed: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -134,8 +142,19 @@ class GenerationJob(Job):
         def accept(request: Request) -> None:
             self.request = request
 
+        def take(record: TokenRecord) -> None:
+            if not self.records:  # its prefill step began t_ms before this first token: the model took it then
+                self.queue_place, self.started_s = None, time.monotonic() - record.t_ms / 1000
+            self.records.append(record)
+
+        def seat(table: int) -> None:
+            self.table = table
+
+        def wait(place: QueuePlace) -> None:
+            self.queue_place = place
+
         self.trace = worker.generate(
-            self.prompt, self.settings, cancel=self, on_request=accept, on_record=self.records.append
+            self.prompt, self.settings, cancel=self, on_request=accept, on_record=take, on_queue=wait, on_table=seat
         )
         self.saved_to = save_trace(self.trace, default_trace_path())
 
@@ -166,11 +185,17 @@ class ExperimentJob(Job):
 OPEN_SLOTS: weakref.WeakSet[ModelSlot] = weakref.WeakSet()  # every slot not yet closed, for close_all_slots
 
 
-class ModelSlot:
-    """One model shared by all sessions: loads in the background, then runs queued jobs one at a time.
+def kitchen_max_batch() -> int:
+    """Most requests cooked together: $INFERENCE_KITCHEN_MAX_BATCH, else engine.serving's default."""
+    raw = os.environ.get("INFERENCE_KITCHEN_MAX_BATCH", "").strip()
+    return max(1, int(raw)) if raw else DEFAULT_MAX_BATCH
 
-    Its thread and worker process live until `close()`: a failed load keeps the slot (to show its error and fail
-    jobs sent to it) until "Try loading again" closes it; the server's exit closes every slot (close_all_slots).
+
+class ModelSlot:
+    """One model shared by all sessions: loads in the background, then sends every job to its batched kitchen.
+
+    Its worker process lives until `close()`: a failed load keeps the slot (to show its error and fail jobs
+    sent to it) until "Try loading again" closes it; the server's exit closes every slot (close_all_slots).
     """
 
     def __init__(self, name: str, device: str, dtype: str) -> None:
@@ -182,11 +207,12 @@ class ModelSlot:
         self.tokenizer: object | None = None  # the worker's tokenizer, copied here for the page's tokenizer view
         self.error: str | None = None
         self.closed = False
-        self._jobs: deque[Job] = deque()
-        self._wake = threading.Condition()
-        self.thread = threading.Thread(
-            target=self._load_then_serve, name=f"kitchen-{name}-{device}-{dtype}", daemon=True
-        )
+        self.restarts = 0
+        self.steps: deque[StepInfo] = deque(maxlen=20_000)  # the kitchen's recent steps, newest last
+        self._jobs: list[Job] = []  # submitted and not yet ended
+        self._lock = threading.Lock()
+        self._ready = threading.Event()  # set once loaded, failed or closed
+        self.thread = threading.Thread(target=self._load, name=f"kitchen-{name}-{device}-{dtype}", daemon=True)
         self.thread.start()
 
     @property
@@ -195,58 +221,98 @@ class ModelSlot:
         return "failed" if self.error else "ready" if self.facts is not None else "loading"
 
     def submit(self, job: Job) -> None:
-        """Queue a job; the slot runs jobs in arrival order (a closed slot fails it at once)."""
+        """Send a job to the kitchen on a thread of its own (a closed slot fails it at once)."""
         job.slot = self
-        with self._wake:
+        with self._lock:
             if self.closed:
                 job.fail("this model was unloaded; pick it again in the sidebar")
                 return
             self._jobs.append(job)
-            self._wake.notify()
+        threading.Thread(target=self._serve, args=(job,), name=f"job-{self.name}", daemon=True).start()
 
     def ahead_of(self, job: Job) -> int:
-        """How many jobs will run before this one (0 when it is running or done)."""
-        with self._wake:
-            return self._jobs.index(job) if job in self._jobs else 0
+        """How many requests the kitchen will start before this one (0 when it is cooking or done)."""
+        return job.queue_place.place - 1 if job.queue_place is not None and job.active else 0
+
+    def active_jobs(self) -> list[Job]:
+        """Jobs submitted and not yet ended."""
+        with self._lock:
+            return list(self._jobs)
+
+    def recent_steps(self, *, window_s: float = KITCHEN_WINDOW_S) -> list[StepInfo]:
+        """The kitchen's steps that began in the last `window_s` seconds, oldest first."""
+        since = time.time() - window_s
+        return [step for step in list(self.steps) if step.began_s >= since]
 
     def close(self, *, timeout_s: float = 10.0) -> None:
-        """Stop the model's worker process and the slot's thread; queued jobs fail, a running one stops."""
-        with self._wake:
+        """Stop the model's worker process; jobs not yet sent fail, running ones stop."""
+        with self._lock:
             self.closed = True
-            waiting = list(self._jobs)[1:] if self._jobs and self._jobs[0].state == "running" else list(self._jobs)
-            for job in waiting:
-                job.fail("this model was unloaded before the job ran")
-            self._wake.notify_all()
+        self._ready.set()
         if self.worker is not None:
             self.worker.close()
         if threading.current_thread() is not self.thread:
             self.thread.join(timeout=timeout_s)
         OPEN_SLOTS.discard(self)
 
-    def _load_then_serve(self) -> None:
+    def _load(self) -> None:
+        """Start the worker and wait for its model (the slot's thread, and again after a crash)."""
         try:
-            self.worker = ModelWorker(self.name, device=self.device, dtype=self.dtype, threads=dashboard_threads())
-            self.worker.wait_loaded(self._on_progress)
-            self.tokenizer, self.facts = self.worker.tokenizer, self.worker.facts
+            worker = ModelWorker(
+                self.name,
+                device=self.device,
+                dtype=self.dtype,
+                threads=dashboard_threads(),
+                max_batch=kitchen_max_batch(),
+                on_step=self.steps.append,
+            )
+            with self._lock:
+                if self.closed:
+                    worker.close()
+                    return
+                self.worker = worker
+            worker.wait_loaded(self._on_progress)
+            self.tokenizer, self.facts = worker.tokenizer, worker.facts
         except EngineError as err:
             self.error = str(err)
         except Exception as err:  # noqa: BLE001 - shown to the visitor as a sentence, never a traceback
             self.error = f"could not load model {self.name!r}: {type(err).__name__}: {err}"
-        while True:
-            with self._wake:
-                while not self._jobs and not self.closed:
-                    self._wake.wait()
-                if self.closed:
-                    return
-                job = self._jobs[0]
-            if self.facts is None or not self.worker.is_alive():
-                self.error = self.error or "the model's worker process has stopped"
-                job.fail(self.error)
+        finally:
+            self._ready.set()
+
+    def _serve(self, job: Job) -> None:
+        """A job's own thread: wait for the model, run the job in the worker, restart the worker if it died."""
+        self._ready.wait()
+        try:
+            if self.closed:
+                job.fail("this model was unloaded before the job ran")
+            elif self.facts is None or self.worker is None:
+                job.fail(self.error or "the model is not loaded")
             else:
-                job.run(self.worker)
-            with self._wake:
-                if self._jobs and self._jobs[0] is job:
-                    self._jobs.popleft()
+                worker = self.worker
+                job.run(worker)
+                if not worker.is_alive() and not self.closed:
+                    job.fail(
+                        f"the kitchen's worker process stopped (exit code {worker.process.poll()}) while cooking; "
+                        "a new one is starting: press the button again in a few seconds"
+                    )
+                    self._restart(worker)
+        finally:
+            with self._lock:
+                if job in self._jobs:
+                    self._jobs.remove(job)
+
+    def _restart(self, dead: ModelWorker) -> None:
+        """Start a new worker in place of a dead one (once, whichever job noticed first)."""
+        with self._lock:
+            if self.closed or self.worker is not dead:
+                return
+            self.worker, self.facts, self.restarts = None, None, self.restarts + 1
+            self.progress = LoadProgress("waiting", 0.0, "The worker stopped; starting it again")
+            self._ready.clear()
+        dead.close()
+        self.thread = threading.Thread(target=self._load, name=f"kitchen-{self.name}-restart", daemon=True)
+        self.thread.start()
 
     def _on_progress(self, event: LoadProgress) -> None:
         self.progress = event

@@ -18,8 +18,25 @@ from engine import DEFAULT_MODEL
 LOAD_REDRAW_SECONDS = 0.5
 
 
+ONE_AT_A_TIME = (
+    "You already have an order in the kitchen: one at a time per visitor, so everyone in the room gets served. "
+    "Stop it or wait for it to finish, then press the button again."
+)
+
+
+def active_job_of_this_visitor() -> Job | None:
+    """This browser session's job that is still queued or cooking, on any page."""
+    return next((value for value in st.session_state.values() if isinstance(value, Job) and value.active), None)
+
+
 def submit_job(job: Job, *, key: str) -> None:
-    """Queue a job on the selected model, remember it as this visitor's `key`, and redraw the page."""
+    """Queue a job on the selected model, remember it as this visitor's `key`, and redraw the page.
+
+    One active job per visitor: a second one while the first is queued or cooking is refused with a message.
+    """
+    if active_job_of_this_visitor() is not None:
+        st.warning(ONE_AT_A_TIME)
+        st.stop()
     job.session_id = current_session_id()
     st.session_state[key] = job
     selection = current_selection()
@@ -45,14 +62,22 @@ def show_load_progress(slot: ModelSlot, *, doing: str = "Loading") -> None:
 
 
 def show_waiting(job: Job) -> bool:
-    """While a job waits (model loading, or others ahead in the queue), say so; True when something was shown."""
-    if job.state != "queued" or job.slot is None:
+    """While a job waits (model loading, or no room in the batch yet), say so; True when something was shown."""
+    if job.slot is None or not job.active:
         return False
-    if job.slot.state == "loading":
+    if job.state == "queued" and job.slot.state == "loading":
         show_load_progress(job.slot, doing="First loading")
-    else:
-        ahead = job.slot.ahead_of(job)
-        st.info(f"⏳ Waiting for the kitchen: {ahead} ahead of you. The model does one thing at a time.")
+        return True
+    place = job.queue_place
+    if place is None:
+        return False
+    wait = f"about {place.wait_s:,.0f} s (estimated from the kitchen's measured step times)" if place.wait_s else (
+        "not known yet (an experiment has the model to itself, or no step has been timed)"
+    )
+    st.info(
+        f"⏳ The kitchen's batch is full: you are **number {place.place}** in the queue for a place at the cooker. "
+        f"Wait: {wait}."
+    )
     return True
 
 

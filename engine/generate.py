@@ -167,6 +167,14 @@ def kv_cache_bytes(cache: DynamicCache | None) -> int:
     return sum(tensor.numel() * tensor.element_size() for tensor in tensors if tensor is not None)
 
 
+def alternatives(tokenizer: object, top: torch.return_types.topk) -> tuple[Alternative, ...]:
+    """The most likely tokens of one step as text with their probabilities, from a topk of its log-probabilities."""
+    return tuple(
+        Alternative(token=tokenizer.decode([i]), prob=float(p))
+        for i, p in zip(top.indices.tolist(), top.values.exp().tolist(), strict=True)
+    )
+
+
 class StreamingDetokenizer:
     """Turns token ids into text piece by piece, holding back the bytes of a character split across tokens."""
 
@@ -240,10 +248,8 @@ def stream_generate(
                 kv_cache_bytes=kv_cache_bytes(cache),
                 memory_bytes=memory_in_use(),
                 logprob=float(log_probs[token_id]),
-                top=tuple(
-                    Alternative(token=tokenizer.decode([i]), prob=float(p))
-                    for i, p in zip(top.indices.tolist(), top.values.exp().tolist(), strict=True)
-                ),
+                top=alternatives(tokenizer, top),
+                step_tokens=len(request.token_ids) + step if step == 0 or not settings.kv_cache else 1,
             )
             if last:
                 return

@@ -29,6 +29,8 @@ class TokenRecord:
     memory_bytes: int  # process RSS on CPU; allocated device memory on CUDA/MPS
     logprob: float  # natural log of the chosen token's probability (temperature 1)
     top: tuple[Alternative, ...]  # the 5 most likely tokens at this step
+    batch_size: int = 1  # requests whose tokens this step computed (the kitchen batches concurrent visitors)
+    step_tokens: int | None = None  # tokens the step fed the model, all requests' (prefill included); None: unknown
 
     def to_dict(self) -> dict:
         """The record as a plain JSON-ready dict."""

@@ -23,7 +23,12 @@ def finish_reason(request: Request, records: list[TokenRecord], eos_token_ids: t
 
 
 def build_trace(
-    loaded: LoadedModel, request: Request, records: list[TokenRecord], *, peak_memory_bytes: int | None = None
+    loaded: LoadedModel,
+    request: Request,
+    records: list[TokenRecord],
+    *,
+    peak_memory_bytes: int | None = None,
+    queued_ms: float | None = None,
 ) -> Trace:
     """Assemble a Trace from a finished request's records and the model/machine metadata."""
     return Trace(
@@ -42,6 +47,7 @@ def build_trace(
         events=tuple(records),
         summary=summarize(records, prompt_tokens=len(request.token_ids), peak_memory_bytes=peak_memory_bytes),
         finish_reason=finish_reason(request, records, loaded.facts.eos_token_ids),
+        queued_ms=queued_ms,
     )
 
 

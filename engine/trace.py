@@ -53,6 +53,7 @@ class Trace:
     events: tuple[TokenRecord, ...]
     summary: Summary
     finish_reason: str  # "eos", "length" (max_new_tokens) or "context" (the context window filled up)
+    queued_ms: float | None = None  # time it waited in the kitchen's queue before its prefill began (None: not served)
 
     @property
     def answer(self) -> str:
@@ -73,6 +74,7 @@ class Trace:
             "finish_reason": self.finish_reason,
             "summary": self.summary.to_dict(),
             "events": [record.to_dict() for record in self.events],
+            **({"queued_ms": self.queued_ms} if self.queued_ms is not None else {}),
         }
 
     @classmethod
@@ -90,6 +92,7 @@ class Trace:
             events=events,
             summary=summary,
             finish_reason=data["finish_reason"],
+            queued_ms=data.get("queued_ms"),
         )
 
 
@@ -119,6 +122,7 @@ RECORD_TYPES = {
     "logprob": float,
     "top": list,
 }
+OPTIONAL_RECORD_TYPES = {"batch_size": int, "step_tokens": int}  # added with the batched kitchen; older traces lack them
 SUMMARY_FIELDS = tuple(field.name for field in fields(Summary))
 SUMMARY_TOLERANCE_MS = 0.01  # JSON keeps times to the microsecond; a recomputed figure may differ by rounding
 MODEL_FIELDS = {
@@ -184,6 +188,10 @@ def check_trace_dict(data: object) -> tuple[TokenRecord, ...]:
             "finish_reason": str,
         },
     )
+    if data.get("queued_ms") is not None:
+        require(data, "trace", {"queued_ms": float})
+        if data["queued_ms"] < 0:
+            raise TraceFormatError("trace.queued_ms: a wait cannot be negative")
     require(data["model"], "model", MODEL_FIELDS)
     require(data["prompt"], "prompt", PROMPT_FIELDS)
     if data["finish_reason"] not in FINISH_REASONS:
@@ -195,7 +203,10 @@ def check_trace_dict(data: object) -> tuple[TokenRecord, ...]:
         if not isinstance(event, dict):
             raise TraceFormatError(f"{where}: expected an object, got {type(event).__name__}")
         require(event, where, RECORD_TYPES)
-        extra = set(event) - set(RECORD_TYPES)
+        require(event, where, {name: kind for name, kind in OPTIONAL_RECORD_TYPES.items() if event.get(name) is not None})
+        if any(event.get(name) is not None and event[name] < 1 for name in OPTIONAL_RECORD_TYPES):
+            raise TraceFormatError(f"{where}: batch_size and step_tokens count at least 1")
+        extra = set(event) - set(RECORD_TYPES) - set(OPTIONAL_RECORD_TYPES)
         if extra:
             raise TraceFormatError(f"{where}: unknown field(s) {sorted(extra)}")
         if event["step"] != index:

@@ -5,29 +5,29 @@ small Python-level ops) must win the GIL back from the UI after every op, so dra
 step. Measured here in-process with one model thread, the p90 gap between tokens rose to 325-590 ms while a
 page redrew (together with other costs since removed), and a shorter GIL switch interval made it worse. In a
 worker process the model shares only CPU cores with the UI, never the interpreter, and its torch thread
-setting is its own. `ModelWorker` is the parent's handle: it loads the model over there, then runs one
-request or experiment at a time, relaying each record or progress event as it is made.
+setting is its own. `ModelWorker` is the parent's handle: it loads the model over there, then sends it
+requests from any number of threads; the worker cooks generations together in one continuously batched loop
+(engine.serving) and runs an experiment alone once the batch has drained.
 
-The messages, every one a frozen dataclass below (pickled over the events socket):
+The messages, every one a frozen dataclass below (pickled over one socket), each request's tagged with its id:
 
     worker -> parent while loading:   Loading* -> Ready | Failed (then the worker exits)
-    parent -> worker, one at a time:  Generate | RunExperiment
-    worker -> parent per request:     Started, then
+    parent -> worker, any time:       Generate | RunExperiment (a new id each), Stop(id)
+    worker -> parent per request:     Queued* (its place while it waits), then
                                       Prepared, Record* (a generation) | Measuring* (an experiment),
                                       then exactly one of Finished | Cancelled | Failed
+    worker -> parent per step:        Step (the kitchen's scheduler view; no request's text)
 
-The cancel handshake: a stop is one byte on a second socket, which the worker checks between two steps or
-measurements. Before a request the worker drops any byte meant for an earlier one, then sends `Started`; the
-parent sends its byte only after `Started`, so a stop can neither be lost nor hit the next request. The worker
-also treats a closed cancel socket (the parent is gone) as a stop.
+A Stop names its request, so it can neither be lost nor hit another one; the worker looks at stops between two
+steps or measurements. A closed socket (the parent is gone) stops everything and ends the worker.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import select
-import socket
+import queue
 import subprocess
 import sys
 import threading
@@ -42,11 +42,13 @@ from engine.experiments.common import ExperimentProgress, Options
 from engine.generate import CancelFlag, Request
 from engine.loading import LoadProgress, ModelFacts
 from engine.records import TokenRecord
+from engine.serving import DEFAULT_MAX_BATCH, QueuePlace, StepInfo
 from engine.settings import GenerationSettings
 from engine.trace import Trace
 
 if TYPE_CHECKING:
     from engine.experiments.result import ExperimentResult
+    from engine.loading import LoadedModel
 
 
 # ---- the messages ---------------------------------------------------------------------------------------------
@@ -61,16 +63,20 @@ class Loading:
 
 @dataclass(frozen=True)
 class Ready:
-    """Worker -> parent: the model is loaded; its facts, and its tokenizer for the page's tokenizer view."""
+    """Worker -> parent: the model is loaded; its facts, its tokenizer (for the page's tokenizer view) and the
+    kitchen's batch limits."""
 
     facts: ModelFacts
     tokenizer: object
+    max_batch: int
+    kv_budget_bytes: int
 
 
 @dataclass(frozen=True)
 class Generate:
     """Parent -> worker: run one prompt with these settings."""
 
+    request_id: int
     prompt: str
     settings: GenerationSettings
 
@@ -79,19 +85,31 @@ class Generate:
 class RunExperiment:
     """Parent -> worker: run one experiment (engine.experiments) with these options (None: its defaults)."""
 
+    request_id: int
     name: str
     options: Options | None
 
 
 @dataclass(frozen=True)
-class Started:
-    """Worker -> parent: the request was taken and old stops were dropped; a stop sent now is meant for it."""
+class Stop:
+    """Parent -> worker: stop this request at the next step boundary (Stop pressed, or its visitor left)."""
+
+    request_id: int
+
+
+@dataclass(frozen=True)
+class Queued:
+    """Worker -> parent: the request waits for a place in the batch: its place and estimated wait."""
+
+    request_id: int
+    place: QueuePlace
 
 
 @dataclass(frozen=True)
 class Prepared:
     """Worker -> parent: the generation's checked, tokenized request."""
 
+    request_id: int
     request: Request
 
 
@@ -99,6 +117,7 @@ class Prepared:
 class Record:
     """Worker -> parent: one token's record, sent after the clock stopped."""
 
+    request_id: int
     record: TokenRecord
 
 
@@ -106,6 +125,7 @@ class Record:
 class Measuring:
     """Worker -> parent: an experiment's progress, sent between two measurements."""
 
+    request_id: int
     event: ExperimentProgress
 
 
@@ -113,6 +133,7 @@ class Measuring:
 class Finished:
     """Worker -> parent: the request's result: a Trace for a generation, an ExperimentResult for an experiment."""
 
+    request_id: int
     result: Trace | ExperimentResult
 
 
@@ -121,92 +142,161 @@ class Cancelled:
     """Worker -> parent: the request stopped between two steps because a stop arrived; an experiment's points
     measured before it come along as a result marked stopped."""
 
+    request_id: int
     message: str
     partial: ExperimentResult | None = None
 
 
 @dataclass(frozen=True)
 class Failed:
-    """Worker -> parent: loading failed (the worker exits), or one request did (the worker goes on serving)."""
+    """Worker -> parent: loading failed (request_id None; the worker exits), or one request did (it goes on)."""
 
+    request_id: int | None
     error_type: str
     message: str
 
 
-POLL_SECONDS = 0.05  # how often the parent looks at the cancel flag while waiting for the next record
+@dataclass(frozen=True)
+class Step:
+    """Worker -> parent: one kitchen step, for the scheduler's view."""
+
+    info: StepInfo
 
 
-class SocketCancel:
-    """The worker's cancel flag: set once the parent writes a byte (or goes away) on the cancel socket."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock, self.flag = sock, False
-
-    def is_set(self) -> bool:
-        if not self.flag and select.select([self.sock], [], [], 0)[0]:
-            self.sock.recv(64)  # b"" (the parent is gone) cancels too
-            self.flag = True
-        return self.flag
-
-    def clear(self) -> None:
-        """Forget a cancel meant for an earlier request."""
-        while select.select([self.sock], [], [], 0)[0]:
-            if not self.sock.recv(64):
-                return
-        self.flag = False
+POLL_SECONDS = 0.05  # how often the parent looks at a request's cancel flag while waiting for its next message
 
 
-def serve(
-    connection: Connection,
-    cancel: SocketCancel,
-    name: str | None,
-    device: str | None,
-    dtype: str | None,
-    threads: int | None,
-) -> None:
-    """The worker process: load the model, then run requests one at a time, sending messages back."""
+# ---- the worker process ---------------------------------------------------------------------------------------
+
+
+def kv_budget_bytes(loaded: LoadedModel) -> int:
+    """Memory the batch's KV cache may take: half of what the machine has free now (80% of a GPU's free memory)."""
+    import psutil
+    import torch
+
+    if loaded.device.type == "cuda":
+        return int(torch.cuda.mem_get_info(loaded.device)[0] * 0.8)
+    return int(psutil.virtual_memory().available * 0.5)
+
+
+def receive_forever(connection: Connection, inbox: queue.Queue, stops: dict[int, threading.Event]) -> None:
+    """The worker's reader thread: file requests in the inbox and set the stops they are sent; None once the
+    parent is gone (every request stops)."""
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):
+            for stop in list(stops.values()):
+                stop.set()
+            inbox.put(None)
+            return
+        if isinstance(message, Stop):
+            stops.setdefault(message.request_id, threading.Event()).set()
+        else:
+            stops.setdefault(getattr(message, "request_id", -1), threading.Event())
+            inbox.put(message)
+
+
+def serve(connection: Connection, name: str | None, device: str | None, dtype: str | None, threads: int | None,
+          max_batch: int = DEFAULT_MAX_BATCH) -> None:
+    """The worker process: load the model, then cook generations in one batched loop and run experiments alone."""
     from engine.experiments import run_experiment
     from engine.generate import prepare_request
     from engine.loading import load_model
-    from engine.run import collect_trace
+    from engine.run import build_trace
+    from engine.serving import Kitchen, Order
 
     try:
         on_progress = lambda event: connection.send(Loading(event))  # noqa: E731
         loaded = load_model(name, device=device, dtype=dtype, threads=threads, on_progress=on_progress)
     except Exception as err:  # noqa: BLE001 - reported to the parent as a sentence
-        connection.send(Failed(type(err).__name__, str(err)))  # the worker exits after it
+        connection.send(Failed(None, type(err).__name__, str(err)))  # the worker exits after it
         return
-    connection.send(Ready(loaded.facts, loaded.tokenizer))
+    budget = kv_budget_bytes(loaded)
+    connection.send(Ready(loaded.facts, loaded.tokenizer, max_batch, budget))
+    inbox: queue.Queue = queue.Queue()
+    stops: dict[int, threading.Event] = {}
+    threading.Thread(target=receive_forever, args=(connection, inbox, stops), daemon=True).start()
+    kitchen = Kitchen(loaded, max_batch=max_batch, kv_budget_bytes=budget, on_step=lambda i: connection.send(Step(i)))
+    experiments: list[RunExperiment] = []
+
+    def order_for(message: Generate, request: Request) -> Order:
+        records: list[TokenRecord] = []
+
+        def on_record(record: TokenRecord) -> None:
+            records.append(record)
+            connection.send(Record(message.request_id, record))
+
+        def on_end(order: Order, outcome: str, error: str | None) -> None:
+            stops.pop(message.request_id, None)
+            if outcome == "done":
+                trace = build_trace(loaded, request, records, queued_ms=order.queued_ms)
+                connection.send(Finished(message.request_id, trace))
+            elif outcome == "stopped":
+                connection.send(Cancelled(message.request_id, error or "stopped"))
+            else:
+                connection.send(Failed(message.request_id, "EngineError", error or "the step failed"))
+
+        return Order(
+            table=message.request_id,
+            request=request,
+            cancel=stops[message.request_id],
+            on_record=on_record,
+            on_end=on_end,
+            on_queue=lambda place: connection.send(Queued(message.request_id, place)),
+        )
+
     while True:
         try:
-            message = connection.recv()
-        except (EOFError, OSError):  # the parent is gone
-            return
-        cancel.clear()  # a stop meant for an earlier request
-        connection.send(Started())  # from now on a stop byte is meant for this request
-        try:
-            if isinstance(message, Generate):
+            message = inbox.get(block=kitchen.idle and not experiments)
+        except queue.Empty:
+            message = False  # nothing new: cook
+        if message is None:
+            return  # the parent is gone
+        if isinstance(message, Generate):
+            try:
                 request = prepare_request(loaded, message.prompt, settings=message.settings)
-                connection.send(Prepared(request))
-                relay = lambda record: connection.send(Record(record))  # noqa: E731 - after the clock stopped
-                connection.send(Finished(collect_trace(loaded, request, cancel=cancel, on_record=relay)))
-            elif isinstance(message, RunExperiment):
-                relay = lambda event: connection.send(Measuring(event))  # noqa: E731 - between measurements
-                result = run_experiment(loaded, message.name, message.options, on_progress=relay, cancel=cancel)
-                connection.send(Finished(result))
+            except Exception as err:  # noqa: BLE001 - one bad request must not end the worker
+                connection.send(Failed(message.request_id, type(err).__name__, str(err)))
             else:
-                connection.send(Failed("EngineError", f"the worker does not know the request {message!r:.80}"))
-        except GenerationCancelled as err:
-            connection.send(Cancelled(str(err), partial=err.partial))
-        except Exception as err:  # noqa: BLE001 - one request's failure must not end the worker
-            connection.send(Failed(type(err).__name__, str(err)))
+                connection.send(Prepared(message.request_id, request))
+                kitchen.add(order_for(message, request))
+        elif isinstance(message, RunExperiment):
+            experiments.append(message)
+        elif message is not False:
+            connection.send(Failed(getattr(message, "request_id", None), "EngineError",
+                                   f"the worker does not know the request {message!r:.80}"))
+        kitchen.admitting = not experiments  # an experiment needs the model alone: the batch drains first
+        if experiments and not kitchen.busy:
+            run_alone(loaded, experiments.pop(0), connection, stops, run_experiment)
+        elif not kitchen.idle:
+            try:
+                kitchen.step()
+            except Exception as err:  # noqa: BLE001 - the step's requests fail; the kitchen goes on
+                kitchen.fail_all(f"the model failed mid-step: {type(err).__name__}: {err}")
+
+
+def run_alone(loaded: LoadedModel, message: RunExperiment, connection: Connection,
+              stops: dict[int, threading.Event], run_experiment: Callable) -> None:
+    """Run one experiment with the model to itself, relaying its progress; its stop is checked between measurements."""
+    request_id = message.request_id
+    relay = lambda event: connection.send(Measuring(request_id, event))  # noqa: E731 - between measurements
+    try:
+        result = run_experiment(loaded, message.name, message.options, on_progress=relay, cancel=stops[request_id])
+        connection.send(Finished(request_id, result))
+    except GenerationCancelled as err:
+        connection.send(Cancelled(request_id, str(err), partial=err.partial))
+    except Exception as err:  # noqa: BLE001 - one request's failure must not end the worker
+        connection.send(Failed(request_id, type(err).__name__, str(err)))
+    finally:
+        stops.pop(request_id, None)
 
 
 def main() -> None:
-    """Entry of `python -m engine.worker EVENTS_FD CANCEL_FD OPTIONS_JSON` (started by ModelWorker)."""
-    events_fd, cancel_fd, options = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
+    """Entry of `python -m engine.worker EVENTS_FD OPTIONS_JSON` (started by ModelWorker)."""
+    events_fd, options = int(sys.argv[1]), json.loads(sys.argv[2])
     try:
-        serve(Connection(events_fd), SocketCancel(socket.socket(fileno=cancel_fd)), **options)
+        serve(Connection(events_fd), **options)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the parent went away mid-message (closed dashboard, finished test): nobody is left to tell
 
@@ -219,8 +309,15 @@ def rebuild_error(type_name: str, message: str) -> Exception:
     return EngineError(f"the model worker failed: {type_name}: {message}")
 
 
+# ---- the parent's handle ----------------------------------------------------------------------------------------
+
+
+class WorkerGone:
+    """Parent-side marker in a request's reply queue: the worker process ended."""
+
+
 class ModelWorker:
-    """A model loaded in a separate process; `generate` streams its records back one request at a time.
+    """A model loaded in a separate process; `generate` and `experiment` may be called from many threads at once.
 
     The process is a plain `python -m engine.worker`, not a multiprocessing spawn: spawn re-imports the
     parent's __main__, which inside Streamlit is the page script itself.
@@ -233,34 +330,33 @@ class ModelWorker:
         device: str | None = None,
         dtype: str | None = None,
         threads: int | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        on_step: Callable[[StepInfo], None] | None = None,
     ) -> None:
-        events_parent, events_child = socket.socketpair()
-        self._cancel, cancel_child = socket.socketpair()
-        options = json.dumps({"name": name, "device": device, "dtype": dtype, "threads": threads})
-        fds = (events_child.fileno(), cancel_child.fileno())
+        events_parent, events_child = socket_pair()
+        options = json.dumps(
+            {"name": name, "device": device, "dtype": dtype, "threads": threads, "max_batch": max_batch}
+        )
         engine_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # so `engine` imports from anywhere
         python_path = os.pathsep.join(filter(None, [engine_root, os.environ.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "engine.worker", str(fds[0]), str(fds[1]), options],
-            pass_fds=fds,
+            [sys.executable, "-m", "engine.worker", str(events_child.fileno()), options],
+            pass_fds=(events_child.fileno(),),
             env={**os.environ, "PYTHONPATH": python_path},  # same working directory: relative folders still resolve
         )
         events_child.close()
-        cancel_child.close()
         self._connection = Connection(events_parent.detach())
-        self._lock = threading.Lock()  # one request at a time
+        self._send_lock = threading.Lock()
+        self._replies: dict[int, queue.Queue] = {}
+        self._ids = itertools.count(1)
+        self.on_step = on_step
         self.facts: ModelFacts | None = None
         self.tokenizer: object | None = None
+        self.max_batch, self.kv_budget_bytes = max_batch, 0
 
     def is_alive(self) -> bool:
         """True while the worker process runs."""
         return self.process.poll() is None
-
-    def _receive(self) -> object:
-        try:
-            return self._connection.recv()
-        except (EOFError, OSError) as err:
-            raise self._stopped_error() from err
 
     def _stopped_error(self) -> EngineError:
         return EngineError(f"the model worker process stopped unexpectedly (exit code {self.process.poll()})")
@@ -268,18 +364,38 @@ class ModelWorker:
     def wait_loaded(self, on_progress: Callable[[LoadProgress], None] | None = None) -> ModelFacts:
         """Block until the model is loaded, passing on its progress; raise its loading error if any."""
         while True:
-            message = self._receive()
+            try:
+                message = self._connection.recv()
+            except (EOFError, OSError) as err:
+                raise self._stopped_error() from err
             if isinstance(message, Loading):
                 if on_progress is not None:
                     on_progress(message.event)
             elif isinstance(message, Ready):
                 self.facts, self.tokenizer = message.facts, message.tokenizer
+                self.max_batch, self.kv_budget_bytes = message.max_batch, message.kv_budget_bytes
+                threading.Thread(target=self._dispatch_forever, name="worker-replies", daemon=True).start()
                 return self.facts
             elif isinstance(message, Failed):
                 self.process.wait(timeout=10)
                 raise rebuild_error(message.error_type, message.message)
             else:
                 raise EngineError(f"the model worker sent {type(message).__name__} while loading")
+
+    def _dispatch_forever(self) -> None:
+        """The parent's reader thread: hand each message to the request it belongs to; steps to `on_step`."""
+        while True:
+            try:
+                message = self._connection.recv()
+            except (EOFError, OSError, TypeError):  # TypeError: closed under our feet by close()
+                for replies in list(self._replies.values()):
+                    replies.put(WorkerGone())
+                return
+            if isinstance(message, Step):
+                if self.on_step is not None:
+                    self.on_step(message.info)
+            elif (replies := self._replies.get(message.request_id)) is not None:
+                replies.put(message)
 
     def generate(
         self,
@@ -289,8 +405,10 @@ class ModelWorker:
         cancel: CancelFlag | None = None,
         on_request: Callable[[Request], None] | None = None,
         on_record: Callable[[TokenRecord], None] | None = None,
+        on_queue: Callable[[QueuePlace], None] | None = None,
+        on_table: Callable[[int], None] | None = None,
     ) -> Trace:
-        """Run one request in the worker; records arrive through `on_record` as they are made."""
+        """Run one request in the worker's kitchen; records arrive through `on_record` as they are made."""
         records: list[TokenRecord] = []
 
         def handle(message: object) -> None:
@@ -300,9 +418,14 @@ class ModelWorker:
                 records.append(message.record)
                 if on_record is not None:
                     on_record(message.record)
+            elif isinstance(message, Queued) and on_queue is not None:
+                on_queue(message.place)
 
         try:
-            return self._exchange(Generate(prompt, settings), cancel=cancel, handle=handle)
+            return self._exchange(
+                lambda request_id: Generate(request_id, prompt, settings), cancel=cancel, handle=handle,
+                on_table=on_table,
+            )
         except GenerationCancelled as err:
             raise GenerationCancelled(str(err), records=tuple(records)) from None
 
@@ -314,52 +437,86 @@ class ModelWorker:
         cancel: CancelFlag | None = None,
         on_progress: Callable[[ExperimentProgress], None] | None = None,
     ) -> ExperimentResult:
-        """Run one experiment in the worker (engine.experiments); its progress arrives through `on_progress`."""
+        """Run one experiment in the worker (engine.experiments), once the batch has drained; its progress arrives
+        through `on_progress`."""
 
         def handle(message: object) -> None:
             if isinstance(message, Measuring) and on_progress is not None:
                 on_progress(message.event)
 
-        return self._exchange(RunExperiment(name, options), cancel=cancel, handle=handle)
+        return self._exchange(lambda request_id: RunExperiment(request_id, name, options), cancel=cancel,
+                              handle=handle)
 
     def _exchange(
-        self, message: Generate | RunExperiment, *, cancel: CancelFlag | None, handle: Callable[[object], None]
+        self,
+        make: Callable[[int], Generate | RunExperiment],
+        *,
+        cancel: CancelFlag | None,
+        handle: Callable[[object], None],
+        on_table: Callable[[int], None] | None = None,
     ) -> Trace | ExperimentResult:
         """Send one request and pass its messages to `handle` until it ends: its result, or its error raised here."""
         if cancel is not None and cancel.is_set():
             raise GenerationCancelled("stopped before it started")
-        with self._lock:
-            self._connection.send(message)
-            started = cancel_sent = False
+        if not self.is_alive():
+            raise self._stopped_error()
+        request_id, replies = next(self._ids), queue.Queue()
+        self._replies[request_id] = replies
+        if on_table is not None:
+            on_table(request_id)
+        try:
+            self._send(make(request_id))
+            stop_sent = False
             while True:
-                if started and cancel is not None and not cancel_sent and cancel.is_set():
-                    self._cancel.send(b"x")  # the worker checks it between two steps
-                    cancel_sent = True
-                if not self._connection.poll(POLL_SECONDS):
+                if cancel is not None and not stop_sent and cancel.is_set():
+                    self._send(Stop(request_id))  # the worker looks at it between two steps
+                    stop_sent = True
+                try:
+                    reply = replies.get(timeout=POLL_SECONDS)
+                except queue.Empty:
                     if not self.is_alive():
-                        raise self._stopped_error()
+                        raise self._stopped_error() from None
                     continue
-                reply = self._receive()
-                if isinstance(reply, Started):
-                    started = True  # the worker has dropped old stops: a stop sent now reaches this request
-                elif isinstance(reply, Finished):
+                if isinstance(reply, WorkerGone):
+                    self.process.wait(timeout=5)
+                    raise self._stopped_error()
+                if isinstance(reply, Finished):
                     return reply.result
-                elif isinstance(reply, Cancelled):
+                if isinstance(reply, Cancelled):
                     raise GenerationCancelled(reply.message, partial=reply.partial)
-                elif isinstance(reply, Failed):
+                if isinstance(reply, Failed):
                     raise rebuild_error(reply.error_type, reply.message)
-                else:
-                    handle(reply)
+                handle(reply)
+        finally:
+            self._replies.pop(request_id, None)
+
+    def _send(self, message: object) -> None:
+        try:
+            with self._send_lock:
+                self._connection.send(message)
+        except OSError as err:
+            raise self._stopped_error() from err
 
     def close(self) -> None:
-        """Stop the worker process: closing its sockets ends its loop (or stops its run at the next step)."""
-        self._connection.close()
-        self._cancel.close()
+        """Stop the worker process: shutting its socket ends its loop (and stops its runs at the next step)."""
+        import socket
+
+        if not self._connection.closed:
+            with socket.socket(fileno=os.dup(self._connection.fileno())) as shared:
+                shared.shutdown(socket.SHUT_RDWR)  # wakes our reader thread too (a plain close would not)
+            self._connection.close()
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def socket_pair() -> tuple:
+    """Two connected stream sockets: the parent's end and the one the worker inherits."""
+    import socket
+
+    return socket.socketpair()
 
 
 if __name__ == "__main__":

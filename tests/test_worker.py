@@ -72,10 +72,62 @@ def test_cancel_crosses_the_process_boundary_within_a_few_steps(worker):
     assert len(worker.generate("again", GenerationSettings(max_new_tokens=3, stop_at_eos=False)).events) == 3
 
 
-def test_a_stale_stop_byte_is_ignored_by_the_next_request(worker):
-    worker._cancel.send(b"x")  # a stop that arrives after its request ended (a late click)
+def test_a_late_stop_is_ignored_and_a_stop_reaches_only_its_own_request(worker):
+    from engine.worker import Stop
+
+    finished_id = next(worker._ids)  # the id of a request that has ended (a late click on Stop)
+    worker._send(Stop(finished_id))
     trace = worker.generate("not stopped", GenerationSettings(max_new_tokens=20, stop_at_eos=False))
     assert len(trace.events) == 20
+    # two requests in one batch: stopping one leaves the other's answer whole
+    stop, other, tables = threading.Event(), {}, []
+
+    def run_other() -> None:
+        other["trace"] = worker.generate("keep going", GenerationSettings(max_new_tokens=30, stop_at_eos=False))
+
+    thread = threading.Thread(target=run_other)
+    thread.start()
+    with pytest.raises(GenerationCancelled):
+        worker.generate(
+            "stop me",
+            GenerationSettings(max_new_tokens=200, stop_at_eos=False),
+            cancel=stop,
+            on_record=lambda record: record.step == 3 and stop.set(),
+            on_table=tables.append,
+        )
+    thread.join(timeout=60)
+    assert len(other["trace"].events) == 30
+
+
+def test_an_experiment_waits_for_the_batch_to_drain_and_has_the_model_alone(worker):
+    from engine.experiments.kv_cache import KvCacheOptions
+
+    steps, tables, seen_at_first_progress = [], [], []
+    worker.on_step = steps.append
+    generation = {}
+    thread = threading.Thread(
+        target=lambda: generation.update(
+            trace=worker.generate(
+                "first come", GenerationSettings(max_new_tokens=60, stop_at_eos=False), on_table=tables.append
+            )
+        )
+    )
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not steps and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+    def first_progress(event) -> None:
+        if not seen_at_first_progress:  # the reader hands over messages in the worker's order
+            seen_at_first_progress.append(sum(1 for step in list(steps) if tables[0] in step.tables))
+
+    worker.experiment("kv-cache", KvCacheOptions(new_tokens=8), on_progress=first_progress)
+    thread.join(timeout=60)
+    worker.on_step = None
+    # every one of the generation's 60 steps came before the experiment's first measurement, and none after
+    assert seen_at_first_progress == [60]
+    assert sum(1 for step in steps if tables[0] in step.tables) == 60
+    assert len(generation["trace"].events) == 60
 
 
 def test_a_worker_killed_mid_request_raises_a_clear_error(tiny_folder):
