@@ -134,6 +134,13 @@ def estimated_waits(running_remaining: list[int], queued_tokens: list[int], *, s
     return waits
 
 
+def changed_by_half_a_second(before: float | None, now: float | None) -> bool:
+    """True when a wait estimate is worth telling again (a message per step would be noise)."""
+    if before is None or now is None:
+        return before is not now
+    return abs(now - before) >= 0.5
+
+
 def pad_left(tensor: torch.Tensor, length: int, *, dim: int) -> torch.Tensor:
     """`tensor` grown to `length` along `dim` by zeros in front."""
     missing = length - tensor.shape[dim]
@@ -337,12 +344,11 @@ class Kitchen:
             order.on_record(record)
             if last:
                 self.end(order, "done", None)
+        held_bytes = self.cache_bytes()  # during the step, before the finished requests' rows go
         self.remove([order for order in orders if order.finished])
         self.step_index += 1
-        waiting = len(self.waiting)
-        info = StepInfo(self.step_index, kind, began_s, latency_ms, tuple(o.table for o in orders), step_tokens, waiting,
-                        self.cache_bytes())
-        self.on_step(info)
+        tables = tuple(order.table for order in orders)
+        self.on_step(StepInfo(self.step_index, kind, began_s, latency_ms, tables, step_tokens, len(self.waiting), held_bytes))
 
     def cache_bytes(self) -> int:
         """Bytes the batched cache holds now, padding included."""
@@ -420,9 +426,9 @@ class Kitchen:
             queued = [order.request.max_new_tokens for order in self.waiting]
             waits = estimated_waits(remaining, queued, slots=self.max_batch, step_ms=step_ms)
         for place, (order, wait) in enumerate(zip(self.waiting, waits, strict=True), start=1):
-            rounded = None if wait is None else round(wait, 1)
-            if order.queue_place is None or (order.queue_place.place, order.queue_place.wait_s) != (place, rounded):
-                order.queue_place = QueuePlace(place, rounded)
+            told = order.queue_place
+            if told is None or told.place != place or changed_by_half_a_second(told.wait_s, wait):
+                order.queue_place = QueuePlace(place, wait)
                 order.on_queue(order.queue_place)
 
 
