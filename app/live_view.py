@@ -86,7 +86,10 @@ def draw_tokenizer_view(text: str, *, model_key: str, tokenizer: object, job: Ge
 def status_line(job: GenerationJob, count: int) -> str:
     """One sentence on where the job is."""
     if job.state == "running":
-        return f"🍳 Cooking… {count} tokens so far."
+        table = f" at table {job.table}" if job.table is not None else ""
+        sharing = job.records[-1].batch_size - 1 if job.records else 0
+        company = f", sharing each step with {sharing} other table{'s' if sharing != 1 else ''}" if sharing else ""
+        return f"🍳 Cooking{table}… {count} tokens so far{company}."
     if job.state == "stopped":
         return f"⏹ Stopped after {count} tokens."
     finished_by = FINISHED_BY.get(job.trace.finish_reason, "?") if job.trace else "?"

@@ -12,13 +12,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PAGES = {  # key: (file in pages/, title, icon); the experiments' pages come from the engine's registry
     "live": ("live.py", "Live inference", "🔥"),
+    "kitchen": ("kitchen.py", "The kitchen", "🧑‍🍳"),
     "runs": ("runs.py", "Runs", "🗂️"),
-    "restaurant": ("restaurant.py", "The restaurant", "🧑‍🍳"),
+    "restaurant": ("restaurant.py", "The restaurant", "🍴"),
     "costs": ("costs.py", "What it costs", "💵"),
     **{name: experiment.page for name, experiment in EXPERIMENTS.items() if experiment.page is not None},
 }
 SECTIONS = {
-    "Watch it cook": ["live", "runs"],
+    "Watch it cook": ["live", "kitchen", "runs"],
     "Explained": ["restaurant", "costs"],
     "Experiments: why it behaves so": [name for name, experiment in EXPERIMENTS.items() if experiment.page is not None],
 }

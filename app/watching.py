@@ -11,9 +11,10 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from app.kitchen import Job, ModelSlot, Selection, current_session_id, model_slot, reload_slot
+from app.kitchen import Job, ModelSlot, Selection, current_session_id, model_slot, open_slot, reload_slot
 from app.sidebar import current_selection
 from engine import DEFAULT_MODEL
+from engine.serving import StepInfo
 
 LOAD_REDRAW_SECONDS = 0.5
 
@@ -99,3 +100,9 @@ def require_ready_model(selection: Selection) -> ModelSlot:
         st.stop()
     redraw_while(lambda: slot.state == "loading", lambda: show_load_progress(slot), every=LOAD_REDRAW_SECONDS)
     st.stop()
+
+
+def kitchen_steps(selection: Selection) -> list[StepInfo]:
+    """The selected model's last minute of kitchen steps (none when nobody has started it)."""
+    slot = open_slot(selection)
+    return slot.recent_steps() if slot is not None else []

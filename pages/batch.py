@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from app import experiment_charts
 from app.experiment_view import experiment_section, rows_table
 from app.presentation import settings_area, show_chart
+from app.sidebar import current_selection
 from app.state import remember
 from app.text import explanation
+from app.site import link
+from app.watching import kitchen_steps
 from engine.experiments.batch import BatchOptions
+from engine.experiments.result import ExperimentResult
+from engine.schedule import kitchen_now, traffic_vs_sweep
 from engine.units import fmt_bytes
 
 BATCH_CHOICES = [1, 2, 4, 8, 16, 32, 64]
 DEFAULTS = BatchOptions()
+
+
+
+def traffic_sentence(result: ExperimentResult) -> str:
+    """The kitchen's last minute (the selected model's slot, if loaded) against this sweep."""
+    steps = kitchen_steps(current_selection())
+    return traffic_vs_sweep(kitchen_now(steps, now_s=time.time()), result.rows)
+
 
 st.title("🍽️ Batching: throughput vs latency")
 st.markdown(explanation("batch", "intro"))
@@ -60,6 +75,9 @@ options = BatchOptions(
 result = experiment_section("batch", options, key="batch")
 if result is None:
     st.stop()
+
+st.markdown(f"**Today's traffic.** {traffic_sentence(result)}")
+link("kitchen", "Watch the kitchen batch this room's requests live")
 
 st.markdown(explanation("batch", "curve"))
 show_chart(experiment_charts.batch_chart(result), key="batch_chart_curve")

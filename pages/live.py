@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.kitchen import GenerationJob
+from app.kitchen_view import draw_kitchen, draw_kitchen_live
 from app.live_view import (
     CHART_REDRAW_SECONDS,
     TEXT_REDRAW_SECONDS,
@@ -81,3 +82,12 @@ elif draw_live_text(job):
     draw_charts(job)
     if job.trace is not None:
         draw_downloads(job)
+
+# ---- the kitchen: everyone's requests, anonymous ------------------------------------------------------------------
+st.divider()
+if st.toggle("Show the kitchen: every visitor's requests, batched", key=remember("live_show_kitchen")):
+    if job.active:
+        draw_kitchen_live(slot, mine=job.table, key="live_kitchen", while_active=lambda: job.active)
+    else:
+        st.caption(explanation("kitchen", "panel"))
+        draw_kitchen(slot, mine=job.table, key="live_kitchen")

@@ -93,7 +93,12 @@ def test_trace_round_trips_through_json(tiny_trace, tmp_path):
         "memory_bytes",
         "logprob",
         "top",
+        "batch_size",
+        "step_tokens",
     }
+    assert [event["batch_size"] for event in data["events"]] == [1] * 12  # a lone request
+    prompt_tokens = len(data["prompt"]["tokens"])
+    assert [event["step_tokens"] for event in data["events"]] == [prompt_tokens] + [1] * 11
     assert set(data["events"][0]["top"][0]) == {"token", "prob"}
     assert data["settings"]["max_new_tokens"] == 12
     assert data["prompt"]["text"] == "round trip café 😀"
@@ -195,3 +200,26 @@ def test_oversized_and_binary_files_are_refused(tmp_path, monkeypatch):
 def test_trace_answer_joins_the_texts(tiny_trace):
     assert tiny_trace.answer == "".join(e.text for e in tiny_trace.events)
     assert isinstance(Trace.from_dict(tiny_trace.to_dict()).events[0].top[0], Alternative)
+
+
+def test_traces_without_the_batch_fields_still_load_and_bad_batch_fields_are_named(tiny_trace):
+    import pytest
+
+    from engine.errors import TraceFormatError
+    from engine.trace import Trace
+
+    data = tiny_trace.to_dict()
+    for event in data["events"]:  # a trace written before the batched kitchen
+        del event["batch_size"], event["step_tokens"]
+    old = Trace.from_dict(data)
+    assert {record.batch_size for record in old.events} == {1} and {r.step_tokens for r in old.events} == {None}
+    data["events"][2]["batch_size"] = 0
+    with pytest.raises(TraceFormatError, match=r"events\[2\]: batch_size and step_tokens count at least 1"):
+        Trace.from_dict(data)
+    data["events"][2]["batch_size"] = "8"
+    with pytest.raises(TraceFormatError, match=r"events\[2\].batch_size: expected int"):
+        Trace.from_dict(data)
+    data["events"][2]["batch_size"] = 1
+    data["queued_ms"] = -5.0
+    with pytest.raises(TraceFormatError, match="queued_ms"):
+        Trace.from_dict(data)
