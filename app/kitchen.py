@@ -27,9 +27,11 @@ import streamlit as st
 from engine import EngineError, GenerationCancelled, GenerationSettings, LoadProgress, Request, TokenRecord, Trace
 from engine.experiments import ExperimentProgress, ExperimentResult, Options, default_result_path, save_result
 from engine.loading import ModelFacts
-from engine.serving import DEFAULT_MAX_BATCH, QueuePlace, StepInfo
+from engine.serving import QueuePlace, StepInfo
 from engine.trace import default_trace_path, save_trace
+from engine.loading import DEFAULT_MODEL
 from engine.worker import ModelWorker
+from app.early import dashboard_threads, kitchen_max_batch, take_default_worker
 
 KITCHEN_WINDOW_S = 60.0  # how much of the kitchen's recent history the scheduler's view keeps
 
@@ -41,19 +43,6 @@ class Selection:
     model: str
     device: str
     dtype: str
-
-
-def dashboard_threads() -> int:
-    """CPU threads for the dashboard's model: $INFERENCE_KITCHEN_THREADS, else every physical core but one.
-
-    The browser and the server draw on the same machine. When the model's threads fill every core, any drawing
-    preempts one of them and each parallel step waits for it (measured on 2 cores: a neighbour busy half the
-    time slowed decode from 33 to 59 ms per token; with one core left free, a fully busy neighbour cost 5%).
-    """
-    raw = os.environ.get("INFERENCE_KITCHEN_THREADS", "").strip()
-    if raw:
-        return max(1, int(raw))
-    return max(1, (psutil.cpu_count(logical=False) or os.cpu_count() or 1) - 1)
 
 
 def session_alive(session_id: str | None) -> bool:
@@ -185,12 +174,6 @@ class ExperimentJob(Job):
 OPEN_SLOTS: weakref.WeakSet[ModelSlot] = weakref.WeakSet()  # every slot not yet closed, for close_all_slots
 
 
-def kitchen_max_batch() -> int:
-    """Most requests cooked together: $INFERENCE_KITCHEN_MAX_BATCH, else engine.serving's default."""
-    raw = os.environ.get("INFERENCE_KITCHEN_MAX_BATCH", "").strip()
-    return max(1, int(raw)) if raw else DEFAULT_MAX_BATCH
-
-
 class ModelSlot:
     """One model shared by all sessions: loads in the background, then sends every job to its batched kitchen.
 
@@ -258,20 +241,9 @@ class ModelSlot:
     def _load(self) -> None:
         """Start the worker and wait for its model (the slot's thread, and again after a crash)."""
         try:
-            worker = ModelWorker(
-                self.name,
-                device=self.device,
-                dtype=self.dtype,
-                threads=dashboard_threads(),
-                max_batch=kitchen_max_batch(),
-                on_step=self.steps.append,
-            )
-            with self._lock:
-                if self.closed:
-                    worker.close()
-                    return
-                self.worker = worker
-            worker.wait_loaded(self._on_progress)
+            worker = self._adopt_early_worker() or self._start_worker()
+            if worker is None:
+                return  # closed meanwhile
             self.tokenizer, self.facts = worker.tokenizer, worker.facts
         except EngineError as err:
             self.error = str(err)
@@ -279,6 +251,47 @@ class ModelSlot:
             self.error = f"could not load model {self.name!r}: {type(err).__name__}: {err}"
         finally:
             self._ready.set()
+
+    def _start_worker(self) -> ModelWorker | None:
+        """Start this slot's own worker and wait for its model (None: the slot was closed meanwhile)."""
+        worker = ModelWorker(
+            self.name,
+            device=self.device,
+            dtype=self.dtype,
+            threads=dashboard_threads(),
+            max_batch=kitchen_max_batch(),
+            on_step=self.steps.append,
+        )
+        with self._lock:
+            if self.closed:
+                worker.close()
+                return None
+            self.worker = worker
+        worker.wait_loaded(self._on_progress)
+        return worker
+
+    def _adopt_early_worker(self) -> ModelWorker | None:
+        """The worker app/serve.py started with the server, if this slot is the default model on its device and dtype."""
+        if self.name != DEFAULT_MODEL or self.restarts:
+            return None
+        worker = take_default_worker()
+        if worker is None:
+            return None
+        with self._lock:
+            if self.closed:
+                worker.close()
+                return None
+            self.worker = worker
+        worker.on_step = self.steps.append
+        try:
+            worker.wait_loaded(self._on_progress)
+        except EngineError:
+            worker.close()
+            return None  # a fresh start reports the error in this slot's own words
+        if (worker.facts.device.split(":")[0], worker.facts.dtype) != (self.device.split(":")[0], self.dtype):
+            worker.close()  # the visitor picked another device or dtype before it was ready
+            return None
+        return worker
 
     def _serve(self, job: Job) -> None:
         """A job's own thread: wait for the model, run the job in the worker, restart the worker if it died."""

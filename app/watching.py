@@ -82,6 +82,20 @@ def show_waiting(job: Job) -> bool:
     return True
 
 
+def model_loading_or_ready(selection: Selection) -> ModelSlot:
+    """The selected model's slot, loading or ready; a failed load shows its error and stops the page.
+
+    While it loads, its real progress is shown (and the page redrawn once it is ready); the caller may draw its
+    inputs meanwhile, so a visitor can type and press a button before the model is there (the job waits for it).
+    """
+    slot = model_slot(selection.model, selection.device, selection.dtype)
+    if slot.state == "failed":
+        return require_ready_model(selection)
+    if slot.state == "loading":
+        redraw_while(lambda: slot.state == "loading", lambda: show_load_progress(slot), every=LOAD_REDRAW_SECONDS)
+    return slot
+
+
 def require_ready_model(selection: Selection) -> ModelSlot:
     """The selected model's slot once it is ready; meanwhile show real loading progress (or the error) and stop."""
     slot = model_slot(selection.model, selection.device, selection.dtype)

@@ -10,14 +10,32 @@ This package never imports streamlit.
 
 __version__ = "0.1.0"
 
-from engine.errors import EngineError, GenerationCancelled, ModelLoadError, PromptError, SettingsError, TraceFormatError
-from engine.generate import CancelFlag, Request, check_prompt_text, prepare_request, stream_generate
-from engine.loading import DEFAULT_MODEL, LoadedModel, LoadProgress, load_model
-from engine.records import Alternative, Summary, TokenRecord, summarize
-from engine.run import collect_trace, run_trace
-from engine.settings import GenerationSettings
-from engine.tokens import RULE_OF_THUMB_WORDS_PER_TOKEN, TokenPiece, split_into_tokens, words_per_token
-from engine.trace import Trace, load_trace, save_trace
+# Names are imported on first use (PEP 562), so `import engine.worker` in the dashboard's server can start the
+# model's process before anything imports torch (~2.5 s here): the cold start overlaps the two.
+_HOMES = {
+    "engine.errors": ("EngineError", "GenerationCancelled", "ModelLoadError", "PromptError", "SettingsError",
+                      "TraceFormatError"),
+    "engine.generate": ("CancelFlag", "Request", "check_prompt_text", "prepare_request", "stream_generate"),
+    "engine.loading": ("DEFAULT_MODEL", "LoadedModel", "LoadProgress", "load_model"),
+    "engine.records": ("Alternative", "Summary", "TokenRecord", "summarize"),
+    "engine.run": ("collect_trace", "run_trace"),
+    "engine.settings": ("GenerationSettings",),
+    "engine.tokens": ("RULE_OF_THUMB_WORDS_PER_TOKEN", "TokenPiece", "split_into_tokens", "words_per_token"),
+    "engine.trace": ("Trace", "load_trace", "save_trace"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> object:
+    """Import a public name's module when the name is first asked for."""
+    if name not in _HOME_OF:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_HOME_OF[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_MODEL",

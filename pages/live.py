@@ -19,15 +19,16 @@ from app.sidebar import current_selection
 from app.state import remember
 from app.text import explanation
 from app.views import chip_style
-from app.watching import redraw_while, require_ready_model, show_waiting, submit_job
+from app.watching import model_loading_or_ready, redraw_while, show_waiting, submit_job
 from engine import PromptError, check_prompt_text
 
 DEFAULT_PROMPT = "What is the capital of France?"
+PROMPT_MAX_CHARS = 65_536  # the box's limit; the engine refuses, with a sentence, a prompt longer than the model reads
 
 chip_style()
 st.title("🔥 Live inference")
 st.markdown(explanation("live", "intro"))
-slot = require_ready_model(current_selection())
+slot = model_loading_or_ready(current_selection())  # the prompt box is there while the model loads
 job: GenerationJob | None = st.session_state.get("live_job")
 busy = job is not None and job.active
 
@@ -38,7 +39,7 @@ busy = job is not None and job.active
 # The default goes in `value`, not in session state before the widget: a first run cut short by a rerun left the
 # browser showing an empty box over a state that held the default (seen in the presenter's walk).
 prompt = st.text_area(
-    "Prompt", DEFAULT_PROMPT, key=remember("live_prompt"), height=110, max_chars=slot.facts.context_length * 8
+    "Prompt", DEFAULT_PROMPT, key=remember("live_prompt"), height=110, max_chars=PROMPT_MAX_CHARS
 )
 settings = settings_inputs()
 buttons = st.columns([1, 1, 6])
@@ -54,7 +55,9 @@ if buttons[1].button("Stop", disabled=not busy, key="live_stop"):
 
 with st.expander("How the model reads your prompt (tokenizer view)", expanded=job is None):
     st.markdown(explanation("live", "tokenizer"))
-    if prompt.strip():
+    if slot.state != "ready":
+        st.caption("The tokenizer comes with the model: it shows here once the model has loaded.")
+    elif prompt.strip():
         model_key = f"{slot.facts.name}|{slot.facts.source}"
         draw_tokenizer_view(prompt, model_key=model_key, tokenizer=slot.tokenizer, job=job)
 
@@ -85,7 +88,9 @@ elif draw_live_text(job):
 
 # ---- the kitchen: everyone's requests, anonymous ------------------------------------------------------------------
 st.divider()
-if st.toggle("Show the kitchen: every visitor's requests, batched", key=remember("live_show_kitchen")):
+if slot.state == "ready" and st.toggle(
+    "Show the kitchen: every visitor's requests, batched", key=remember("live_show_kitchen")
+):
     if job.active:
         draw_kitchen_live(slot, mine=job.table, key="live_kitchen", while_active=lambda: job.active)
     else:

@@ -43,8 +43,8 @@ def require_chromium() -> None:
 
 
 @contextmanager
-def dashboard_server(data_dir: Path, log_path: Path, env_extra: dict | None = None):
-    """Start `streamlit run app/main.py` on a free port with its own data folder; yield its URL; stop it after."""
+def dashboard_server(data_dir: Path, log_path: Path, env_extra: dict | None = None, *, poll_s: float = 0.3):
+    """Start the dashboard as `make run` does on a free port with its own data folder; yield its URL; stop it after."""
     port = free_port()
     env = {
         **os.environ,
@@ -53,12 +53,10 @@ def dashboard_server(data_dir: Path, log_path: Path, env_extra: dict | None = No
         "PYTHONUNBUFFERED": "1",
         **(env_extra or {}),
     }
-    command = [
+    command = [  # what `make run` runs
         sys.executable,
         "-m",
-        "streamlit",
-        "run",
-        str(ROOT / "app" / "main.py"),
+        "app.launch",
         "--server.address",
         "127.0.0.1",
         "--server.port",
@@ -82,7 +80,7 @@ def dashboard_server(data_dir: Path, log_path: Path, env_extra: dict | None = No
                     pass
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the dashboard did not start; see {log_path}:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.3)
+                time.sleep(poll_s)
             yield url
         finally:
             server.terminate()
@@ -111,7 +109,7 @@ def wait_for_model(page, timeout_ms: int = 120_000) -> None:
     page.get_by_label("Prompt").wait_for(timeout=timeout_ms)
 
 
-def generate(page, prompt: str, *, max_new_tokens: int | None = None) -> None:
+def generate(page, prompt: str, *, max_new_tokens: int | None = None, settle_ms: int = 400) -> None:
     """Type a prompt (and optionally max new tokens) and press Generate."""
     box = page.get_by_label("Prompt")
     box.fill(prompt)
@@ -120,7 +118,7 @@ def generate(page, prompt: str, *, max_new_tokens: int | None = None) -> None:
         field = page.get_by_label("Max new tokens")
         field.fill(str(max_new_tokens))
         field.press("Tab")
-    page.wait_for_timeout(400)
+    page.wait_for_timeout(settle_ms)
     page.get_by_role("button", name="Generate").click()
 
 

@@ -1,0 +1,62 @@
+"""The default model's worker, started the moment the server starts (app/serve.py), before anything imports torch.
+
+Loading the default model takes ~7 s here (torch and transformers imports, tokenizer, weights), and so does
+the server's own first page (it imports torch too). Started one after the other, a visitor waited for both;
+started together on two cores, the first token comes within ten seconds of `make run`. The first slot for the
+default model adopts this worker instead of starting its own (app.kitchen). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import psutil
+
+from engine.worker import DEFAULT_MAX_BATCH, ModelWorker
+
+_started: ModelWorker | None = None
+_ever_started = False  # once per server: app/launch.py and the server's start hook may both ask
+_lock = threading.Lock()
+
+
+def dashboard_threads() -> int:
+    """CPU threads for the dashboard's model: $INFERENCE_KITCHEN_THREADS, else every physical core but one.
+
+    The browser and the server draw on the same machine. When the model's threads fill every core, any drawing
+    preempts one of them and each parallel step waits for it (measured on 2 cores: a neighbour busy half the
+    time slowed decode from 33 to 59 ms per token; with one core left free, a fully busy neighbour cost 5%).
+    """
+    raw = os.environ.get("INFERENCE_KITCHEN_THREADS", "").strip()
+    if raw:
+        return max(1, int(raw))
+    return max(1, (psutil.cpu_count(logical=False) or os.cpu_count() or 1) - 1)
+
+
+def kitchen_max_batch() -> int:
+    """Most requests cooked together: $INFERENCE_KITCHEN_MAX_BATCH, else the worker's default."""
+    raw = os.environ.get("INFERENCE_KITCHEN_MAX_BATCH", "").strip()
+    return max(1, int(raw)) if raw else DEFAULT_MAX_BATCH
+
+
+def start_default_worker() -> None:
+    """Start the default model's worker now (its device and dtype: the machine's defaults)."""
+    global _started, _ever_started
+    with _lock:
+        if not _ever_started:
+            _started, _ever_started = ModelWorker(None, threads=dashboard_threads(), max_batch=kitchen_max_batch()), True
+
+
+def take_default_worker() -> ModelWorker | None:
+    """The early worker, once: the default model's first slot adopts it (None if none was started or it is taken)."""
+    global _started
+    with _lock:
+        worker, _started = _started, None
+        return worker
+
+
+def close_early_worker() -> None:
+    """Stop the early worker if no slot adopted it (the server is stopping)."""
+    worker = take_default_worker()
+    if worker is not None:
+        worker.close()

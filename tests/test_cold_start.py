@@ -1,0 +1,71 @@
+"""Cold start: from starting the server (as `make run` does) to a visitor's first token, in a real browser."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import psutil
+import pytest
+from browser import ARTIFACTS, chromium, dashboard_server, generate
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+# Measured here (2 cores, model copy cached): the first token 10.9-12.7 s after the start, the worker alone ready
+# in 6.4-7.4 s. Before the early start (the worker began loading when the first page ran) the prompt box alone took
+# 16-18 s. The issue's goal is 10 s; see the README's "Cold start" for where the rest of the time goes.
+FIRST_TOKEN_WITHIN_S = 15.0
+WORKER_STARTED_WITHIN_S = 1.5  # app.launch starts it before Streamlit is even imported
+BROWSER_NICENESS = 10
+
+
+def yield_the_cpu_to_the_dashboard() -> None:
+    """Lower this test's Chromium below the dashboard's processes.
+
+    A visitor's browser runs on the visitor's machine; here it shares the server's two cores, and drawing
+    Streamlit's page headless costs it ~4-5 s of CPU (measured: a bare Streamlit page ~3 s). Lowered, it still
+    runs and its drawing still counts in the wall time, but it takes the CPU the dashboard leaves.
+    """
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "chrom" in " ".join(process.cmdline()[:1]).lower():
+                process.nice(BROWSER_NICENESS)
+
+
+def model_workers() -> list[psutil.Process]:
+    """The model worker processes below this test."""
+    found = []
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "engine.worker" in process.cmdline():
+                found.append(process)
+    return found
+
+
+def test_a_visitor_gets_a_first_token_soon_after_make_run(tmp_path, real):
+    del real  # only so the converted default model is cached before the clock starts, as on a second `make run`
+    ARTIFACTS.mkdir(exist_ok=True)
+    with chromium() as browser:  # the visitor's browser is already open; the server is not
+        yield_the_cpu_to_the_dashboard()
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        started_wall, started = time.time(), time.monotonic()
+        with dashboard_server(tmp_path / "data", ARTIFACTS / "cold-start-server.log", poll_s=0.05) as url:
+            workers = model_workers()
+            assert len(workers) == 1, "the default model's worker should be loading before anyone visits"
+            worker_started_s = workers[0].create_time() - started_wall
+            page.goto(url)
+            page.get_by_label("Prompt").wait_for(timeout=60_000)
+            prompt_ready_s = time.monotonic() - started
+            generate(page, "What is the capital of France?", max_new_tokens=8, settle_ms=0)
+            page.locator(".ik-chip").first.wait_for(timeout=60_000)
+            first_token_s = time.monotonic() - started
+            print(
+                f"cold start: worker started after {worker_started_s:.2f} s, prompt box after {prompt_ready_s:.1f} s, "
+                f"first token after {first_token_s:.1f} s"
+            )
+            page.get_by_text("✅ Done").wait_for(timeout=60_000)
+            assert "Paris" in page.content()
+            assert [worker.pid for worker in model_workers()] == [workers[0].pid]  # the page adopted it
+        page.close()
+    assert worker_started_s < WORKER_STARTED_WITHIN_S
+    assert first_token_s < FIRST_TOKEN_WITHIN_S, f"first token {first_token_s:.1f} s after the server started"
