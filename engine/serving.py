@@ -7,8 +7,9 @@ Scheduling, one step at a time (the README draws it):
   running batch. Prompts here are short (a chat question is ~30-40 tokens, about two decode steps of work on a
   2-core CPU), so a separate step stalls the others briefly and keeps each step's kind, and its timing, plain.
   Chunked prefill would bound that stall for very long prompts; the records show it when it happens.
-- Otherwise one decode step feeds every running request its last token: one forward pass for the whole batch,
-  then each request's own sampler (temperature, top-k, top-p, seed) picks its next token.
+- Then one decode step feeds every running request its last token: one forward pass for the whole batch, then
+  each request's own sampler (temperature, top-k, top-p, seed) picks its next token. Every round that found
+  requests cooking decodes once, so a stream of newcomers cannot starve them.
 
 The batch shares one KV cache, left-padded: each row holds one request's keys and values, a mask says which
 positions are real, and each row's positions count only its own tokens. A lone request runs exactly as the
@@ -196,12 +197,17 @@ class Kitchen:
         return bool(self.running or self.solo)
 
     def step(self) -> None:
-        """One scheduling round: retire stopped requests, admit and prefill newcomers, else decode the batch."""
+        """One scheduling round: retire stopped requests, prefill newcomers, then one decode step for the batch.
+
+        Every round that has running requests decodes once, so newcomers arriving at every step (a room clicking
+        one after another) cannot starve the tables already cooking: each still gets a token per round.
+        """
         self.retire_cancelled()
         newcomers = self.admit() if self.admitting else []
+        cooking = bool(self.running)
         if newcomers:
             self.prefill(newcomers)
-        elif self.running:
+        if cooking and self.running:
             self.decode()
         for order in list(self.solo):
             self.solo_step(order)

@@ -17,6 +17,7 @@ The messages, every one a frozen dataclass below (pickled over one socket), each
                                       Prepared, Record* (a generation) | Measuring* (an experiment),
                                       then exactly one of Finished | Cancelled | Failed
     worker -> parent per step:        Step (the kitchen's scheduler view; no request's text)
+    (a kitchen round's messages travel together in one Batch, in the order they were made)
 
 A Stop names its request, so it can neither be lost nor hit another one; the worker looks at stops between two
 steps or measurements. A closed socket (the parent is gone) stops everything and ends the worker.
@@ -166,6 +167,17 @@ class Step:
     info: StepInfo
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Worker -> parent: everything one kitchen round produced (its records, steps, ends), in order, sent at once.
+
+    One message per round instead of one per token: with eight visitors the parent (a busy web server) unpickles
+    one message per step, not nine, and the worker never waits on it mid-round.
+    """
+
+    messages: tuple
+
+
 POLL_SECONDS = 0.05  # how often the parent looks at a request's cancel flag while waiting for its next message
 
 
@@ -219,7 +231,9 @@ def serve(connection: Connection, name: str | None, device: str | None, dtype: s
     inbox: queue.Queue = queue.Queue()
     stops: dict[int, threading.Event] = {}
     threading.Thread(target=receive_forever, args=(connection, inbox, stops), daemon=True).start()
-    kitchen = Kitchen(loaded, max_batch=max_batch, kv_budget_bytes=budget, on_step=lambda i: connection.send(Step(i)))
+    outbox: list = []  # what the current kitchen round produced, sent as one Batch after it
+    send = outbox.append
+    kitchen = Kitchen(loaded, max_batch=max_batch, kv_budget_bytes=budget, on_step=lambda info: send(Step(info)))
     experiments: list[RunExperiment] = []
 
     def order_for(message: Generate, request: Request) -> Order:
@@ -227,17 +241,16 @@ def serve(connection: Connection, name: str | None, device: str | None, dtype: s
 
         def on_record(record: TokenRecord) -> None:
             records.append(record)
-            connection.send(Record(message.request_id, record))
+            send(Record(message.request_id, record))
 
         def on_end(order: Order, outcome: str, error: str | None) -> None:
             stops.pop(message.request_id, None)
             if outcome == "done":
-                trace = build_trace(loaded, request, records, queued_ms=order.queued_ms)
-                connection.send(Finished(message.request_id, trace))
+                send(Finished(message.request_id, build_trace(loaded, request, records, queued_ms=order.queued_ms)))
             elif outcome == "stopped":
-                connection.send(Cancelled(message.request_id, error or "stopped"))
+                send(Cancelled(message.request_id, error or "stopped"))
             else:
-                connection.send(Failed(message.request_id, "EngineError", error or "the step failed"))
+                send(Failed(message.request_id, "EngineError", error or "the step failed"))
 
         return Order(
             table=message.request_id,
@@ -245,29 +258,39 @@ def serve(connection: Connection, name: str | None, device: str | None, dtype: s
             cancel=stops[message.request_id],
             on_record=on_record,
             on_end=on_end,
-            on_queue=lambda place: connection.send(Queued(message.request_id, place)),
+            on_queue=lambda place: send(Queued(message.request_id, place)),
         )
 
     while True:
+        # Take every message waiting now (block only when there is nothing to cook), so requests that arrived
+        # together join the batch together instead of one per step.
         try:
-            message = inbox.get(block=kitchen.idle and not experiments)
+            messages = [inbox.get(block=kitchen.idle and not experiments)]
         except queue.Empty:
-            message = False  # nothing new: cook
-        if message is None:
+            messages = []  # nothing new: cook
+        while not inbox.empty():
+            messages.append(inbox.get_nowait())
+        if None in messages:
             return  # the parent is gone
-        if isinstance(message, Generate):
-            try:
-                request = prepare_request(loaded, message.prompt, settings=message.settings)
-            except Exception as err:  # noqa: BLE001 - one bad request must not end the worker
-                connection.send(Failed(message.request_id, type(err).__name__, str(err)))
+        for message in messages:
+            if isinstance(message, Generate):
+                try:
+                    request = prepare_request(loaded, message.prompt, settings=message.settings)
+                except Exception as err:  # noqa: BLE001 - one bad request must not end the worker
+                    connection.send(Failed(message.request_id, type(err).__name__, str(err)))
+                else:
+                    connection.send(Prepared(message.request_id, request))
+                    kitchen.add(order_for(message, request))
+            elif isinstance(message, RunExperiment):
+                experiments.append(message)
             else:
-                connection.send(Prepared(message.request_id, request))
-                kitchen.add(order_for(message, request))
-        elif isinstance(message, RunExperiment):
-            experiments.append(message)
-        elif message is not False:
-            connection.send(Failed(getattr(message, "request_id", None), "EngineError",
-                                   f"the worker does not know the request {message!r:.80}"))
+                connection.send(
+                    Failed(
+                        getattr(message, "request_id", None),
+                        "EngineError",
+                        f"the worker does not know the request {message!r:.80}",
+                    )
+                )
         kitchen.admitting = not experiments  # an experiment needs the model alone: the batch drains first
         if experiments and not kitchen.busy:
             run_alone(loaded, experiments.pop(0), connection, stops)
@@ -276,6 +299,9 @@ def serve(connection: Connection, name: str | None, device: str | None, dtype: s
                 kitchen.step()
             except Exception as err:  # noqa: BLE001 - the step's requests fail; the kitchen goes on
                 kitchen.fail_all(f"the model failed mid-step: {type(err).__name__}: {err}")
+            if outbox:
+                connection.send(Batch(tuple(outbox)) if len(outbox) > 1 else outbox[0])
+                outbox.clear()
 
 
 def run_alone(
@@ -396,11 +422,12 @@ class ModelWorker:
                 for replies in list(self._replies.values()):
                     replies.put(WorkerGone())
                 return
-            if isinstance(message, Step):
-                if self.on_step is not None:
-                    self.on_step(message.info)
-            elif (replies := self._replies.get(message.request_id)) is not None:
-                replies.put(message)
+            for part in message.messages if isinstance(message, Batch) else (message,):
+                if isinstance(part, Step):
+                    if self.on_step is not None:
+                        self.on_step(part.info)
+                elif (replies := self._replies.get(part.request_id)) is not None:
+                    replies.put(part)
 
     def generate(
         self,
@@ -517,11 +544,18 @@ class ModelWorker:
             self.process.wait()
 
 
+SOCKET_BUFFER_BYTES = 4 << 20  # a few seconds of a crowded kitchen's messages, should the parent fall behind
+
+
 def socket_pair() -> tuple:
-    """Two connected stream sockets: the parent's end and the one the worker inherits."""
+    """Two connected stream sockets (the parent's end, the worker's), with room for the worker to run ahead."""
     import socket
 
-    return socket.socketpair()
+    pair = socket.socketpair()
+    for end in pair:
+        for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            end.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
+    return pair
 
 
 if __name__ == "__main__":

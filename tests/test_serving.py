@@ -212,3 +212,15 @@ def test_a_batched_request_makes_a_valid_trace_that_keeps_its_batch_sizes(tiny):
 )
 def test_estimated_waits_follow_slots_freeing_in_order(running, queued, slots, expected_s):
     assert estimated_waits(running, queued, slots=slots, step_ms=100) == pytest.approx(expected_s)
+
+
+def test_newcomers_arriving_at_every_round_do_not_starve_the_tables_already_cooking(tiny):
+    kitchen = Kitchen(tiny)
+    first = Table(tiny, 0, PROMPTS[0])
+    kitchen.add(first.order)
+    kitchen.step()  # its prefill: the first token
+    for index in range(1, 6):  # a newcomer before every round
+        kitchen.add(Table(tiny, index, PROMPTS[index % len(PROMPTS)]).order)
+        kitchen.step()
+        assert len(first.records) == 1 + index  # a prefill step for the newcomer, and still a token for the first
+    assert first.tokens == alone(tiny, PROMPTS[0])[: len(first.records)]
