@@ -213,11 +213,12 @@ OVERLAYS = (
     ("Tokens over time", "tokens"),
     ("KV cache", "kv"),
     ("Memory", "memory"),
+    ("Requests in each token's step (batch size)", "batch"),
 )
 
 
 def overlay_chart(traces: Sequence, names: Sequence[str], *, metric: str) -> dict:
-    """Several runs on one chart: per-token latency, tokens over time, KV-cache bytes or memory."""
+    """Several runs on one chart: per-token latency, tokens over time, KV-cache bytes, memory or batch size."""
     axes = {
         "latency": ("token (step)", "latency (ms)", lambda r: r.step, lambda r: round(r.latency_ms, 3)),
         "tokens": (
@@ -233,6 +234,7 @@ def overlay_chart(traces: Sequence, names: Sequence[str], *, metric: str) -> dic
             lambda r: round(r.t_ms / 1000, 4),
             lambda r: round(r.memory_bytes / 1e6, 2),
         ),
+        "batch": ("token (step)", "requests in the step", lambda r: r.step, lambda r: r.batch_size),
     }
     x_title, y_title, x_of, y_of = axes[metric]
     lines = [
@@ -247,7 +249,7 @@ def overlay_chart(traces: Sequence, names: Sequence[str], *, metric: str) -> dic
         }
         for index, (trace, name) in enumerate(zip(traces, names, strict=True))
     ]
-    extra = {"yaxis": axis(y_title, rangemode="tozero")} if metric in ("memory", "kv") else {}
+    extra = {"yaxis": axis(y_title, rangemode="tozero")} if metric in ("memory", "kv", "batch") else {}
     return figure(
         lines,
         x_title=x_title,

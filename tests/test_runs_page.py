@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import time
 
 import pytest
@@ -131,7 +133,30 @@ def test_comparing_two_traces_overlays_them_with_ratios(saved):
     at = page()
     at.multiselect(key="runs_selected").set_value(saved[:2]).run()
     assert not at.exception
-    assert len(at.get("plotly_chart")) == 4
+    assert len(at.get("plotly_chart")) == 5
     table = at.dataframe[-1].value
     assert "run 2 ÷ run 1" in table.columns
     assert "new tokens" in set(table["figure"])
+
+
+def test_a_lone_run_and_a_crowded_one_compare_with_their_batch_sizes_beside_the_latency():
+    from engine import prepare_request
+    from engine.run import build_trace
+    from engine.serving import Kitchen, Order
+
+    tiny = make_tiny_model(context=512)
+    settings = GenerationSettings(max_new_tokens=12, stop_at_eos=False)
+    lone = save_trace(run_trace(tiny, "soup", settings=settings), default_trace_path())
+    kitchen, records = Kitchen(tiny), {name: [] for name in ("soup", "bread", "cake")}
+    requests = {name: prepare_request(tiny, name, settings=settings) for name in records}
+    for index, (name, request) in enumerate(requests.items()):
+        kitchen.add(Order(table=index, request=request, on_record=records[name].append))
+    while not kitchen.idle:
+        kitchen.step()
+    crowded = save_trace(build_trace(tiny, requests["soup"], records["soup"]), default_trace_path())
+    at = page()
+    at.multiselect(key="runs_selected").set_value([f"{p.parent.name}/{p.name}" for p in (lone, crowded)]).run()
+    assert not at.exception
+    batch_chart = next(c for c in at.get("plotly_chart") if "requests in the step" in c.proto.spec)
+    lone_line, crowded_line = json.loads(batch_chart.proto.spec)["data"]
+    assert set(lone_line["y"]) == {1} and set(crowded_line["y"]) == {3}  # cooked alone, and with two others
