@@ -27,9 +27,10 @@ test: $(VENV)/.installed-test
 # The README's pictures come from the presenter's walk (a real browser at 1920x1080), taken only if it passes.
 README_SHOTS := normal-live-cooking presentation-live normal-costs normal-kv-cache normal-restaurant
 screenshots: $(VENV)/.installed-test
-	$(BIN)/python -m pytest tests/test_browser_walk.py
+	$(BIN)/python -m pytest tests/test_browser_walk.py "tests/test_browser.py::test_eight_visitors_at_once_are_cooked_together_within_three_times_one_alone"
 	mkdir -p docs/screenshots
 	for shot in $(README_SHOTS); do cp test-artifacts/walk-$$shot.png docs/screenshots/$$shot.png; done
+	cp test-artifacts/kitchen-eight-tables.png docs/screenshots/kitchen.png
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -44,7 +44,10 @@ def start_default_worker() -> None:
     global _started, _ever_started
     with _lock:
         if not _ever_started:
-            _started, _ever_started = ModelWorker(None, threads=dashboard_threads(), max_batch=kitchen_max_batch()), True
+            _started, _ever_started = (
+                ModelWorker(None, threads=dashboard_threads(), max_batch=kitchen_max_batch()),
+                True,
+            )
 
 
 def take_default_worker() -> ModelWorker | None:

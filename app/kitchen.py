@@ -13,7 +13,6 @@ flight fail with a message and the slot starts a new one.
 from __future__ import annotations
 
 import atexit
-import os
 import threading
 import time
 import weakref
@@ -21,17 +20,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
 import streamlit as st
 
+from app.early import dashboard_threads, kitchen_max_batch, take_default_worker
 from engine import EngineError, GenerationCancelled, GenerationSettings, LoadProgress, Request, TokenRecord, Trace
 from engine.experiments import ExperimentProgress, ExperimentResult, Options, default_result_path, save_result
-from engine.loading import ModelFacts
+from engine.loading import DEFAULT_MODEL, ModelFacts
 from engine.serving import QueuePlace, StepInfo
 from engine.trace import default_trace_path, save_trace
-from engine.loading import DEFAULT_MODEL
 from engine.worker import ModelWorker
-from app.early import dashboard_threads, kitchen_max_batch, take_default_worker
 
 KITCHEN_WINDOW_S = 60.0  # how much of the kitchen's recent history the scheduler's view keeps
 
@@ -271,7 +268,7 @@ class ModelSlot:
         return worker
 
     def _adopt_early_worker(self) -> ModelWorker | None:
-        """The worker app/serve.py started with the server, if this slot is the default model on its device and dtype."""
+        """The worker `make run` started with the server, if this slot is the default model on its device and dtype."""
         if self.name != DEFAULT_MODEL or self.restarts:
             return None
         worker = take_default_worker()

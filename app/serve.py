@@ -21,7 +21,6 @@ import streamlit as st  # noqa: E402
 
 from app.early import close_early_worker, start_default_worker  # noqa: E402
 
-
 WARM_MODULES = ("app.kitchen", "app.sidebar", "app.live_view", "app.kitchen_view", "engine.experiments", "plotly")
 
 

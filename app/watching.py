@@ -72,8 +72,10 @@ def show_waiting(job: Job) -> bool:
     place = job.queue_place
     if place is None:
         return False
-    wait = f"about {place.wait_s:,.0f} s (estimated from the kitchen's measured step times)" if place.wait_s else (
-        "not known yet (an experiment has the model to itself, or no step has been timed)"
+    wait = (
+        f"about {place.wait_s:,.0f} s (estimated from the kitchen's measured step times)"
+        if place.wait_s
+        else ("not known yet (an experiment has the model to itself, or no step has been timed)")
     )
     st.info(
         f"⏳ The kitchen's batch is full: you are **number {place.place}** in the queue for a place at the cooker. "

@@ -13,8 +13,14 @@ __version__ = "0.1.0"
 # Names are imported on first use (PEP 562), so `import engine.worker` in the dashboard's server can start the
 # model's process before anything imports torch (~2.5 s here): the cold start overlaps the two.
 _HOMES = {
-    "engine.errors": ("EngineError", "GenerationCancelled", "ModelLoadError", "PromptError", "SettingsError",
-                      "TraceFormatError"),
+    "engine.errors": (
+        "EngineError",
+        "GenerationCancelled",
+        "ModelLoadError",
+        "PromptError",
+        "SettingsError",
+        "TraceFormatError",
+    ),
     "engine.generate": ("CancelFlag", "Request", "check_prompt_text", "prepare_request", "stream_generate"),
     "engine.loading": ("DEFAULT_MODEL", "LoadedModel", "LoadProgress", "load_model"),
     "engine.records": ("Alternative", "Summary", "TokenRecord", "summarize"),

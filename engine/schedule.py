@@ -126,10 +126,15 @@ def gantt_chart(spans: Sequence[TableSpan], *, now_s: float, window_s: float, mi
     """Each table's prefill and decode as bars against time (seconds before now), newest table on top."""
     labels = [f"table {span.table}" + (" (you)" if span.table == mine else "") for span in spans]
     bars = []
-    for kind, color, name in (("prefill", PREFILL_COLOR, "prefill: reading the order"),
-                              ("decode", DECODE_COLOR, "decode: one token per step")):
-        chosen = [(label, span) for label, span in zip(labels, spans, strict=True)
-                  if kind == "prefill" or span.decode_start_s is not None]
+    for kind, color, name in (
+        ("prefill", PREFILL_COLOR, "prefill: reading the order"),
+        ("decode", DECODE_COLOR, "decode: one token per step"),
+    ):
+        chosen = [
+            (label, span)
+            for label, span in zip(labels, spans, strict=True)
+            if kind == "prefill" or span.decode_start_s is not None
+        ]
         starts = [span.prefill_start_s if kind == "prefill" else span.decode_start_s for _, span in chosen]
         ends = [span.prefill_end_s if kind == "prefill" else span.decode_end_s for _, span in chosen]
         bars.append(
@@ -205,7 +210,9 @@ def traffic_vs_sweep(now: KitchenNow, rows: Sequence[dict]) -> str:
         f"({nearest['itl_ms']:,.0f} ms per step)"
     )
     if step_ms is None:
-        return f"In the last minute the kitchen cooked up to {batch} requests at once, with no decode step yet. {sweep}."
+        return (
+            f"In the last minute the kitchen cooked up to {batch} requests at once, with no decode step yet. {sweep}."
+        )
     real = (
         f"In the last minute the kitchen's busiest decode steps carried {batch} request{'s' if batch > 1 else ''} "
         f"at {step_ms:,.0f} ms per step: {batch / step_ms * 1000:,.0f} tokens/s for all of them together."

@@ -114,7 +114,9 @@ class Order:
         return None if self.started_ns is None else (self.started_ns - self.arrived_ns) / 1e6
 
 
-def estimated_waits(running_remaining: list[int], queued_tokens: list[int], *, slots: int, step_ms: float) -> list[float]:
+def estimated_waits(
+    running_remaining: list[int], queued_tokens: list[int], *, slots: int, step_ms: float
+) -> list[float]:
     """Each queued request's wait (s) if every step took `step_ms`: slots free as running requests finish.
 
     A running request with r tokens left frees its slot after r steps; the queue takes freed slots in order.
@@ -353,7 +355,9 @@ class Kitchen:
         self.remove([order for order in orders if order.finished])
         self.step_index += 1
         tables = tuple(order.table for order in orders)
-        self.on_step(StepInfo(self.step_index, kind, began_s, latency_ms, tables, step_tokens, len(self.waiting), held_bytes))
+        self.on_step(
+            StepInfo(self.step_index, kind, began_s, latency_ms, tables, step_tokens, len(self.waiting), held_bytes)
+        )
 
     def cache_bytes(self) -> int:
         """Bytes the batched cache holds now, padding included."""
@@ -393,7 +397,9 @@ class Kitchen:
         for running_layer, new_layer in zip(self.cache.layers, cache.layers, strict=True):
             if not isinstance(running_layer, DynamicLayer) or type(running_layer) is not DynamicLayer:
                 raise TypeError(f"the kitchen batches plain DynamicLayer caches, not {type(running_layer).__name__}")
-            running_layer.keys = torch.cat([pad_left(running_layer.keys, length, dim=2), pad_left(new_layer.keys, length, dim=2)])
+            running_layer.keys = torch.cat(
+                [pad_left(running_layer.keys, length, dim=2), pad_left(new_layer.keys, length, dim=2)]
+            )
             running_layer.values = torch.cat(
                 [pad_left(running_layer.values, length, dim=2), pad_left(new_layer.values, length, dim=2)]
             )
@@ -443,8 +449,13 @@ def serve_alone(loaded: LoadedModel, request: Request, *, cancel: CancelFlag | N
     ended: list[tuple[str, str | None]] = []
     kitchen = Kitchen(loaded, max_batch=1)
     kitchen.add(
-        Order(table=1, request=request, cancel=cancel, on_record=records.append,
-              on_end=lambda order, outcome, error: ended.append((outcome, error)))
+        Order(
+            table=1,
+            request=request,
+            cancel=cancel,
+            on_record=records.append,
+            on_end=lambda order, outcome, error: ended.append((outcome, error)),
+        )
     )
     while not kitchen.idle:
         kitchen.step()

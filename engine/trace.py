@@ -122,7 +122,10 @@ RECORD_TYPES = {
     "logprob": float,
     "top": list,
 }
-OPTIONAL_RECORD_TYPES = {"batch_size": int, "step_tokens": int}  # added with the batched kitchen; older traces lack them
+OPTIONAL_RECORD_TYPES = {
+    "batch_size": int,
+    "step_tokens": int,
+}  # added with the batched kitchen; older traces lack them
 SUMMARY_FIELDS = tuple(field.name for field in fields(Summary))
 SUMMARY_TOLERANCE_MS = 0.01  # JSON keeps times to the microsecond; a recomputed figure may differ by rounding
 MODEL_FIELDS = {
@@ -203,7 +206,9 @@ def check_trace_dict(data: object) -> tuple[TokenRecord, ...]:
         if not isinstance(event, dict):
             raise TraceFormatError(f"{where}: expected an object, got {type(event).__name__}")
         require(event, where, RECORD_TYPES)
-        require(event, where, {name: kind for name, kind in OPTIONAL_RECORD_TYPES.items() if event.get(name) is not None})
+        require(
+            event, where, {name: kind for name, kind in OPTIONAL_RECORD_TYPES.items() if event.get(name) is not None}
+        )
         if any(event.get(name) is not None and event[name] < 1 for name in OPTIONAL_RECORD_TYPES):
             raise TraceFormatError(f"{where}: batch_size and step_tokens count at least 1")
         extra = set(event) - set(RECORD_TYPES) - set(OPTIONAL_RECORD_TYPES)

@@ -212,8 +212,14 @@ def receive_forever(connection: Connection, inbox: queue.Queue, stops: dict[int,
             inbox.put(message)
 
 
-def serve(connection: Connection, name: str | None, device: str | None, dtype: str | None, threads: int | None,
-          max_batch: int = DEFAULT_MAX_BATCH) -> None:
+def serve(
+    connection: Connection,
+    name: str | None,
+    device: str | None,
+    dtype: str | None,
+    threads: int | None,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> None:
     """The worker process: load the model, then cook generations in one batched loop and run experiments alone."""
     from engine.generate import prepare_request
     from engine.loading import load_model
@@ -455,7 +461,9 @@ class ModelWorker:
 
         try:
             return self._exchange(
-                lambda request_id: Generate(request_id, prompt, settings), cancel=cancel, handle=handle,
+                lambda request_id: Generate(request_id, prompt, settings),
+                cancel=cancel,
+                handle=handle,
                 on_table=on_table,
             )
         except GenerationCancelled as err:
@@ -476,8 +484,7 @@ class ModelWorker:
             if isinstance(message, Measuring) and on_progress is not None:
                 on_progress(message.event)
 
-        return self._exchange(lambda request_id: RunExperiment(request_id, name, options), cancel=cancel,
-                              handle=handle)
+        return self._exchange(lambda request_id: RunExperiment(request_id, name, options), cancel=cancel, handle=handle)
 
     def _exchange(
         self,

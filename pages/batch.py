@@ -10,9 +10,9 @@ from app import experiment_charts
 from app.experiment_view import experiment_section, rows_table
 from app.presentation import settings_area, show_chart
 from app.sidebar import current_selection
+from app.site import link
 from app.state import remember
 from app.text import explanation
-from app.site import link
 from app.watching import kitchen_steps
 from engine.experiments.batch import BatchOptions
 from engine.experiments.result import ExperimentResult
@@ -21,7 +21,6 @@ from engine.units import fmt_bytes
 
 BATCH_CHOICES = [1, 2, 4, 8, 16, 32, 64]
 DEFAULTS = BatchOptions()
-
 
 
 def traffic_sentence(result: ExperimentResult) -> str:

@@ -38,9 +38,7 @@ busy = job is not None and job.active
 # buttons follow the job; the run keeps the settings it was sent with, and the status line names its prompt.
 # The default goes in `value`, not in session state before the widget: a first run cut short by a rerun left the
 # browser showing an empty box over a state that held the default (seen in the presenter's walk).
-prompt = st.text_area(
-    "Prompt", DEFAULT_PROMPT, key=remember("live_prompt"), height=110, max_chars=PROMPT_MAX_CHARS
-)
+prompt = st.text_area("Prompt", DEFAULT_PROMPT, key=remember("live_prompt"), height=110, max_chars=PROMPT_MAX_CHARS)
 settings = settings_inputs()
 buttons = st.columns([1, 1, 6])
 if buttons[0].button("Generate", type="primary", disabled=busy, key="live_generate"):

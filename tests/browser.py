@@ -124,8 +124,10 @@ def chromium():
 
 
 def wait_for_model(page, timeout_ms: int = 120_000) -> None:
-    """Wait until the live page shows its prompt box, i.e. the model has loaded."""
+    """Wait until the live page's model has loaded: its prompt box is drawn (it is there while the model loads,
+    above the loading bar's place) and no loading bar is left."""
     page.get_by_label("Prompt").wait_for(timeout=timeout_ms)
+    page.locator("[data-testid=stProgress]").first.wait_for(state="detached", timeout=timeout_ms)
 
 
 def generate(page, prompt: str, *, max_new_tokens: int | None = None, settle_ms: int = 400) -> None:

@@ -18,9 +18,14 @@ LIVE_PAGE = "../pages/live.py"
 LOAD_TIMEOUT_S = 120  # the first load converts the bundled GGUF (~30 s on 2 cores); later loads take seconds
 
 
+def model_ready(at: AppTest) -> bool:
+    """The live page with its model loaded: the prompt box is there from the start, the loading bar goes."""
+    return len(at.text_area) > 0 and not at.get("progress")
+
+
 def loaded_app(path: str = MAIN) -> AppTest:
     at = AppTest.from_file(path, default_timeout=60)
-    return run_until(at, lambda a: len(a.text_area) > 0, timeout_s=LOAD_TIMEOUT_S, what="the model to load")
+    return run_until(at, model_ready, timeout_s=LOAD_TIMEOUT_S, what="the model to load")
 
 
 @pytest.mark.slow

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from browser import (
     ARTIFACTS,
+    answer_text,
     chart_text_problems,
     chromium,
     dashboard_server,
-    answer_text,
     generate,
     shown_errors,
     type_then_click,
-    yield_the_cpu_to_the_dashboard,
     wait_for_model,
     wait_until_finished,
+    yield_the_cpu_to_the_dashboard,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

@@ -16,6 +16,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 # 16-18 s. The issue's goal is 10 s; see the README's "Cold start" for where the rest of the time goes.
 FIRST_TOKEN_WITHIN_S = 15.0
 WORKER_STARTED_WITHIN_S = 1.5  # app.launch starts it before Streamlit is even imported
+
+
 def model_workers() -> list[psutil.Process]:
     """The model worker processes below this test."""
     found = []

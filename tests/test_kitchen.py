@@ -202,7 +202,9 @@ def test_thirty_mixed_runs_leave_no_threads_or_memory_behind(slot, monkeypatch):
     outcomes = [job.state for round_index in range(10) for job in three_orders(round_index)]
     wait_for(lambda: threading.active_count() <= threads_before, what="job threads to end", timeout_s=10)
     rss_growth = worker.memory_info().rss - rss_before
-    print(f"30 mixed runs: threads {threads_before} -> {threading.active_count()}, worker RSS {rss_growth / 1e6:+.1f} MB")
+    print(
+        f"30 mixed runs: threads {threads_before} -> {threading.active_count()}, worker RSS {rss_growth / 1e6:+.1f} MB"
+    )
     assert outcomes == ["done", "stopped", "stopped"] * 10
     assert threading.active_count() == threads_before  # every job's thread ended
     assert slot.active_jobs() == []

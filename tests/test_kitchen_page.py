@@ -22,7 +22,9 @@ def test_the_kitchen_page_shows_idle_then_the_tables_it_cooked_without_their_pro
     assert any("idle for the last minute" in info.value for info in at.info)
     slot = model_slot(str(tiny_folder), "cpu", "float32")
     secret = "my secret question about soup"
-    jobs = [GenerationJob(prompt=f"{secret} {index}", settings=GenerationSettings(max_new_tokens=40)) for index in range(3)]
+    jobs = [
+        GenerationJob(prompt=f"{secret} {index}", settings=GenerationSettings(max_new_tokens=40)) for index in range(3)
+    ]
     for job in jobs:
         slot.submit(job)
     run_until(at, lambda a: not any(job.active for job in jobs), timeout_s=60, what="three orders")

@@ -66,7 +66,10 @@ def test_a_lone_request_gets_the_tokens_and_record_shape_of_the_single_request_l
 def test_requests_that_join_and_leave_at_different_steps_get_their_own_answers(tiny):
     kitchen = Kitchen(tiny)
     early = [Table(tiny, index, prompt) for index, prompt in enumerate(PROMPTS[:2])]
-    late = [Table(tiny, 2, PROMPTS[2]), Table(tiny, 3, PROMPTS[3], GenerationSettings(**{**GREEDY.to_dict(), "max_new_tokens": 30}))]
+    late = [
+        Table(tiny, 2, PROMPTS[2]),
+        Table(tiny, 3, PROMPTS[3], GenerationSettings(**{**GREEDY.to_dict(), "max_new_tokens": 30})),
+    ]
     for table in early:
         kitchen.add(table.order)
     sizes = []
@@ -132,7 +135,9 @@ def test_the_batch_cap_queues_the_rest_and_tells_each_its_place_and_wait(tiny):
 
 
 def test_the_kv_budget_caps_the_batch_before_max_batch_does(tiny):
-    one_request = 1 * (len(prepare_request(tiny, PROMPTS[3], settings=GREEDY).token_ids) + 12) * tiny.facts.kv_bytes_per_token
+    one_request = (
+        1 * (len(prepare_request(tiny, PROMPTS[3], settings=GREEDY).token_ids) + 12) * tiny.facts.kv_bytes_per_token
+    )
     kitchen = Kitchen(tiny, max_batch=8, kv_budget_bytes=one_request + 1)  # room for one row at a time
     tables = [Table(tiny, index, prompt) for index, prompt in enumerate(PROMPTS)]
     for table in tables:
@@ -185,7 +190,9 @@ def test_a_failed_step_fails_every_request_in_flight_with_the_reason(tiny):
         kitchen.add(table.order)
     kitchen.step()
     kitchen.fail_all("the model failed mid-step: RuntimeError: out of memory")
-    assert all(table.ended == [("failed", "the model failed mid-step: RuntimeError: out of memory")] for table in tables)
+    assert all(
+        table.ended == [("failed", "the model failed mid-step: RuntimeError: out of memory")] for table in tables
+    )
     assert kitchen.idle and kitchen.cache is None
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
-from engine import GenerationSettings, load_model, prepare_request, stream_generate  # noqa: E402
-from engine.serving import Kitchen, Order, serve_alone  # noqa: E402
+from engine import GenerationSettings, load_model, prepare_request, stream_generate
+from engine.serving import Kitchen, Order, serve_alone
 
 PROMPTS = [
     "What is the capital of France?",
@@ -86,7 +86,9 @@ def manager_times(loaded, requests, new_tokens: int) -> tuple[float, float, floa
             manager.get_result(request_id=request_id, timeout=600)
         all_s = time.perf_counter() - began
         began = time.perf_counter()
-        manager.get_result(request_id=manager.add_request(list(requests[0].token_ids), max_new_tokens=new_tokens), timeout=600)
+        manager.get_result(
+            request_id=manager.add_request(list(requests[0].token_ids), max_new_tokens=new_tokens), timeout=600
+        )
         alone_s = time.perf_counter() - began
     finally:
         manager.stop(block=True)
@@ -106,8 +108,10 @@ def main() -> None:
     loaded = load_model(threads=threads)
     settings = GenerationSettings(max_new_tokens=args.new_tokens, stop_at_eos=False)
     requests = [prepare_request(loaded, prompt, settings=settings) for prompt in PROMPTS[: args.requests]]
-    print(f"{loaded.facts.name} · {loaded.facts.dtype} on {loaded.device} · {threads} thread(s) · "
-          f"{args.requests} requests × {args.new_tokens} tokens, greedy")
+    print(
+        f"{loaded.facts.name} · {loaded.facts.dtype} on {loaded.device} · {threads} thread(s) · "
+        f"{args.requests} requests × {args.new_tokens} tokens, greedy"
+    )
     list(serve_alone(loaded, requests[0]))  # warm-up
     alone_began = time.perf_counter()
     lone = list(serve_alone(loaded, requests[0]))
@@ -115,28 +119,41 @@ def main() -> None:
     old = list(stream_generate(loaded, requests[0]))
     alone_rate, old_rate = decode_rate(lone), decode_rate(old)
     print(f"alone, kitchen:            {alone_s:6.2f} s   decode {alone_rate:6.2f} tokens/s")
-    print(f"alone, single-request loop:          decode {old_rate:6.2f} tokens/s   (kitchen / loop {alone_rate / old_rate:.3f}; goal >= 0.95)")
+    print(
+        f"alone, single-request loop:          decode {old_rate:6.2f} tokens/s   "
+        f"(kitchen / loop {alone_rate / old_rate:.3f}; goal >= 0.95)"
+    )
     wall, aggregate, tokens, mean_batch = together(loaded, requests)
     same = sum(t == [r.token_id for r in stream_generate(loaded, q)] for t, q in zip(tokens, requests, strict=True))
-    print(f"{args.requests} at once, kitchen:     {wall:6.2f} s   {aggregate:6.2f} tokens/s all together "
-          f"(mean batch {mean_batch:.1f}); {same}/{args.requests} answers equal their lone answers")
+    print(
+        f"{args.requests} at once, kitchen:     {wall:6.2f} s   {aggregate:6.2f} tokens/s all together "
+        f"(mean batch {mean_batch:.1f}); {same}/{args.requests} answers equal their lone answers"
+    )
     sequential_began = time.perf_counter()
     for request in requests:
         list(stream_generate(loaded, request))
     sequential_s = time.perf_counter() - sequential_began
-    print(f"{args.requests} one after another:    {sequential_s:6.2f} s   "
-          f"{args.requests * args.new_tokens / sequential_s:6.2f} tokens/s (the old kitchen's queue)")
+    print(
+        f"{args.requests} one after another:    {sequential_s:6.2f} s   "
+        f"{args.requests * args.new_tokens / sequential_s:6.2f} tokens/s (the old kitchen's queue)"
+    )
     lone_rate = args.new_tokens / alone_s
-    print(f"aggregate / alone (end to end): {aggregate / lone_rate:.2f}x (goal >= 3x); "
-          f"the last of {args.requests} finished {wall / alone_s:.2f}x a lone request's time (goal <= 3x); "
-          f"sequential {sequential_s / alone_s:.2f}x")
+    print(
+        f"aggregate / alone (end to end): {aggregate / lone_rate:.2f}x (goal >= 3x); "
+        f"the last of {args.requests} finished {wall / alone_s:.2f}x a lone request's time (goal <= 3x); "
+        f"sequential {sequential_s / alone_s:.2f}x"
+    )
     if not args.no_cbm:
         warm_up_s, cbm_all_s, cbm_alone_s = manager_times(loaded, requests, args.new_tokens)
-        print(f"transformers ContinuousBatchingManager: start + 2-request warm-up {warm_up_s:.2f} s; "
-              f"{args.requests} at once {cbm_all_s:.2f} s ({args.requests * args.new_tokens / cbm_all_s:.2f} tokens/s); "
-              f"alone {cbm_alone_s:.2f} s ({args.new_tokens / cbm_alone_s:.2f} tokens/s)")
-        print(f"kitchen / manager: {cbm_all_s / wall:.2f}x faster with {args.requests} at once, "
-              f"{cbm_alone_s / alone_s:.2f}x alone")
+        print(
+            f"transformers ContinuousBatchingManager: start + 2-request warm-up {warm_up_s:.2f} s; "
+            f"{args.requests} at once {cbm_all_s:.2f} s ({args.requests * args.new_tokens / cbm_all_s:.2f} tokens/s); "
+            f"alone {cbm_alone_s:.2f} s ({args.new_tokens / cbm_alone_s:.2f} tokens/s)"
+        )
+        print(
+            f"kitchen / manager: {cbm_all_s / wall:.2f}x faster with {args.requests} at once, "
+            f"{cbm_alone_s / alone_s:.2f}x alone"
+        )
 
 
 if __name__ == "__main__":
