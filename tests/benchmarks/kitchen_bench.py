@@ -101,11 +101,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=40)
     parser.add_argument("--no-cbm", action="store_true", help="skip transformers' ContinuousBatchingManager")
+    parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: the engine's pick)")
+    parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: the engine's pick)")
     args = parser.parse_args()
     from app.early import dashboard_threads
 
     threads = args.threads or dashboard_threads()
-    loaded = load_model(threads=threads)
+    loaded = load_model(device=args.device, dtype=args.dtype, threads=threads)
     settings = GenerationSettings(max_new_tokens=args.new_tokens, stop_at_eos=False)
     requests = [prepare_request(loaded, prompt, settings=settings) for prompt in PROMPTS[: args.requests]]
     print(
