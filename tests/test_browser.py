@@ -376,9 +376,9 @@ def test_the_html_report_opens_offline_and_draws_its_charts(served, tmp_path):
     context = served[2].new_context(offline=True)  # no network at all: everything must be inside the file
     page = context.new_page()
     page.goto(report.as_uri())
-    page.locator(".js-plotly-plot .main-svg").nth(3).wait_for(timeout=30_000)
-    assert page.locator(".js-plotly-plot").count() == 4
-    assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 8  # two runs on each of the four charts
+    page.locator(".js-plotly-plot .main-svg").nth(4).wait_for(timeout=30_000)
+    assert page.locator(".js-plotly-plot").count() == 5  # one per overlay, batch size included
+    assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 10  # two runs on each of the five charts
     assert "Two runs" in page.title()
     page.wait_for_timeout(500)
     assert chart_text_problems(page) == []  # seen: y numbers clipped at the left edge, the axis title over them

@@ -244,7 +244,7 @@ def test_the_html_report_is_self_contained(tiny_runs, tmp_path):
     page = render_report([first, second, result], title="Tiny <b>comparison</b>")
     assert page.startswith("<!DOCTYPE html>")
     assert "Tiny &lt;b&gt;comparison&lt;/b&gt;" in page
-    assert page.count("Plotly.newPlot") == 4  # the four overlays
+    assert page.count("Plotly.newPlot") == 5  # the five overlays (latency, tokens, KV cache, memory, batch size)
     assert "<script src=" not in page  # plotly.js inline, nothing fetched (the browser test opens it offline)
     assert len(page) > 1_000_000
     assert html.escape(result.finding) in page
@@ -269,7 +269,7 @@ def test_the_cli_validates_and_reports(tiny_runs, tmp_path):
     out = tmp_path / "report.html"
     outcome = engine_cli("report", *map(str, paths), "--out", str(out))
     assert outcome.returncode == 0
-    assert out.read_text().count("Plotly.newPlot") == 4
+    assert out.read_text().count("Plotly.newPlot") == 5
     outcome = engine_cli("report", str(paths[0]), str(bad), "--out", str(tmp_path / "never.html"))
     assert outcome.returncode == 2
     assert not (tmp_path / "never.html").exists()
