@@ -206,9 +206,13 @@ def receive_forever(connection: Connection, inbox: queue.Queue, stops: dict[int,
             inbox.put(None)
             return
         if isinstance(message, Stop):
-            stops.setdefault(message.request_id, threading.Event()).set()
+            # a request's stop is registered before it is filed (one socket keeps the order); a stop for a request
+            # that has ended (a late click) finds nothing and is dropped
+            if (stop := stops.get(message.request_id)) is not None:
+                stop.set()
         else:
-            stops.setdefault(getattr(message, "request_id", -1), threading.Event())
+            if isinstance(message, Generate | RunExperiment):
+                stops[message.request_id] = threading.Event()
             inbox.put(message)
 
 
@@ -283,6 +287,7 @@ def serve(
                 try:
                     request = prepare_request(loaded, message.prompt, settings=message.settings)
                 except Exception as err:  # noqa: BLE001 - one bad request must not end the worker
+                    stops.pop(message.request_id, None)
                     connection.send(Failed(message.request_id, type(err).__name__, str(err)))
                 else:
                     connection.send(Prepared(message.request_id, request))
