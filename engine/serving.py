@@ -325,7 +325,8 @@ class Kitchen:
         log_probs = torch.log_softmax(logits.float(), dim=-1)  # (B, vocab)
         top = torch.topk(log_probs, TOP_ALTERNATIVES)
         memory, latency_ms = self.memory_in_use(), (ended_ns - began_ns) / 1e6
-        per_position = self.cache_bytes_per_position()
+        held_bytes = self.cache_bytes()  # during the step, before the finished requests' rows go
+        per_position = held_bytes // self.mask.numel() if held_bytes and self.mask is not None else 0
         for row, order in enumerate(orders):
             token_id = int(tokens[row])
             settings = order.request.settings
@@ -351,7 +352,6 @@ class Kitchen:
             order.on_record(record)
             if last:
                 self.end(order, "done", None)
-        held_bytes = self.cache_bytes()  # during the step, before the finished requests' rows go
         self.remove([order for order in orders if order.finished])
         self.step_index += 1
         tables = tuple(order.table for order in orders)
@@ -364,12 +364,6 @@ class Kitchen:
         if self.cache is None:
             return 0
         return sum(t.numel() * t.element_size() for layer in self.cache.layers for t in (layer.keys, layer.values))
-
-    def cache_bytes_per_position(self) -> int:
-        """Bytes one row's position takes in the batched cache (all layers, keys and values)."""
-        if self.cache is None or self.mask is None or self.mask.numel() == 0:
-            return 0
-        return self.cache_bytes() // self.mask.numel()
 
     def retire_cancelled(self) -> None:
         """Drop requests whose Stop was pressed or whose visitor left; their rows and KV memory go at once."""
