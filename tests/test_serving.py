@@ -51,6 +51,17 @@ def cook(kitchen: Kitchen, *, joining: dict[int, list[Table]] | None = None, lim
     return steps
 
 
+def cook_every_prompt(loaded, kitchen: Kitchen) -> tuple[list[Table], list[int]]:
+    """All of PROMPTS sent at once, cooked to the end: their tables and every step's batch size."""
+    tables = [Table(loaded, index, prompt) for index, prompt in enumerate(PROMPTS)]
+    for table in tables:
+        kitchen.add(table.order)
+    sizes: list[int] = []
+    kitchen.on_step = lambda info: sizes.append(info.batch_size)
+    cook(kitchen)
+    return tables, sizes
+
+
 def test_a_lone_request_gets_the_tokens_and_record_shape_of_the_single_request_loop(tiny):
     request = prepare_request(tiny, "one visitor", settings=GREEDY)
     records = list(serve_alone(tiny, request))
@@ -117,12 +128,7 @@ def test_each_request_keeps_its_own_sampling_settings_in_one_batch(tiny):
 
 def test_the_batch_cap_queues_the_rest_and_tells_each_its_place_and_wait(tiny):
     kitchen = Kitchen(tiny, max_batch=2)
-    tables = [Table(tiny, index, prompt) for index, prompt in enumerate(PROMPTS)]
-    for table in tables:
-        kitchen.add(table.order)
-    sizes = []
-    kitchen.on_step = lambda info: sizes.append(info.batch_size)
-    cook(kitchen)
+    tables, sizes = cook_every_prompt(tiny, kitchen)
     assert max(sizes) == 2
     assert all(table.ended == [("done", None)] for table in tables)
     assert [place.place for place in tables[2].places][:1] == [1]
@@ -139,12 +145,7 @@ def test_the_kv_budget_caps_the_batch_before_max_batch_does(tiny):
         1 * (len(prepare_request(tiny, PROMPTS[3], settings=GREEDY).token_ids) + 12) * tiny.facts.kv_bytes_per_token
     )
     kitchen = Kitchen(tiny, max_batch=8, kv_budget_bytes=one_request + 1)  # room for one row at a time
-    tables = [Table(tiny, index, prompt) for index, prompt in enumerate(PROMPTS)]
-    for table in tables:
-        kitchen.add(table.order)
-    sizes = []
-    kitchen.on_step = lambda info: sizes.append(info.batch_size)
-    cook(kitchen)
+    tables, sizes = cook_every_prompt(tiny, kitchen)
     assert set(sizes) == {1}
     assert all(table.ended == [("done", None)] for table in tables)
 
