@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
-from app.kitchen import Selection, dashboard_threads
+from app.early import dashboard_threads
+from app.kitchen import Selection
 from app.presentation import KEY as PRESENTATION_KEY
 from app.presentation import settings_area
 from engine import DEFAULT_MODEL

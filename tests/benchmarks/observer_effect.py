@@ -48,7 +48,7 @@ class ObserverResult:
 
 def cli_itl_p50(out: Path) -> float:
     """One run through the CLI with the same prompt, settings and CPU threads as the page's."""
-    from app.kitchen import dashboard_threads
+    from app.early import dashboard_threads
 
     subprocess.run(
         [
