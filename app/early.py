@@ -13,7 +13,8 @@ import threading
 
 import psutil
 
-from engine.worker import DEFAULT_MAX_BATCH, ModelWorker
+from engine.settings import DEFAULT_MAX_BATCH
+from engine.worker import ModelWorker
 
 _started: ModelWorker | None = None
 _ever_started = False  # once per server: app/launch.py and the server's start hook may both ask

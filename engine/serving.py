@@ -47,6 +47,7 @@ from engine.generate import (
 from engine.hardware import device_clock_ns, memory_probe
 from engine.loading import LoadedModel
 from engine.records import TokenRecord
+from engine.settings import DEFAULT_MAX_BATCH
 
 RECENT_STEPS = 32  # decode steps whose median time estimates a queued request's wait
 
@@ -160,7 +161,7 @@ class Kitchen:
         self,
         loaded: LoadedModel,
         *,
-        max_batch: int = 16,
+        max_batch: int = DEFAULT_MAX_BATCH,
         kv_budget_bytes: int | None = None,
         on_step: Callable[[StepInfo], None] = lambda info: None,
     ) -> None:

@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass
 
 from engine.errors import SettingsError
 
+# Requests the kitchen cooks together by default: the batching experiment measured ~9x batch 1's tokens/s at 16 here.
+DEFAULT_MAX_BATCH = 16
+
 # The most new tokens one request may ask for. Hosts of a shared dashboard can lower (or raise) it
 # with the environment variable INFERENCE_KITCHEN_MAX_NEW_TOKENS_CAP.
 DEFAULT_MAX_NEW_TOKENS_CAP = 2048
