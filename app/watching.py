@@ -78,8 +78,8 @@ def show_waiting(job: Job) -> bool:
         else ("not known yet (an experiment has the model to itself, or no step has been timed)")
     )
     st.info(
-        f"⏳ The kitchen's batch is full: you are **number {place.place}** in the queue for a place at the cooker. "
-        f"Wait: {wait}."
+        f"⏳ The kitchen's batch is full: you are **number {place.place}** in the queue for a place at the cooker "
+        f"({job.slot.ahead_of(job)} ahead of you). Wait: {wait}."
     )
     return True
 
