@@ -99,7 +99,7 @@ def test_two_visitors_generate_at_once_and_both_get_their_answers(served):
     second.close()
 
 
-CROWD_WITHIN_ALONE = 5.0
+CROWD_WITHIN_ALONE = 3.0  # the issue's goal
 COUNTRIES = ["France", "Italy", "Japan", "Spain", "Germany", "Egypt", "Greece", "Canada"]
 
 
@@ -138,6 +138,7 @@ def test_eight_visitors_at_once_are_cooked_together_within_three_times_one_alone
     # A run ends when the kitchen saves its trace (the file's time); the page shows it a redraw later. Timed so,
     # eight headless tabs drawing 40 charts on the server's own two cores (a room's browsers are on their own
     # machines) do not count as the kitchen's time.
+    yield_the_cpu_to_the_dashboard()  # from here on, the visitors' browsers on this server's two cores
     before = len(list(traces.glob("*.json"))) if traces.exists() else 0
     clicked = time.time()
     buttons[0].evaluate("button => button.click()")  # one visitor alone, with the eight tabs open
@@ -160,7 +161,6 @@ def test_eight_visitors_at_once_are_cooked_together_within_three_times_one_alone
             clicked * 1000,
         )
     time.sleep(max(0.0, clicked - time.time()))
-    yield_the_cpu_to_the_dashboard()  # from here on, eight visitors' browsers, on this server's two cores
     crowd_files = wait_for_traces(traces, before + 1 + len(pages))[before + 1 :]
     click_times = [page.evaluate("() => window.ikClickedAt") / 1000 for page in pages]
     clicked_within_s = max(click_times) - min(click_times)
@@ -212,9 +212,8 @@ def test_eight_visitors_at_once_are_cooked_together_within_three_times_one_alone
     assert answers == ["".join(pieces) for pieces in expected]
     assert answers[0] == alone  # the same answer crowded as alone
     assert max(max(event["batch_size"] for event in trace["events"]) for trace in crowded) >= 6  # they shared steps
-    # The issue's goal is 3x. Measured here with the eight tabs' Chromium on the server's own two cores: 3.2-4.1x
-    # (the eight prompts' prefill step, 2-6 s, lands while eight pages redraw); the same requests without browsers,
-    # `tests/benchmarks/kitchen_bench.py`: 2.3x. Cooked one after another, as before the kitchen batched: ~8-10x.
+    # Measured here with the eight tabs' Chromium lowered on the server's own two cores: 1.7-2.5x; the same
+    # requests without browsers (`tests/benchmarks/kitchen_bench.py`): 2.3x. One after another, as before: ~8-10x.
     assert max(finished) < CROWD_WITHIN_ALONE * alone_s, f"the last of eight took {max(finished) / alone_s:.2f}x"
     assert sum("table" in line for line in gantt_rows.splitlines()) >= 8  # every table has its bars
 
