@@ -21,9 +21,10 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.generate import Request, prepare_request
+from engine.generate import prepare_request
 from engine.hardware import device_clock_ns
 from engine.loading import LoadedModel
+from engine.request import Request
 from engine.run import run_trace
 from engine.serving import serve_alone
 from engine.settings import GenerationSettings

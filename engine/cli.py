@@ -136,8 +136,8 @@ def print_progress(event) -> None:
 
 def command_trace(args: argparse.Namespace) -> int:
     """Run one prompt and write its trace."""
-    from engine.generate import check_prompt_text
     from engine.loading import load_model
+    from engine.request import check_prompt_text
     from engine.run import run_trace
     from engine.settings import GenerationSettings, check_settings
     from engine.trace import default_trace_path, save_trace

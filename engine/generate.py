@@ -11,8 +11,6 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 from transformers import DynamicCache
@@ -21,36 +19,15 @@ from engine.errors import EngineError, GenerationCancelled, PromptError
 from engine.hardware import device_clock_ns, memory_probe
 from engine.loading import LoadedModel
 from engine.records import Alternative, TokenRecord
+from engine.request import (
+    PROMPT_CHARS_PER_CONTEXT_TOKEN,
+    CancelFlag,
+    Request,
+    check_prompt_text,
+)
 from engine.settings import GenerationSettings, check_settings
 
 TOP_ALTERNATIVES = 5  # how many most-likely tokens each record keeps
-PROMPT_CHARS_PER_CONTEXT_TOKEN = (
-    32  # a prompt longer than this many characters per context token is refused untokenized
-)
-
-
-class CancelFlag(Protocol):
-    """Anything with is_set(), checked between steps: a threading.Event, or a dashboard job's own flag."""
-
-    def is_set(self) -> bool: ...
-
-
-@dataclass(frozen=True, kw_only=True)
-class Request:
-    """A checked prompt, ready to run: the text typed, what the model reads, and its token ids."""
-
-    text: str  # what the person typed
-    rendered: str  # what the model reads (chat template applied or not)
-    token_ids: tuple[int, ...]
-    chat_template_applied: bool
-    settings: GenerationSettings
-    max_new_tokens: int  # the settings' limit, lowered when the context window has less room left
-
-
-def check_prompt_text(prompt: object) -> None:
-    """Raise PromptError for a prompt that is not text or is empty (checked before anything is loaded)."""
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise PromptError("the prompt is empty: type a question or some text to continue")
 
 
 def prepare_request(loaded: LoadedModel, prompt: str, *, settings: GenerationSettings) -> Request:

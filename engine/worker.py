@@ -44,17 +44,25 @@ from engine.settings import DEFAULT_MAX_BATCH
 # Only names for annotations below: this module is imported by the dashboard's server to start the model's
 # process early, before anything imports torch; the worker process imports what it runs inside serve().
 if TYPE_CHECKING:
-    from engine.experiments.common import ExperimentProgress, Options
+    from engine.experiments.base import ExperimentProgress, Options
     from engine.experiments.result import ExperimentResult
-    from engine.generate import CancelFlag, Request
-    from engine.loading import LoadedModel, LoadProgress, ModelFacts
+    from engine.facts import LoadProgress, MachineFacts, ModelFacts
+    from engine.loading import LoadedModel
     from engine.records import TokenRecord
-    from engine.serving import QueuePlace, StepInfo
+    from engine.request import CancelFlag, Request
     from engine.settings import GenerationSettings
+    from engine.steps import QueuePlace, StepInfo
     from engine.trace import Trace
 
 
 # ---- the messages ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Worker -> parent, first of all (torch imported, the model not yet): the devices and dtypes on offer."""
+
+    facts: MachineFacts
 
 
 @dataclass(frozen=True)
@@ -66,8 +74,8 @@ class Loading:
 
 @dataclass(frozen=True)
 class Ready:
-    """Worker -> parent: the model is loaded; its facts, its tokenizer (for the page's tokenizer view) and the
-    kitchen's batch limits."""
+    """Worker -> parent: the model is loaded; its facts, its tokenizer for the pages' tokenizer views
+    (engine.tokens.tokenizer_for_pages: no torch needed to read it) and the kitchen's batch limits."""
 
     facts: ModelFacts
     tokenizer: object
@@ -224,10 +232,14 @@ def serve(
     max_batch: int = DEFAULT_MAX_BATCH,
 ) -> None:
     """The worker process: load the model, then cook generations in one batched loop and run experiments alone."""
+    from engine.hardware import machine_facts  # torch only: the dashboard's sidebar waits for these, not the model
+
+    connection.send(Machine(machine_facts()))
     from engine.generate import prepare_request
     from engine.loading import load_model
     from engine.run import build_trace
     from engine.serving import Kitchen, Order
+    from engine.tokens import tokenizer_for_pages
 
     try:
         on_progress = lambda event: connection.send(Loading(event))  # noqa: E731
@@ -236,7 +248,7 @@ def serve(
         connection.send(Failed(None, type(err).__name__, str(err)))  # the worker exits after it
         return
     budget = kv_budget_bytes(loaded)
-    connection.send(Ready(loaded.facts, loaded.tokenizer, max_batch, budget))
+    connection.send(Ready(loaded.facts, tokenizer_for_pages(loaded.tokenizer), max_batch, budget))
     inbox: queue.Queue = queue.Queue()
     stops: dict[int, threading.Event] = {}
     threading.Thread(target=receive_forever, args=(connection, inbox, stops), daemon=True).start()
@@ -391,9 +403,14 @@ class ModelWorker:
         self._replies: dict[int, queue.Queue] = {}
         self._ids = itertools.count(1)
         self.on_step = on_step
+        self.machine: MachineFacts | None = None
+        self._machine_known = threading.Event()
+        self.settled = threading.Event()  # set once loading has ended: ready, failed or gone
+        self._loading: queue.Queue = queue.Queue()  # what the worker says before and while loading, for wait_loaded
         self.facts: ModelFacts | None = None
         self.tokenizer: object | None = None
         self.max_batch, self.kv_budget_bytes = max_batch, 0
+        threading.Thread(target=self._dispatch_forever, name="worker-replies", daemon=True).start()
 
     def is_alive(self) -> bool:
         """True while the worker process runs."""
@@ -402,36 +419,59 @@ class ModelWorker:
     def _stopped_error(self) -> EngineError:
         return EngineError(f"the model worker process stopped unexpectedly (exit code {self.process.poll()})")
 
+    @property
+    def in_flight(self) -> int:
+        """Requests sent to the worker that have not ended yet."""
+        return len(self._replies)
+
+    def machine_facts(self, *, timeout_s: float) -> MachineFacts | None:
+        """The devices and dtypes the worker found (its first message); None if they did not come in time."""
+        self._machine_known.wait(timeout_s)
+        return self.machine
+
     def wait_loaded(self, on_progress: Callable[[LoadProgress], None] | None = None) -> ModelFacts:
         """Block until the model is loaded, passing on its progress; raise its loading error if any."""
         while True:
-            try:
-                message = self._connection.recv()
-            except (EOFError, OSError) as err:
-                raise self._stopped_error() from err
+            message = self._loading.get()
             if isinstance(message, Loading):
                 if on_progress is not None:
                     on_progress(message.event)
             elif isinstance(message, Ready):
                 self.facts, self.tokenizer = message.facts, message.tokenizer
                 self.max_batch, self.kv_budget_bytes = message.max_batch, message.kv_budget_bytes
-                threading.Thread(target=self._dispatch_forever, name="worker-replies", daemon=True).start()
                 return self.facts
             elif isinstance(message, Failed):
                 self.process.wait(timeout=10)
                 raise rebuild_error(message.error_type, message.message)
+            elif isinstance(message, WorkerGone):
+                raise self._stopped_error()
             else:
                 raise EngineError(f"the model worker sent {type(message).__name__} while loading")
 
     def _dispatch_forever(self) -> None:
-        """The parent's reader thread: hand each message to the request it belongs to; steps to `on_step`."""
+        """The parent's reader thread: loading messages to wait_loaded, each request's messages to the request it
+        belongs to, steps to `on_step`."""
+        loaded = False
         while True:
             try:
                 message = self._connection.recv()
             except (EOFError, OSError, TypeError):  # TypeError: closed under our feet by close()
+                self._machine_known.set()
+                self.settled.set()
+                self._loading.put(WorkerGone())
                 for replies in list(self._replies.values()):
                     replies.put(WorkerGone())
                 return
+            if isinstance(message, Machine):
+                self.machine = message.facts
+                self._machine_known.set()
+                continue
+            if not loaded:
+                loaded = isinstance(message, Ready)
+                self._loading.put(message)
+                if loaded or isinstance(message, Failed):
+                    self.settled.set()
+                continue
             for part in message.messages if isinstance(message, Batch) else (message,):
                 if isinstance(part, Step):
                     if self.on_step is not None:

@@ -12,13 +12,14 @@ an `ExperimentResult`. EXPERIMENTS below is the one list of them.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from engine.errors import GenerationCancelled, SettingsError
-from engine.experiments import batch, energy, kv_cache, prefill, roofline, train_vs_infer
-from engine.experiments.common import ExperimentProgress, Measured, Options, Progress
+from engine.experiments.base import ExperimentProgress, Measured, Options, Progress
 from engine.experiments.result import (
     ExperimentResult,
     default_result_path,
@@ -27,10 +28,11 @@ from engine.experiments.result import (
     save_result,
     saved_results,
 )
-from engine.generate import CancelFlag
-from engine.hardware import describe_hardware
-from engine.loading import LoadedModel
+from engine.request import CancelFlag
 from engine.trace import SCHEMA_VERSION, now_iso, versions
+
+if TYPE_CHECKING:
+    from engine.loading import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -38,14 +40,26 @@ class Experiment:
     """One experiment: its command-line name, title, module (options, run, contract fields) and dashboard page.
 
     This registry is the one list of experiments: the CLI's subcommands, the result contract (engine.experiments
-    .result) and the dashboard's pages and navigation (app/site.py) are all derived from it.
+    .result) and the dashboard's pages and navigation (app/site.py) are all derived from it. It names each
+    module rather than importing it (the modules import torch): the dashboard's navigation reads the list before
+    anything has imported torch, and a module is imported when its experiment is first used.
     """
 
     name: str
     title: str
-    module: ModuleType  # has `run`, ROW_FIELDS and optionally DETAIL_FIELDS
-    options_type: type[Options]
+    module_name: str  # engine.experiments.<module_name> has `run`, ROW_FIELDS and optionally DETAIL_FIELDS
+    options_name: str  # its Options class
     page: tuple[str, str, str] | None = None  # (file in pages/, navigation title, icon); None: no page of its own
+
+    @property
+    def module(self) -> ModuleType:
+        """The experiment's module (imported on first use)."""
+        return importlib.import_module(f"engine.experiments.{self.module_name}")
+
+    @property
+    def options_type(self) -> type[Options]:
+        """The experiment's Options class."""
+        return getattr(self.module, self.options_name)
 
     @property
     def run(self) -> Callable[..., Measured]:
@@ -66,17 +80,17 @@ class Experiment:
 EXPERIMENTS: dict[str, Experiment] = {
     experiment.name: experiment
     for experiment in (
-        Experiment("prefill", "Prefill vs decode", prefill, prefill.PrefillOptions,
+        Experiment("prefill", "Prefill vs decode", "prefill", "PrefillOptions",
                    ("prefill.py", "Prefill vs decode", "📖")),
-        Experiment("kv-cache", "With and without the KV cache", kv_cache, kv_cache.KvCacheOptions,
+        Experiment("kv-cache", "With and without the KV cache", "kv_cache", "KvCacheOptions",
                    ("kv_cache.py", "The KV cache", "🧂")),
-        Experiment("batch", "Batching: throughput vs latency", batch, batch.BatchOptions,
+        Experiment("batch", "Batching: throughput vs latency", "batch", "BatchOptions",
                    ("batch.py", "Batching", "🍽️")),
-        Experiment("roofline", "The memory wall: roofline and bandwidth", roofline, roofline.RooflineOptions,
+        Experiment("roofline", "The memory wall: roofline and bandwidth", "roofline", "RooflineOptions",
                    ("roofline.py", "The memory wall", "🧱")),
-        Experiment("train-vs-infer", "Training vs inference", train_vs_infer, train_vs_infer.TrainVsInferOptions,
+        Experiment("train-vs-infer", "Training vs inference", "train_vs_infer", "TrainVsInferOptions",
                    ("train_vs_infer.py", "Training vs inference", "🎓")),
-        Experiment("energy", "Energy per token", energy, energy.EnergyOptions),  # drawn on the Costs page
+        Experiment("energy", "Energy per token", "energy", "EnergyOptions"),  # drawn on the Costs page
     )
 }  # fmt: skip
 
@@ -97,6 +111,8 @@ def run_experiment(
     cancel: CancelFlag | None = None,
 ) -> ExperimentResult:
     """Run one experiment on a loaded model; GenerationCancelled when `cancel` is set between two measurements."""
+    from engine.hardware import describe_hardware  # torch: imported by whoever runs one, not by the registry
+
     experiment = get_experiment(name)
     options = options if options is not None else experiment.options_type()
     if not isinstance(options, experiment.options_type):

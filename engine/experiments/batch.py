@@ -14,7 +14,8 @@ import torch
 from transformers import DynamicCache
 
 from engine.errors import SettingsError
-from engine.experiments.common import Measured, Options, Progress, max_prompt_tokens, prompt_ids, require_positive
+from engine.experiments.base import Measured, Options, Progress, require_positive
+from engine.experiments.common import max_prompt_tokens, prompt_ids
 from engine.generate import decode_one_token, kv_cache_bytes, prefill
 from engine.hardware import timed_ms
 from engine.loading import LoadedModel

@@ -1,15 +1,14 @@
-"""What every experiment shares: progress and stopping, a timed call, prompts of an exact length, peak memory."""
+"""What every experiment's measuring shares: prompts of an exact length, peak memory, freeing memory between points.
+
+Options, progress and the measured result live in engine.experiments.base (torch-free, for the dashboard).
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
 import torch
 
-from engine.errors import GenerationCancelled, SettingsError
-from engine.generate import CancelFlag
 from engine.hardware import memory_probe, synchronizer
 from engine.loading import LoadedModel
 
@@ -21,65 +20,6 @@ FILLER_TEXT = (
     "prepared twice. On a busy night the chef cooks for several tables at the same time, because the stove is "
     "already hot and the pans are already out. "
 )
-
-
-@dataclass(frozen=True)
-class ExperimentProgress:
-    """One progress event for a caller to show: how far (0..1) and what is being measured now."""
-
-    fraction: float
-    message: str
-
-
-class Progress:
-    """Reports progress and checks the cancel flag: every report is a point where the experiment may stop.
-
-    An experiment appends each measured row to `rows` (its own list, held here) as soon as it is measured, so a
-    stop keeps what was measured before it (run_experiment hands those rows back, marked stopped).
-    """
-
-    def __init__(self, on_progress: Callable[[ExperimentProgress], None] | None, cancel: CancelFlag | None) -> None:
-        self.on_progress, self.cancel = on_progress, cancel
-        self.rows: list[dict] = []
-
-    def __call__(self, fraction: float, message: str) -> None:
-        """Say how far the experiment is; raise GenerationCancelled if a stop was asked for."""
-        if self.cancel is not None and self.cancel.is_set():
-            raise GenerationCancelled(f"the experiment was stopped ({message[0].lower() + message[1:]})")
-        if self.on_progress is not None:
-            self.on_progress(ExperimentProgress(min(max(fraction, 0.0), 1.0), message))
-
-
-@dataclass(frozen=True, kw_only=True)
-class Measured:
-    """What an experiment's `run` returns: one flat row per measured point, its own extra figures, its finding."""
-
-    rows: list[dict]
-    details: dict
-    finding: str  # one sentence computed from the rows and details
-
-
-@dataclass(frozen=True, kw_only=True)
-class Options:
-    """Base of every experiment's options: typed, keyword-only, frozen; `check` refuses impossible ones."""
-
-    def check(self) -> None:
-        """Raise SettingsError for options that cannot be run (subclasses add their own rules)."""
-
-    def to_dict(self) -> dict:
-        """The options as a JSON-ready dict (stored as the result's settings)."""
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
-
-
-def require_positive(**values: object) -> None:
-    """Raise SettingsError unless every given value (or every item of a tuple) is a positive whole number."""
-    for name, value in values.items():
-        items = value if isinstance(value, tuple) else (value,)
-        if not items or any(isinstance(item, bool) or not isinstance(item, int) or item < 1 for item in items):
-            raise SettingsError(
-                f"{name.replace('_', ' ')} must be "
-                f"{'a list of ' if isinstance(value, tuple) else ''}positive whole numbers, got {value!r}"
-            )
 
 
 def prompt_ids(loaded: LoadedModel, length: int, *, batch: int = 1) -> torch.Tensor:

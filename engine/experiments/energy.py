@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.energy import energy_counter
-from engine.experiments.common import Measured, Options, Progress, require_positive
+from engine.experiments.base import Measured, Options, Progress, require_positive
 from engine.generate import prepare_request, stream_generate
 from engine.hardware import device_clock_ns
 from engine.loading import LoadedModel

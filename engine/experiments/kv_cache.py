@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.experiments.common import Measured, Options, Progress, require_positive
+from engine.experiments.base import Measured, Options, Progress, require_positive
 from engine.generate import prepare_request, stream_generate
 from engine.loading import LoadedModel
 from engine.records import percentile, summarize

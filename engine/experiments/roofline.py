@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 import psutil
 import torch
 
-from engine.experiments.common import Measured, Options, Progress, max_prompt_tokens, prompt_ids, require_positive
+from engine.experiments.base import Measured, Options, Progress, require_positive
+from engine.experiments.common import max_prompt_tokens, prompt_ids
 from engine.experiments.prefill import prefill_and_decode
+from engine.facts import kv_bytes_per_token
 from engine.hardware import DTYPES, available_dtypes, dtype_name, timed_ms
-from engine.loading import LoadedModel, kv_bytes_per_token
+from engine.loading import LoadedModel
 from engine.quantize import int8_weight_only_support, quantize_int8_weight_only, weight_bytes_read_per_token
 from engine.units import fmt_bytes
 

@@ -16,18 +16,12 @@ from pathlib import Path
 
 import torch
 
-from engine.experiments.common import (
-    Measured,
-    Options,
-    PeakMemory,
-    Progress,
-    prompt_ids,
-    release_free_memory,
-    require_positive,
-)
+from engine.experiments.base import Measured, Options, Progress, require_positive
+from engine.experiments.common import PeakMemory, prompt_ids, release_free_memory
+from engine.facts import kv_bytes_per_token
 from engine.generate import prepare_request, stream_generate
 from engine.hardware import timed_ms
-from engine.loading import LoadedModel, kv_bytes_per_token
+from engine.loading import LoadedModel
 from engine.settings import GenerationSettings
 from engine.units import fmt_bytes, fmt_ms
 
