@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import psutil
 
+from engine.facts import MachineFacts
 from engine.settings import DEFAULT_MAX_BATCH
 from engine.worker import ModelWorker
 
+MACHINE_WAIT_S = 30.0  # the worker says which devices it sees ~3 s after it starts (torch imported)
+
 _started: ModelWorker | None = None
+_first: ModelWorker | None = None  # the early worker even once adopted: it tells this machine's devices
+_machine: MachineFacts | None = None
 _ever_started = False  # once per server: app/launch.py and the server's start hook may both ask
 _lock = threading.Lock()
 
@@ -42,13 +48,11 @@ def kitchen_max_batch() -> int:
 
 def start_default_worker() -> None:
     """Start the default model's worker now (its device and dtype: the machine's defaults)."""
-    global _started, _ever_started
+    global _started, _first, _ever_started
     with _lock:
         if not _ever_started:
-            _started, _ever_started = (
-                ModelWorker(None, threads=dashboard_threads(), max_batch=kitchen_max_batch()),
-                True,
-            )
+            _started = _first = ModelWorker(None, threads=dashboard_threads(), max_batch=kitchen_max_batch())
+            _ever_started = True
 
 
 def take_default_worker() -> ModelWorker | None:
@@ -64,3 +68,37 @@ def close_early_worker() -> None:
     worker = take_default_worker()
     if worker is not None:
         worker.close()
+
+
+def machine() -> MachineFacts:
+    """This machine's devices, their dtypes and descriptions, for the sidebar.
+
+    The early worker sends them as soon as it has imported torch, so the server's first page needs no torch of its
+    own (~2.5 s of CPU here, taken from the model's loading on two cores); without an early worker (a page
+    tested alone, `streamlit run app/main.py`) they are found here.
+    """
+    global _machine
+    if _machine is None:
+        facts = _first.machine_facts(timeout_s=MACHINE_WAIT_S) if _first is not None else None
+        if facts is None:
+            from engine.hardware import machine_facts
+
+            facts = machine_facts()
+        _machine = facts
+    return _machine
+
+
+IDLE_CHECK_S = 0.5
+
+
+def wait_until_default_kitchen_rests(*, timeout_s: float) -> None:
+    """Wait until the early worker has loaded its model (or failed) and has had no request for a second; at once
+    if there is none. Background work (app/serve.py) waits for this so it takes no CPU from a visitor's run."""
+    if _first is None:
+        return
+    deadline = time.monotonic() + timeout_s
+    _first.settled.wait(timeout_s)
+    idle_checks = 0
+    while idle_checks < 3 and time.monotonic() < deadline:
+        idle_checks = idle_checks + 1 if _first.in_flight == 0 else 0
+        time.sleep(IDLE_CHECK_S)

@@ -25,8 +25,8 @@ import streamlit as st
 from app.early import dashboard_threads, kitchen_max_batch, take_default_worker
 from engine import EngineError, GenerationCancelled, GenerationSettings, LoadProgress, Request, TokenRecord, Trace
 from engine.experiments import ExperimentProgress, ExperimentResult, Options, default_result_path, save_result
-from engine.loading import DEFAULT_MODEL, ModelFacts
-from engine.serving import QueuePlace, StepInfo
+from engine.facts import DEFAULT_MODEL, ModelFacts
+from engine.steps import QueuePlace, StepInfo
 from engine.trace import default_trace_path, save_trace
 from engine.worker import ModelWorker
 

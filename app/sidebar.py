@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import streamlit as st
-import torch
 
-from app.early import dashboard_threads
+from app.early import dashboard_threads, machine
 from app.kitchen import Selection
 from app.presentation import KEY as PRESENTATION_KEY
 from app.presentation import settings_area
 from engine import DEFAULT_MODEL
-from engine.hardware import available_devices, available_dtypes, describe_hardware, dtype_name, pick_dtype
 from engine.units import fmt_bytes
 
 
 def dtype_choices(device: str) -> list[str]:
     """The dtypes offered for a device, the engine's default first."""
-    default = dtype_name(pick_dtype(None, torch.device(device)))
-    return [default] + [name for name in available_dtypes(torch.device(device)) if name != default]
+    return list(machine().dtypes[device])
 
 
 def current_selection() -> Selection:
     """The visitor's current choice (defaults when the sidebar has not been drawn, e.g. a page tested alone)."""
-    device = st.session_state.get("sidebar_device") or available_devices()[0]
+    device = st.session_state.get("sidebar_device") or machine().devices[0]
     dtype = st.session_state.get("sidebar_dtype")
     if dtype not in dtype_choices(device):
         dtype = dtype_choices(device)[0]
@@ -33,7 +30,7 @@ def current_selection() -> Selection:
 @st.cache_data(show_spinner=False)
 def hardware_card(device: str) -> str:
     """A few lines of markdown about this machine, as the engine detects it."""
-    info = describe_hardware(torch.device(device))
+    info = machine().hardware[device]
     lines = [
         f"**CPU** {info['cpu']}  \n{info['cpu_cores_physical']} cores / {info['cpu_cores_logical']} threads",
         f"**Model threads** {dashboard_threads()} (the rest is left for drawing this page, so drawing does "
@@ -42,15 +39,14 @@ def hardware_card(device: str) -> str:
         f"**GPU** {info['gpu']} ({fmt_bytes(info.get('gpu_memory_total_bytes'))})"
         if "gpu" in info
         else "**GPU** none detected",
-        f"**Engine picks** {available_devices()[0]} · "
-        f"{dtype_name(pick_dtype(None, torch.device(available_devices()[0])))}",
+        f"**Engine picks** {machine().devices[0]} · {dtype_choices(machine().devices[0])[0]}",
     ]
     return "  \n".join(lines)
 
 
 def draw_sidebar() -> Selection:
     """Draw the model/device/dtype pickers and the hardware card; return the selection."""
-    devices = available_devices()
+    devices = list(machine().devices)
     if st.session_state.get("sidebar_device") not in devices:
         st.session_state["sidebar_device"] = devices[0]
     with st.sidebar:

@@ -14,7 +14,7 @@ import streamlit as st
 from app.kitchen import Job, ModelSlot, Selection, current_session_id, model_slot, open_slot, reload_slot
 from app.sidebar import current_selection
 from engine import DEFAULT_MODEL
-from engine.serving import StepInfo
+from engine.steps import StepInfo
 
 LOAD_REDRAW_SECONDS = 0.5
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import streamlit as st
 
+from app.early import machine
 from app.state import remember
 from engine import Trace, TraceFormatError, load_trace
-from engine.hardware import describe_hardware, pick_device
 from engine.report import run_facets
 from engine.trace import lesson_misfits, saved_trace_paths
 
@@ -22,8 +22,8 @@ LISTED = 50  # the newest runs offered in the picker
 
 @st.cache_data(show_spinner=False)
 def this_hardware() -> dict:
-    """This machine as traces describe it."""
-    return describe_hardware(pick_device())
+    """This machine as traces describe it (the engine's default device)."""
+    return machine().hardware[machine().devices[0]]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -115,3 +115,19 @@ def test_first_load_converts_once_into_a_safetensors_copy(tmp_path, monkeypatch)
     again = []
     assert default_model_folder(again.append) == folder
     assert again == []  # the second time converts nothing
+
+
+def test_the_pages_tokenizer_splits_a_text_as_the_model_s_tokenizer_does(real):
+    import pickle
+
+    import tokenizers
+
+    from engine.tokens import split_into_tokens, tokenizer_for_pages
+
+    pages = pickle.loads(pickle.dumps(tokenizer_for_pages(real.tokenizer)))  # as the worker sends it
+    assert isinstance(pages, tokenizers.Tokenizer)
+    for text in ("What is the capital of France?", "naïve café, 日本語 and 😀", "  two spaces\n\nand\ttabs", ""):
+        ours, theirs = split_into_tokens(pages, text), split_into_tokens(real.tokenizer, text)
+        assert ours == theirs
+        assert [piece.token_id for piece in ours] == real.tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert "".join(piece.text for piece in ours) == text

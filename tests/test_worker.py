@@ -190,3 +190,21 @@ def test_an_experiment_runs_in_the_worker_with_progress_and_can_be_stopped(worke
     with pytest.raises(SettingsError, match="unknown experiment"):
         worker.experiment("soup")
     assert len(worker.generate("still serving", GenerationSettings(max_new_tokens=3, stop_at_eos=False)).events) == 3
+
+
+def test_the_worker_tells_the_machine_s_devices_before_it_imports_transformers(tiny_folder):
+    from engine.hardware import machine_facts
+
+    handle = ModelWorker(str(tiny_folder), device="cpu", dtype="float32", threads=1)
+    try:
+        told = handle.machine_facts(timeout_s=60)
+        assert not handle.settled.is_set()  # sent once torch is in, a second or more before any model could load
+        here = machine_facts()
+        assert told.devices == here.devices
+        assert told.dtypes == here.dtypes
+        assert told.devices[0] in told.hardware
+        assert told.hardware["cpu"]["cpu"] == here.hardware["cpu"]["cpu"]
+        handle.wait_loaded()
+        assert handle.settled.is_set()
+    finally:
+        handle.close()
