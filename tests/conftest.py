@@ -111,7 +111,7 @@ def real_model_only_in_slow_tests(request, monkeypatch):
         yield
         return
     import app.kitchen
-    from engine.loading import DEFAULT_MODEL
+    from engine.facts import DEFAULT_MODEL
 
     started: list[str] = []
     original = app.kitchen.ModelWorker

@@ -11,7 +11,7 @@ from engine.schedule import (
     table_spans,
     traffic_vs_sweep,
 )
-from engine.serving import StepInfo
+from engine.steps import StepInfo
 
 T0 = 1_000_000.0
 
