@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import psutil
 
@@ -86,19 +85,3 @@ def machine() -> MachineFacts:
             facts = machine_facts()
         _machine = facts
     return _machine
-
-
-IDLE_CHECK_S = 0.5
-
-
-def wait_until_default_kitchen_rests(*, timeout_s: float) -> None:
-    """Wait until the early worker has loaded its model (or failed) and has had no request for a second; at once
-    if there is none. Background work (app/serve.py) waits for this so it takes no CPU from a visitor's run."""
-    if _first is None:
-        return
-    deadline = time.monotonic() + timeout_s
-    _first.settled.wait(timeout_s)
-    idle_checks = 0
-    while idle_checks < 3 and time.monotonic() < deadline:
-        idle_checks = idle_checks + 1 if _first.in_flight == 0 else 0
-        time.sleep(IDLE_CHECK_S)

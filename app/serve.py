@@ -19,28 +19,24 @@ if str(ROOT) not in sys.path:  # streamlit puts only app/ on the path; the engin
 
 import streamlit as st  # noqa: E402
 
-from app.early import close_early_worker, start_default_worker, wait_until_default_kitchen_rests  # noqa: E402
+from app.early import close_early_worker, start_default_worker  # noqa: E402
 
 # What the live page needs: no torch, no transformers (the worker sends plain data, its tokenizer as a
 # `tokenizers.Tokenizer`, the machine's devices), ~1 s here.
 FIRST_PAGE_MODULES = ("app.kitchen", "app.sidebar", "app.live_view", "app.kitchen_view", "plotly.graph_objects")
-REST_WAIT_S = 600.0  # past this, warm anyway
 
 
 def warm_imports() -> None:
-    """Import what the first page needs while the first visitor's browser is still loading Streamlit's JavaScript;
-    the experiments' modules (torch, ~3 s of CPU here) only once the default model is loaded and the kitchen rests,
-    so they take no CPU from its loading or from a visitor's first run (measured: imported at the model's Ready,
-    they delayed that first run's first token on the page by ~1.5 s)."""
-    import importlib
+    """Import what the first page needs while the first visitor's browser is still loading Streamlit's JavaScript.
 
-    from engine.experiments import EXPERIMENTS
+    The experiments' modules (torch, ~3 s of CPU here) are left to the first visit of an experiment's page:
+    warmed in the background, they landed now and then right when a visitor's first run started and delayed its
+    first token (measured: 10-12 s instead of 8-9 s after `make run`).
+    """
+    import importlib
 
     for name in FIRST_PAGE_MODULES:
         importlib.import_module(name)
-    wait_until_default_kitchen_rests(timeout_s=REST_WAIT_S)
-    for experiment in EXPERIMENTS.values():
-        importlib.import_module(f"engine.experiments.{experiment.module_name}")
 
 
 @asynccontextmanager

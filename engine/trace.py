@@ -28,7 +28,7 @@ def versions() -> dict:
 
     return {
         "engine": __version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a TorchVersion (a str subclass) would need torch to unpickle
         "transformers": transformers.__version__,
         "python": platform.python_version(),
     }

@@ -419,11 +419,6 @@ class ModelWorker:
     def _stopped_error(self) -> EngineError:
         return EngineError(f"the model worker process stopped unexpectedly (exit code {self.process.poll()})")
 
-    @property
-    def in_flight(self) -> int:
-        """Requests sent to the worker that have not ended yet."""
-        return len(self._replies)
-
     def machine_facts(self, *, timeout_s: float) -> MachineFacts | None:
         """The devices and dtypes the worker found (its first message); None if they did not come in time."""
         self._machine_known.wait(timeout_s)

@@ -11,11 +11,23 @@ from browser import ARTIFACTS, chromium, dashboard_server, generate, yield_the_c
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-# Measured here (2 cores, model copy cached): the first token 10.9-12.7 s after the start, the worker alone ready
-# in 6.4-7.4 s. Before the early start (the worker began loading when the first page ran) the prompt box alone took
-# 16-18 s. The issue's goal is 10 s; see the README's "Cold start" for where the rest of the time goes.
-FIRST_TOKEN_WITHIN_S = 15.0
+# Measured here (2 cores, model copy cached, this test's Chromium lowered): the first token 8.0-10.5 s after the
+# start (median ~9 s; the issue's goal: 10 s), the prompt box after 5.7-7.5 s; the worker's model alone is ready
+# after 7.5-9.5 s (its torch and transformers imports). With the server importing torch and transformers for its
+# own first page it was 10.0-11.8 s (10.9-12.7 s before the test lowered its Chromium properly), and that is what this test guards against: directly (no torch in the server
+# at the first token) and by the time, bounded above the measured spread. Before the early start (the worker began
+# loading when the first page ran) the prompt box alone took 16-18 s.
+FIRST_TOKEN_WITHIN_S = 12.0
 WORKER_STARTED_WITHIN_S = 1.5  # app.launch starts it before Streamlit is even imported
+
+
+def server_has_torch() -> bool:
+    """Whether the dashboard's server process (below this test) has torch's library loaded."""
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "app.launch" in process.cmdline():
+                return any("libtorch" in region.path for region in process.memory_maps())
+    raise AssertionError("no dashboard server found")
 
 
 def model_workers() -> list[psutil.Process]:
@@ -45,6 +57,7 @@ def test_a_visitor_gets_a_first_token_soon_after_make_run(tmp_path, real):
             generate(page, "What is the capital of France?", max_new_tokens=8, settle_ms=0)
             page.locator(".ik-chip").first.wait_for(timeout=60_000)
             first_token_s = time.monotonic() - started
+            torch_in_server = server_has_torch()  # its imports would have taken a core from the model's loading
             print(
                 f"cold start: worker started after {worker_started_s:.2f} s, prompt box after {prompt_ready_s:.1f} s, "
                 f"first token after {first_token_s:.1f} s"
@@ -54,4 +67,5 @@ def test_a_visitor_gets_a_first_token_soon_after_make_run(tmp_path, real):
             assert [worker.pid for worker in model_workers()] == [workers[0].pid]  # the page adopted it
         page.close()
     assert worker_started_s < WORKER_STARTED_WITHIN_S
+    assert not torch_in_server
     assert first_token_s < FIRST_TOKEN_WITHIN_S, f"first token {first_token_s:.1f} s after the server started"

@@ -57,3 +57,35 @@ def test_the_experiments_registry_names_modules_that_exist_with_their_options():
         assert issubclass(experiment.options_type, Options)
         assert callable(experiment.run)
         assert experiment.row_fields
+
+
+def test_what_the_worker_sends_unpickles_without_torch(tiny):
+    """Every kind of message the server unpickles from the worker: a request, records, steps, a trace, facts."""
+    import pickle
+
+    from engine import GenerationSettings, prepare_request
+    from engine.hardware import machine_facts
+    from engine.run import build_trace
+    from engine.serving import Kitchen, Order
+    from engine.tokens import tokenizer_for_pages
+
+    steps, records = [], []
+    kitchen = Kitchen(tiny, on_step=steps.append)
+    request = prepare_request(tiny, "hello", settings=GenerationSettings(max_new_tokens=3, stop_at_eos=False))
+    kitchen.add(Order(table=1, request=request, on_record=records.append))
+    while not kitchen.idle:
+        kitchen.step()
+    sent = [request, records, steps, build_trace(tiny, request, records), tiny.facts, machine_facts()]
+    sent.append(tokenizer_for_pages(tiny.tokenizer))
+    script = textwrap.dedent(
+        """
+        import pickle, sys
+        pickle.loads(sys.stdin.buffer.read())
+        print("heavy:", sorted(name for name in ("torch", "transformers") if name in sys.modules))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, input=pickle.dumps(sent), capture_output=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"heavy: []" in done.stdout, done.stdout.decode()
