@@ -13,7 +13,8 @@ import threading
 
 import psutil
 
-from engine.facts import MachineFacts
+from app.hosting import offered_models
+from engine.facts import DEFAULT_MODEL, MachineFacts
 from engine.settings import DEFAULT_MAX_BATCH
 from engine.worker import ModelWorker
 
@@ -46,8 +47,12 @@ def kitchen_max_batch() -> int:
 
 
 def start_default_worker() -> None:
-    """Start the default model's worker now (its device and dtype: the machine's defaults)."""
+    """Start the default model's worker now (its device and dtype: the machine's defaults), unless the hosting
+    configuration offers another model first (its first visitor starts that one)."""
     global _started, _first, _ever_started
+    offered = offered_models()
+    if offered is not None and offered[0] != DEFAULT_MODEL:
+        return
     with _lock:
         if not _ever_started:
             _started = _first = ModelWorker(None, threads=dashboard_threads(), max_batch=kitchen_max_batch())

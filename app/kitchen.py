@@ -23,9 +23,10 @@ from pathlib import Path
 import streamlit as st
 
 from app.early import dashboard_threads, kitchen_max_batch, take_default_worker
+from app.hosting import check_model_allowed, kitchen_config, queue_length
 from engine import EngineError, GenerationCancelled, GenerationSettings, LoadProgress, Request, TokenRecord, Trace
 from engine.experiments import ExperimentProgress, ExperimentResult, Options, default_result_path, save_result
-from engine.facts import DEFAULT_MODEL, ModelFacts
+from engine.facts import DEFAULT_MODEL, ModelFacts, model_slot_name
 from engine.steps import QueuePlace, StepInfo
 from engine.trace import default_trace_path, save_trace
 from engine.worker import ModelWorker
@@ -201,11 +202,19 @@ class ModelSlot:
         return "failed" if self.error else "ready" if self.facts is not None else "loading"
 
     def submit(self, job: Job) -> None:
-        """Send a job to the kitchen on a thread of its own (a closed slot fails it at once)."""
+        """Send a job to the kitchen on a thread of its own (a closed slot, or a full queue, fails it at once)."""
         job.slot = self
+        limit = queue_length()
         with self._lock:
             if self.closed:
                 job.fail("this model was unloaded; pick it again in the sidebar")
+                return
+            waiting = sum(1 for other in self._jobs if other.state == "queued")
+            if limit is not None and waiting >= limit:
+                job.fail(
+                    f"the kitchen's queue is full ({waiting} orders waiting, this kitchen's limit): "
+                    "try again in a minute"
+                )
                 return
             self._jobs.append(job)
         threading.Thread(target=self._serve, args=(job,), name=f"job-{self.name}", daemon=True).start()
@@ -247,6 +256,8 @@ class ModelSlot:
         except Exception as err:  # noqa: BLE001 - shown to the visitor as a sentence, never a traceback
             self.error = f"could not load model {self.name!r}: {type(err).__name__}: {err}"
         finally:
+            if self.error is not None and self.worker is not None:
+                self.worker.close()  # a failed load's process ends by itself; one that timed out does not
             self._ready.set()
 
     def _start_worker(self) -> ModelWorker | None:
@@ -264,7 +275,7 @@ class ModelSlot:
                 worker.close()
                 return None
             self.worker = worker
-        worker.wait_loaded(self._on_progress)
+        worker.wait_loaded(self._on_progress, timeout_s=kitchen_config().load_timeout_s)
         return worker
 
     def _adopt_early_worker(self) -> ModelWorker | None:
@@ -281,7 +292,7 @@ class ModelSlot:
             self.worker = worker
         worker.on_step = self.steps.append
         try:
-            worker.wait_loaded(self._on_progress)
+            worker.wait_loaded(self._on_progress, timeout_s=kitchen_config().load_timeout_s)
         except EngineError:
             worker.close()
             return None  # a fresh start reports the error in this slot's own words
@@ -337,19 +348,33 @@ def close_all_slots() -> None:
 atexit.register(close_all_slots)
 
 
-@st.cache_resource(show_spinner=False)
-def model_slot(name: str, device: str, dtype: str) -> ModelSlot:
-    """The one place heavy things load: a ModelSlot per (model, device, dtype), shared by all sessions."""
+def release_slot(slot: ModelSlot) -> None:
+    """A slot leaves the cache (the least recently used past the limit, or cleared): close its process and thread."""
+    slot.close(timeout_s=5)
+
+
+@st.cache_resource(show_spinner=False, max_entries=kitchen_config().max_loaded_models, on_release=release_slot)
+def shared_slot(name: str, device: str, dtype: str) -> ModelSlot:
+    """The one place heavy things load: a ModelSlot per (model, device, dtype), shared by all sessions; at most
+    `max_loaded` of them (the configuration), the least recently used closed first."""
     return ModelSlot(name, device, dtype)
+
+
+def model_slot(name: str, device: str, dtype: str) -> ModelSlot:
+    """The slot for a model (its folder however spelled shares one); SettingsError for a model not offered here."""
+    check_model_allowed(name)
+    return shared_slot(model_slot_name(name), device, dtype)
 
 
 def open_slot(selection: Selection) -> ModelSlot | None:
     """The selected model's slot if some visitor already started it, else None (nothing is loaded)."""
-    wanted = (selection.model, selection.device, selection.dtype)
+    wanted = (model_slot_name(selection.model), selection.device, selection.dtype)
     return next((slot for slot in list(OPEN_SLOTS) if (slot.name, slot.device, slot.dtype) == wanted), None)
 
 
 def reload_slot(selection: Selection) -> None:
     """What "Try loading again" does: close the failed slot (its thread and process); the next visit starts afresh."""
-    model_slot(selection.model, selection.device, selection.dtype).close()
-    model_slot.clear(selection.model, selection.device, selection.dtype)
+    slot = open_slot(selection)
+    if slot is not None:
+        slot.close()
+    shared_slot.clear(model_slot_name(selection.model), selection.device, selection.dtype)

@@ -10,13 +10,13 @@ import os
 
 import streamlit as st
 
+from app.hosting import max_new_tokens_limit
 from app.kitchen import GenerationJob
 from app.presentation import settings_area
 from app.run_view import draw_run_charts, run_html
 from app.state import remember
 from app.views import token_count_metrics, tokenizer_pieces
 from engine import GenerationSettings, summarize
-from engine.settings import max_new_tokens_cap
 from engine.tokens import TextTokens, read_text
 from engine.trace import trace_csv, trace_json
 
@@ -34,8 +34,10 @@ FINISHED_BY = {
 def settings_inputs() -> GenerationSettings:
     """The generation settings' inputs (never disabled: see the prompt box in pages/live.py); what they say now."""
     columns = settings_area("Generation settings").columns(5)
-    cap = max_new_tokens_cap()
-    max_new_tokens = columns[0].number_input("Max new tokens", 1, cap, 64, key=remember("live_max_new_tokens"))
+    cap = max_new_tokens_limit()
+    max_new_tokens = columns[0].number_input(
+        "Max new tokens", 1, cap, min(64, cap), key=remember("live_max_new_tokens")
+    )
     temperature = columns[1].slider(
         "Temperature (0 = greedy)", 0.0, 2.0, 0.0, 0.1, key=remember("live_temperature"),
         help="0 always picks the most likely token; higher values pick more adventurously.",

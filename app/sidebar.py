@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.early import dashboard_threads, machine
+from app.hosting import offered_models
 from app.kitchen import Selection
 from app.presentation import KEY as PRESENTATION_KEY
 from app.presentation import settings_area
@@ -23,7 +24,11 @@ def current_selection() -> Selection:
     dtype = st.session_state.get("sidebar_dtype")
     if dtype not in dtype_choices(device):
         dtype = dtype_choices(device)[0]
-    model = (st.session_state.get("sidebar_model") or DEFAULT_MODEL).strip() or DEFAULT_MODEL
+    offered = offered_models()
+    default = offered[0] if offered else DEFAULT_MODEL
+    model = (st.session_state.get("sidebar_model") or default).strip() or default
+    if offered is not None and model not in offered:
+        model = default  # hosted mode: whatever the page was sent, only the configured models
     return Selection(model=model, device=device, dtype=dtype)
 
 
@@ -57,13 +62,21 @@ def draw_sidebar() -> Selection:
         )
         st.markdown("### 🍳 The kitchen")
         pickers = settings_area("Model, device and dtype")
-        pickers.text_input(  # the default as `value` (see pages/live.py: state set before a widget can show empty)
-            "Model",
-            DEFAULT_MODEL,
-            key="sidebar_model",
-            help="The bundled default, a Hugging Face id (e.g. HuggingFaceTB/SmolLM2-360M-Instruct) or a local folder. "
-            "Other models load where the hub is reachable or they are in the local Hugging Face cache.",
-        )
+        offered = offered_models()
+        if offered is None:
+            pickers.text_input(  # the default as `value` (see pages/live.py: state set before a widget can show empty)
+                "Model",
+                DEFAULT_MODEL,
+                key="sidebar_model",
+                help="The bundled default, a Hugging Face id (e.g. HuggingFaceTB/SmolLM2-360M-Instruct) or a local "
+                "folder. Other models load where the hub is reachable or they are in the local Hugging Face cache.",
+            )
+        else:
+            if st.session_state.get("sidebar_model") not in offered:
+                st.session_state.pop("sidebar_model", None)
+            pickers.selectbox(
+                "Model", offered, key="sidebar_model", help="The models this kitchen's host offers (its configuration)."
+            )
         device = pickers.selectbox(
             "Device", devices, key="sidebar_device", help="Only devices this machine has are offered."
         )

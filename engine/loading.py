@@ -21,6 +21,7 @@ from engine.facts import (
     ModelFacts,
     ProgressCallback,
     kv_bytes_per_token,
+    looks_like_path,
 )
 from engine.hardware import dtype_name, pick_device, pick_dtype
 
@@ -242,11 +243,6 @@ def load_model(
     loaded = LoadedModel.from_objects(model, tokenizer, name=name, source=source)
     report(LoadProgress("ready", 1.0, f"{name} is ready on {loaded.device} ({dtype_name(torch_dtype)})"))
     return loaded
-
-
-def looks_like_path(name: str) -> bool:
-    """True for names meant as folders (absolute, ./, ../, ~/), as opposed to hub ids like 'org/model'."""
-    return name.startswith(("/", "./", "../", "~")) or os.sep + os.sep in name or name.count("/") > 1
 
 
 def needs_device_map(where: str, device: torch.device, dtype: torch.dtype) -> bool:

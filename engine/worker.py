@@ -32,6 +32,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -424,10 +425,19 @@ class ModelWorker:
         self._machine_known.wait(timeout_s)
         return self.machine
 
-    def wait_loaded(self, on_progress: Callable[[LoadProgress], None] | None = None) -> ModelFacts:
-        """Block until the model is loaded, passing on its progress; raise its loading error if any."""
+    def wait_loaded(
+        self, on_progress: Callable[[LoadProgress], None] | None = None, *, timeout_s: float | None = None
+    ) -> ModelFacts:
+        """Block until the model is loaded, passing on its progress; raise its loading error if any, or
+        ModelLoadError once `timeout_s` has passed (the worker is left to the caller to close)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            message = self._loading.get()
+            try:
+                message = self._loading.get(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise errors.ModelLoadError(
+                    f"loading did not finish within {timeout_s:,.0f} s (this kitchen's limit), so it was stopped"
+                ) from None
             if isinstance(message, Loading):
                 if on_progress is not None:
                     on_progress(message.event)

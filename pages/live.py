@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.hosting import check_new_tokens_allowed
 from app.kitchen import GenerationJob
 from app.kitchen_view import draw_kitchen, draw_kitchen_live
 from app.live_view import (
@@ -20,7 +21,7 @@ from app.state import remember
 from app.text import explanation
 from app.views import chip_style
 from app.watching import model_loading_or_ready, redraw_while, show_waiting, submit_job
-from engine import PromptError, check_prompt_text
+from engine import PromptError, SettingsError, check_prompt_text
 
 DEFAULT_PROMPT = "What is the capital of France?"
 PROMPT_MAX_CHARS = 65_536  # the box's limit; the engine refuses, with a sentence, a prompt longer than the model reads
@@ -44,7 +45,8 @@ buttons = st.columns([1, 1, 6])
 if buttons[0].button("Generate", type="primary", disabled=busy, key="live_generate"):
     try:
         check_prompt_text(prompt)
-    except PromptError as err:
+        check_new_tokens_allowed(settings.max_new_tokens)
+    except (PromptError, SettingsError) as err:
         st.warning(f"Nothing to cook yet: {err}.")
         st.stop()
     submit_job(GenerationJob(prompt=prompt, settings=settings), key="live_job")

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from engine import ModelLoadError, SettingsError, load_model
+from engine.facts import looks_like_path
 from engine.hardware import available_devices, describe_hardware, pick_device, pick_dtype
-from engine.loading import explain_load_failure, looks_like_path
+from engine.loading import explain_load_failure
 
 
 def test_default_device_and_dtype_follow_the_hardware():
