@@ -176,11 +176,15 @@ def wait_for(condition, *, what: str, timeout_s: float = 120) -> None:
 def test_forged_names_start_no_worker_and_five_aliases_share_one(hosted, tiny_folder, monkeypatch):
     from app.kitchen import OPEN_SLOTS, model_slot
 
-    before = len(model_workers())
+    def worker_pids() -> set[int]:
+        return {process.pid for process in model_workers()}
+
+    workers_before, slots_before = worker_pids(), set(OPEN_SLOTS)
     for forged in FORGED_MODELS:
         with pytest.raises(SettingsError):
             model_slot(forged, "cpu", "float32")
-    assert len(model_workers()) == before
+    assert worker_pids() - workers_before == set()
+    assert set(OPEN_SLOTS) == slots_before
     monkeypatch.chdir(tiny_folder.parent)
     aliases = [
         str(tiny_folder),
@@ -189,10 +193,12 @@ def test_forged_names_start_no_worker_and_five_aliases_share_one(hosted, tiny_fo
         tiny_folder.name,
         f"./{tiny_folder.name}",
     ]
-    slots = {id(model_slot(alias, "cpu", "float32")) for alias in aliases}
+    slots = {model_slot(alias, "cpu", "float32") for alias in aliases}
     assert len(slots) == 1
-    assert len(model_workers()) == before + 1
-    assert [slot.name for slot in OPEN_SLOTS] == [str(tiny_folder.resolve())]
+    (slot,) = slots
+    wait_for(lambda: slot.state != "loading", what="the tiny model")  # its thread starts the process
+    assert len(worker_pids() - workers_before) == 1
+    assert [slot.name for slot in set(OPEN_SLOTS) - slots_before] == [str(tiny_folder.resolve())]
 
 
 @pytest.mark.usefixtures("fresh_kitchen")
