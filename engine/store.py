@@ -3,13 +3,17 @@
 Runs live as one JSON file each under the data folder (traces/ and experiments/, where the engine already
 writes them). `index.json` beside them caches each file's listing (kind, when, model, headline numbers) keyed
 by name, size and modification time, so listing does not parse every file again; it is only a cache and is
-rebuilt from the files when missing or stale. Labels live in `labels.json`. Both are written atomically; a
-file that does not parse is reported and skipped, never fatal.
+rebuilt from the files when missing or stale. Labels live in `labels.json`. Both are written atomically, and
+labels are changed under a file lock (many visitors' sessions label at once); a file that does not parse is
+reported and skipped, one deleted while listing is skipped, never fatal.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,6 +34,7 @@ FOLDERS = ("traces", "experiments")
 INDEX_VERSION = 1
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "assets" / "traces"  # shipped traces, read-only
 REFERENCE = "reference"  # their prefix in a run's relative path
+LOCK_FILE = ".store.lock"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,7 +137,11 @@ class RunStore:
             directory = self.root / folder
             for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
                 relative = f"{folder}/{path.name}"
-                stat = path.stat()
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue  # deleted by another visitor while this one lists
+
                 known = cached.get(relative)
                 if known and known.get("size") == stat.st_size and known.get("mtime_ns") == stat.st_mtime_ns:
                     entry = RunEntry(**{**known, "label": ""})
@@ -142,7 +151,8 @@ class RunStore:
                         check_run_dict(data)
                         entry = entry_for(relative, data, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
                     except TraceFormatError as err:
-                        problems.append(f"{relative}: {err}")
+                        if path.exists():  # not one deleted meanwhile
+                            problems.append(f"{relative}: {err}")
                         continue
                 fresh[relative] = {key: value for key, value in asdict(entry).items() if key != "label"}
                 entries.append(RunEntry(**{**asdict(entry), "label": labels.get(relative, "")}))
@@ -189,22 +199,36 @@ class RunStore:
         """Load one listed run."""
         return load_run(self.path_of(relative))
 
+    @contextmanager
+    def _one_writer(self) -> Iterator[None]:
+        """Hold the store's lock (threads and processes alike): a read-modify-write of labels.json under it loses
+        no other writer's change."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK_FILE, "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def set_label(self, relative: str, label: str) -> None:
         """Give a run a label (an empty label removes it)."""
         self._writable(relative)
-        labels = self.labels()
-        if label.strip():
-            labels[relative] = label.strip()[:120]
-        else:
-            labels.pop(relative, None)
-        write_json_atomic(self.labels_path, labels)
+        with self._one_writer():
+            labels = self.labels()
+            if label.strip():
+                labels[relative] = label.strip()[:120]
+            else:
+                labels.pop(relative, None)
+            write_json_atomic(self.labels_path, labels)
 
     def delete(self, relative: str) -> None:
         """Delete a run's file and its label."""
         self._writable(relative).unlink(missing_ok=True)
-        labels = self.labels()
-        if labels.pop(relative, None) is not None:
-            write_json_atomic(self.labels_path, labels)
+        with self._one_writer():
+            labels = self.labels()
+            if labels.pop(relative, None) is not None:
+                write_json_atomic(self.labels_path, labels)
 
     def import_bytes(self, raw: bytes, *, filename: str) -> str:
         """Check an uploaded file completely, then save it as a new run; returns its relative path.

@@ -83,6 +83,48 @@ def test_labels_and_deletes(store):
     assert target not in store.labels()
 
 
+def test_two_sessions_labelling_200_runs_each_keep_all_400_labels(store, tiny_runs):
+    import threading
+
+    first = tiny_runs[0]
+    paths = [save_trace(first, store.root / "traces" / f"trace-many-{index:03d}.json") for index in range(400)]
+    names = [f"traces/{path.name}" for path in paths]
+
+    def label(names: list[str], who: str) -> None:
+        for name in names:
+            RunStore(store.root).set_label(name, f"{who} {name}")  # each session its own store object, as pages do
+
+    sessions = [threading.Thread(target=label, args=(names[half::2], f"session {half}")) for half in (0, 1)]
+    for session in sessions:
+        session.start()
+    for session in sessions:
+        session.join()
+    labels = store.labels()
+    assert len(labels) == 400
+    assert all(labels[name] == f"session {index % 2} {name}" for index, name in enumerate(names))
+
+
+def test_a_delete_while_another_session_lists_raises_nothing(store, tiny_runs, monkeypatch):
+    for index in range(20):
+        save_trace(tiny_runs[0], store.root / "traces" / f"trace-gone-{index:02d}.json")
+    entries, _ = store.list()
+    victims = [entry.path for entry in entries if "gone" in entry.path]
+    (store.root / "index.json").unlink()  # every file is read again while listing
+    real_glob = type(store.root).glob
+
+    def glob_then_delete(self, pattern):
+        found = list(real_glob(self, pattern))
+        for victim in victims:  # another visitor deletes them after this one's listing found them
+            RunStore(store.root).delete(victim)
+        return iter(found)
+
+    monkeypatch.setattr(type(store.root), "glob", glob_then_delete)
+    entries, problems = store.list()
+    assert problems == []
+    assert not {entry.path for entry in entries} & set(victims)
+    assert len(entries) == 3
+
+
 @pytest.mark.parametrize(
     "relative", ["../secrets.json", "traces/../../x.json", "traces/", "elsewhere/x.json", "traces/.hidden.json"]
 )
