@@ -297,11 +297,21 @@ def write_json_atomic(path: str | os.PathLike, data: dict) -> Path:
     return write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=1, allow_nan=False))
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may read as a formula (OWASP)
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A text cell that a spreadsheet would run as a formula, prefixed with ' so it stays text; others as they are."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def trace_csv(trace: Trace) -> str:
-    """The per-token table of a trace as CSV: one row per record, the top-5 joined into one cell."""
+    """The per-token table of a trace as CSV: one row per record, the top-5 joined into one cell; text cells
+    that start like a formula (a token "=SUM(…)" or "-") get a leading ' so a spreadsheet shows, not runs, them."""
     import pandas as pd
 
     rows = [{**r.to_dict(), "top": " | ".join(f"{a.token!r} {a.prob:.4f}" for a in r.top)} for r in trace.events]
+    rows = [{key: spreadsheet_safe(value) for key, value in row.items()} for row in rows]
     return pd.DataFrame(rows).to_csv(index=False)
 
 

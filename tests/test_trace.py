@@ -223,3 +223,18 @@ def test_traces_without_the_batch_fields_still_load_and_bad_batch_fields_are_nam
     data["queued_ms"] = -5.0
     with pytest.raises(TraceFormatError, match="queued_ms"):
         Trace.from_dict(data)
+
+
+def test_a_csv_export_keeps_formula_like_text_as_text(tiny):
+    import csv
+    import io
+    from dataclasses import replace
+
+    from engine.trace import trace_csv
+
+    trace = run_trace(tiny, "soup", settings=GenerationSettings(max_new_tokens=4, stop_at_eos=False))
+    hostile = ('=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "\tTAB", "plain")
+    events = tuple(replace(event, text=text) for event, text in zip(trace.events, hostile, strict=False))
+    rows = list(csv.DictReader(io.StringIO(trace_csv(replace(trace, events=events)))))
+    assert [row["text"] for row in rows] == ['\'=HYPERLINK("http://x")', "'+1", "'-2", "'@SUM(A1)"]
+    assert float(rows[0]["latency_ms"]) == pytest.approx(trace.events[0].latency_ms)  # numbers stay numbers
