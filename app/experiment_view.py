@@ -16,7 +16,7 @@ import streamlit as st
 from app.kitchen import ExperimentJob
 from app.presentation import show_chart
 from app.state import remember
-from app.text import explanation
+from app.text import explanation, literal
 from app.watching import redraw_while, show_waiting, submit_job
 from engine import EngineError, TraceFormatError
 from engine.experiments import ExperimentResult, Options, load_result, saved_results
@@ -65,7 +65,7 @@ def run_controls(name: str, options: Options, *, key: str) -> None:
         try:
             options.check()
         except EngineError as err:
-            st.warning(f"These options cannot run: {err}.")
+            st.warning(f"These options cannot run: {literal(err)}.")
             st.stop()
         submit_job(ExperimentJob(experiment=name, options=options), key=f"{key}_job")
     if columns[1].button("Stop", disabled=not busy, key=f"{key}_stop"):
@@ -81,7 +81,7 @@ def run_controls(name: str, options: Options, *, key: str) -> None:
 
         redraw_while(lambda: job.active, progress, every=PROGRESS_REDRAW_SECONDS)
     elif job.state == "failed":
-        st.error(f"**This experiment failed.** {job.error}")
+        st.error(f"**This experiment failed.** {literal(job.error)}")
     elif job.state == "stopped" and job.result is not None:
         st.info(f"⏹ Stopped after {len(job.result.rows)} measured point(s): they are kept, marked stopped, below.")
     elif job.state == "stopped":
@@ -128,7 +128,7 @@ def chosen_result(name: str, *, key: str) -> ExperimentResult | None:
 
 def result_header(result: ExperimentResult, *, key: str) -> None:
     """The finding in large type, where it was measured, and the JSON download."""
-    st.success(f"**Finding.** {result.finding}")
+    st.success(f"**Finding.** {literal(result.finding)}")
     hardware, model = result.hardware, result.model
     threads = f", {hardware['torch_threads']} CPU thread(s)" if hardware.get("torch_threads") else ""
     st.caption(
@@ -157,7 +157,7 @@ def experiment_section(name: str, options: Options, *, key: str) -> ExperimentRe
         return None
     result_header(result, key=key)
     if result.stopped is not None:  # its points, as measured; the page's charts and lessons need a whole run
-        st.warning(f"⏹ This run was stopped part-way ({result.stopped}). The points it measured:")
+        st.warning(f"⏹ This run was stopped part-way ({literal(result.stopped)}). The points it measured:")
         st.dataframe(pd.DataFrame(list(result.rows)), hide_index=True)
         return None
     return result

@@ -15,6 +15,7 @@ from app.kitchen import GenerationJob
 from app.presentation import settings_area
 from app.run_view import draw_run_charts, run_html
 from app.state import remember
+from app.text import literal
 from app.views import token_count_metrics, tokenizer_pieces
 from engine import GenerationSettings, summarize
 from engine.tokens import TextTokens, read_text
@@ -101,7 +102,7 @@ def status_line(job: GenerationJob, count: int) -> str:
 def draw_live_text(job: GenerationJob) -> bool:
     """Status, answer chips and headline numbers as one HTML element; True when there are records to chart."""
     if job.state == "failed":
-        st.error(f"**This run failed.** {job.error}")
+        st.error(f"**This run failed.** {literal(job.error)}")
         return False
     records, facts, request = list(job.records), job.facts, job.request
     status = status_line(job, len(records))

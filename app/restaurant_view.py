@@ -12,7 +12,7 @@ from app.experiment_view import run_controls
 from app.kitchen import GenerationJob, Selection, model_slot, open_slot
 from app.site import link
 from app.state import remember
-from app.text import explanation
+from app.text import explanation, literal
 from app.views import token_count_metrics
 from app.watching import redraw_while, show_load_progress, show_waiting, submit_job
 from engine import GenerationSettings, Trace
@@ -43,7 +43,7 @@ def cook_button() -> None:
 
         redraw_while(lambda: job.active, cooking, every=REDRAW_SECONDS)
     elif job is not None and job.state == "failed":
-        st.error(f"**The run failed.** {job.error}")
+        st.error(f"**The run failed.** {literal(job.error)}")
 
 
 def training_section(train: ExperimentResult | None) -> None:
@@ -69,7 +69,7 @@ def training_section(train: ExperimentResult | None) -> None:
         delta_color="off",
     )  # fmt: skip
     columns[1].metric("one request: peak memory", fmt_bytes(infer["peak_memory_bytes"]))
-    st.caption(f"Verdict from the same measurement: {train.details.get('verdict', train.finding)}")
+    st.caption(f"Verdict from the same measurement: {literal(train.details.get('verdict', train.finding))}")
     link("train-vs-infer", "Where the memory goes, and when serving needs more →")
 
 
@@ -109,7 +109,7 @@ def tokens_section(selection: Selection, *, sample: str) -> None:
     text = st.text_area("Your text", sample, key=remember("restaurant_text"), max_chars=20_000, height=90)
     slot = open_slot(selection)
     if slot is None:
-        st.caption(f"The tokenizer comes with the model, which is not loaded yet ({selection.model}).")
+        st.caption(f"The tokenizer comes with the model, which is not loaded yet ({literal(selection.model)}).")
         if st.button("Load the model to count tokens", key="restaurant_load"):
             model_slot(selection.model, selection.device, selection.dtype)
             st.rerun()
@@ -118,7 +118,7 @@ def tokens_section(selection: Selection, *, sample: str) -> None:
     elif slot.state == "ready":
         token_count_metrics(read_text(slot.tokenizer, text))
     elif slot.state == "failed":
-        st.warning(f"The tokenizer comes with the model, which could not be loaded: {slot.error}")
+        st.warning(f"The tokenizer comes with the model, which could not be loaded: {literal(slot.error)}")
     else:
         show = lambda: show_load_progress(slot, doing="Loading the tokenizer of")  # noqa: E731
         redraw_while(lambda: slot.state == "loading", show, every=REDRAW_SECONDS)

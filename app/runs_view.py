@@ -15,7 +15,7 @@ import streamlit as st
 from app.presentation import show_chart
 from app.run_view import draw_run_charts, run_html
 from app.state import remember
-from app.text import explanation
+from app.text import explanation, literal
 from app.watching import redraw_while
 from engine import TokenRecord, TraceFormatError, summarize
 from engine import figures as charts
@@ -65,10 +65,10 @@ def import_section(store: RunStore) -> None:
     try:
         relative = store.import_bytes(upload.getvalue(), filename=upload.name)
     except TraceFormatError as err:
-        st.error(f"**{upload.name} was not imported** (nothing was changed): {err}.")
+        st.error(f"**{literal(upload.name)} was not imported** (nothing was changed): {literal(err)}.")
         return
     st.session_state["runs_selected"] = [relative]
-    st.success(f"Imported {upload.name} as `{relative}`.")
+    st.success(f"Imported {literal(upload.name)} as {literal(relative)}.")
 
 
 def run_table(entries: list[RunEntry]) -> None:
@@ -128,7 +128,7 @@ def label_and_delete(store: RunStore, entry: RunEntry) -> None:
         st.session_state["runs_confirm_delete"] = entry.path
     if st.session_state.get("runs_confirm_delete") != entry.path:
         return
-    st.warning(f"Delete `{entry.path}` for good?")
+    st.warning(f"Delete {literal(entry.path)} for good?")
     yes, no = st.columns([1, 6])
     if yes.button("Yes, delete it", type="primary", key="runs_delete_yes"):
         store.delete(entry.path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import streamlit as st
@@ -27,3 +28,12 @@ def explanation(page: str, key: str, **numbers: object) -> str:
     """One section's text, with {placeholders} filled from measured numbers."""
     text = sections(page)[key]
     return text.format(**numbers) if numbers else text
+
+
+MARKDOWN_MARKS = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:&])")
+
+
+def literal(text: object) -> str:
+    """Text from a run, a file or a visitor, to sit inside Markdown as itself: every mark escaped, so `**`, links,
+    images (`![](http://…)` would load a remote picture on the projector), math and HTML show as typed."""
+    return MARKDOWN_MARKS.sub(r"\\\1", str(text)).replace("\n", " ")

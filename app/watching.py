@@ -14,6 +14,7 @@ import streamlit as st
 from app.hosting import requests_per_visitor
 from app.kitchen import Job, ModelSlot, Selection, current_session_id, model_slot, open_slot, reload_slot
 from app.sidebar import current_selection
+from app.text import literal
 from engine import DEFAULT_MODEL
 from engine.steps import StepInfo
 
@@ -112,7 +113,7 @@ def require_ready_model(selection: Selection) -> ModelSlot:
     if slot.state == "ready":
         return slot
     if slot.state == "failed":
-        st.error(f"**The model could not be loaded.** {slot.error}")
+        st.error(f"**The model could not be loaded.** {literal(slot.error)}")
         st.markdown(
             f"What to do: check the name in the sidebar. What always loads here, offline, is the bundled "
             f"`{DEFAULT_MODEL}`; a local folder holding `config.json` and weights loads too; any other Hugging Face "

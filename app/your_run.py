@@ -13,6 +13,7 @@ import streamlit as st
 
 from app.early import machine
 from app.state import remember
+from app.text import literal
 from engine import Trace, TraceFormatError, load_trace
 from engine.report import run_facets
 from engine.trace import lesson_misfits, saved_trace_paths
@@ -70,9 +71,11 @@ def your_run(*, key: str) -> Trace | None:
     misfits = lesson_misfits(trace, hardware=hardware)
     summary = f"{trace.summary.new_tokens} tokens, {describe_settings(trace)}."
     if misfits:
-        st.warning(f"This run does not fit the lesson: {'; '.join(misfits)}. Its numbers are shown as measured.")
+        st.warning(
+            f"This run does not fit the lesson: {literal('; '.join(misfits))}. Its numbers are shown as measured."
+        )
     elif fitting is None:
         st.caption(summary)
     else:
-        st.caption(f"The newest run recorded here that fits the lesson: {summary}")
+        st.caption(f"The newest run recorded here that fits the lesson: {literal(summary)}")
     return trace

@@ -7,6 +7,7 @@ redraw on the same CPU the model is using. Streamlit validates the dict once whe
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 
@@ -241,11 +242,11 @@ def overlay_chart(traces: Sequence, names: Sequence[str], *, metric: str) -> dic
         {
             "type": "scatter",
             "mode": "lines",
-            "name": name,
+            "name": html.escape(name),  # plotly draws a little HTML in names (links too): shown as typed instead
             "line": {"color": RUN_COLORS[index % len(RUN_COLORS)]},
             "x": [x_of(r) for r in trace.events],
             "y": [y_of(r) for r in trace.events],
-            "hovertemplate": f"{name[:40]}<br>%{{x}}: %{{y:,.2f}}<extra></extra>",
+            "hovertemplate": "%{fullData.name}<br>%{x}: %{y:,.2f}<extra></extra>",
         }
         for index, (trace, name) in enumerate(zip(traces, names, strict=True))
     ]

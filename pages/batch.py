@@ -12,7 +12,7 @@ from app.presentation import settings_area, show_chart
 from app.sidebar import current_selection
 from app.site import link
 from app.state import remember
-from app.text import explanation
+from app.text import explanation, literal
 from app.watching import kitchen_steps
 from engine.experiments.batch import BatchOptions
 from engine.experiments.result import ExperimentResult
@@ -81,7 +81,7 @@ link("kitchen", "Watch the kitchen batch this room's requests live")
 st.markdown(explanation("batch", "curve"))
 show_chart(experiment_charts.batch_chart(result), key="batch_chart_curve")
 if result.details.get("stopped_early"):
-    st.warning(f"Stopped early: {result.details['stopped_early']}.")
+    st.warning(f"Stopped early: {literal(result.details['stopped_early'])}.")
 serving = result.details["serving"]
 st.markdown(explanation("batch", "serving"))
 left, right = st.columns([2, 1])

@@ -9,7 +9,7 @@ from app.cost_view import charts_section, cost_cards, formulas, machine_section,
 from app.experiment_view import latest_result, run_controls
 from app.presentation import show_chart
 from app.state import remember
-from app.text import explanation
+from app.text import explanation, literal
 from app.your_run import your_run
 from engine import costs
 from engine.experiments.energy import EnergyOptions
@@ -64,7 +64,7 @@ st.header("5. Energy, measured where it can be")
 st.markdown(explanation("costs", "energy"))
 run_controls("energy", EnergyOptions(), key="costs_energy")
 if energy is not None:
-    st.success(f"**Latest energy run.** {energy.finding}")
+    st.success(f"**Latest energy run.** {literal(energy.finding)}")
 st.caption(f"Power figure used above: {watts:,.0f} W — {machine.power_watts.source}.")
 
 st.header("6. Across hardware, across batch sizes")

@@ -8,7 +8,7 @@ from app import experiment_charts
 from app.experiment_view import experiment_section, explained_charts, rows_table
 from app.presentation import settings_area
 from app.state import remember
-from app.text import explanation
+from app.text import explanation, literal
 from engine.experiments.roofline import RooflineOptions
 from engine.units import fmt_bytes
 
@@ -64,7 +64,7 @@ cards[0].metric(
 )
 for column, (dtype, flops) in zip(cards[1:], list(details["peak_flops_by_dtype"].items())[:2], strict=False):
     column.metric(f"matmul peak, {dtype}", f"{flops / 1e9:,.0f} GFLOP/s", help=f"Method: {details['flops_method']}.")
-st.caption(f"Bandwidth: {details['bandwidth_method']}. FLOP/s: {details['flops_method']}.")
+st.caption(f"Bandwidth: {literal(details['bandwidth_method'])}. FLOP/s: {literal(details['flops_method'])}.")
 
 explained_charts(
     "roofline",

@@ -17,7 +17,7 @@ from app.runs_view import (
     run_table,
 )
 from app.state import remember
-from app.text import explanation
+from app.text import explanation, literal
 from app.views import chip_style
 from engine import TraceFormatError
 from engine.experiments import ExperimentResult
@@ -53,7 +53,7 @@ keys = tuple((str(store.root), path, by_path[path].size, by_path[path].mtime_ns)
 try:
     runs = [open_run(*key) for key in keys]
 except TraceFormatError as err:
-    st.error(f"That run could not be opened: {err}.")
+    st.error(f"That run could not be opened: {literal(err)}.")
     st.stop()
 downloads(runs, keys, chosen)
 
@@ -62,10 +62,10 @@ if len(runs) == 1:
     run = runs[0]
     label_and_delete(store, by_path[chosen[0]])
     if isinstance(run, ExperimentResult):
-        st.success(f"**Finding.** {run.finding}")
+        st.success(f"**Finding.** {literal(run.finding)}")
         st.dataframe(pd.DataFrame(list(run.rows)), hide_index=True)
         st.stop()
-    st.markdown(f"**{run_name(run)}**")
+    st.markdown(f"**{literal(run_name(run))}**")
     st.text(f"prompt: “{run.prompt['text']}”")
     st.markdown(explanation("runs", "replay"))
     draw_trace(run, replay_controls(chosen[0]))

@@ -9,7 +9,7 @@ from app import experiment_charts
 from app.experiment_view import experiment_section
 from app.presentation import settings_area, show_chart
 from app.state import remember
-from app.text import explanation
+from app.text import explanation, literal
 from engine.experiments.train_vs_infer import TrainVsInferOptions
 from engine.units import fmt_bytes, fmt_ms
 
@@ -64,7 +64,7 @@ cards[3].metric(
 
 st.markdown(explanation("train_vs_infer", "memory"))
 show_chart(experiment_charts.memory_breakdown_chart(result), key="train_vs_infer_chart_memory")
-st.caption(f"Peak memory: {train['memory_method']}.")
+st.caption(f"Peak memory: {literal(train['memory_method'])}.")
 
 here, details = result.details["this_model"], result.details
 st.markdown(explanation("train_vs_infer", "projection"))
@@ -73,7 +73,7 @@ show_chart(
     experiment_charts.projection_chart(result, max_users=max(10, int(crossing * 1.5))),
     key="train_vs_infer_chart_projection",
 )
-st.caption(f"Formula: {details['formula']}.")
+st.caption(f"Formula: {literal(details['formula'])}.")
 published = pd.DataFrame(
     [
         {

@@ -6,6 +6,7 @@ import pytest
 from conftest import SMALL, make_tiny_model, run_until
 from streamlit.testing.v1 import AppTest
 
+from app.text import literal
 from engine.experiments import run_experiment, save_result
 from engine.experiments.result import default_result_path
 
@@ -47,7 +48,7 @@ def test_each_page_draws_a_saved_result_with_its_finding(page, tiny_results):
     save_result(result, default_result_path(name))
     at = page_test(page).run()
     assert not at.exception
-    assert any(result.finding in success.value for success in at.success)
+    assert any(literal(result.finding) in success.value for success in at.success)  # shown as typed
     assert len(at.get("plotly_chart")) >= 2
     assert [b.label for b in at.get("download_button")] == ["Download result (JSON)"]
 
@@ -90,7 +91,7 @@ def test_a_corrupt_saved_file_is_reported_and_skipped(tiny_results):
     assert any("could not be read" in expander.label for expander in at.expander)
     assert broken.name in " ".join(m.value for m in at.markdown)
     assert at.selectbox(key="batch_saved").value == str(good)
-    assert any(tiny_results["batch"].finding in s.value for s in at.success)
+    assert any(literal(tiny_results["batch"].finding) in s.value for s in at.success)
 
 
 def test_options_that_cannot_run_are_refused_on_the_page():
@@ -122,7 +123,7 @@ def test_a_presenter_runs_an_experiment_and_gets_a_finding():
     assert job.state == "done", job.error
     assert job.saved_to.is_file()
     assert at.selectbox(key="batch_saved").value == str(job.saved_to)
-    assert any(job.result.finding in s.value for s in at.success)
+    assert any(literal(job.result.finding) in s.value for s in at.success)
     assert "SmolLM2" in job.result.finding + job.result.model["name"]
     assert [row["batch_size"] for row in job.result.rows] == [1, 2]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html as html_lib
+
 import pytest
 
 from app.presentation import BASE_FONT, sized_fonts
@@ -64,3 +66,46 @@ def test_log_axes_get_full_labels_in_one_two_five_steps():
     assert ticks["ticktext"] == ["10", "20", "50", "100", "200", "500", "1,000", "2,000"]
     assert log_ticks([0.04, 3.7])["ticktext"] == ["0.02", "0.05", "0.1", "0.2", "0.5", "1", "2", "5"]
     assert log_ticks([0, None]) == {}
+
+
+HOSTILE_TEXTS = (
+    "![pixel](http://evil.example/p.png)",
+    "[click](javascript:alert(1))",
+    "**bold** _it_ `code` ~~gone~~",
+    "<b>tag</b><script>alert(1)</script><img src=x>",
+    "# heading",
+    "1. a list",
+    "- a bullet",
+    "> a quote",
+    "a | table | row",
+    "$E=mc^2$",
+    ":smile: &amp; &lt;",
+    "http://evil.example and www.evil.example",
+    "back\\slash\\*",
+    "two\nlines\n# and a heading",
+)
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXTS)
+def test_text_from_a_run_shows_as_itself_inside_markdown(text):
+    from markdown_it import MarkdownIt
+
+    from app.text import literal
+
+    rendered = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(f"**Finding.** {literal(text)}")
+    body = rendered.strip().removeprefix("<p><strong>Finding.</strong> ").removesuffix("</p>")
+    assert html_lib.unescape(body) == text.replace("\n", " ")  # every character shown, nothing interpreted
+    for element in ("<a", "<img", "<em", "<code", "<h1", "<script", "<li", "<table", "<s>", "<blockquote"):
+        assert element not in body
+
+
+def test_a_run_name_in_a_chart_legend_stays_text():
+    from engine.figures import overlay_chart
+
+    class Run:
+        events = (record(0, "a", ()), record(1, "b", ()))
+
+    name = '<a href="http://evil.example">run</a>'
+    (line,) = overlay_chart([Run()], [name], metric="latency")["data"]
+    assert line["name"] == html_lib.escape(name)
+    assert "evil" not in line["hovertemplate"]
