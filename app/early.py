@@ -1,9 +1,10 @@
-"""The default model's worker, started the moment the server starts (app/serve.py), before anything imports torch.
+"""The default model's worker, started the moment the server starts (app/launch.py), before anything imports torch.
 
-Loading the default model takes ~7 s here (torch and transformers imports, tokenizer, weights), and so does
-the server's own first page (it imports torch too). Started one after the other, a visitor waited for both;
-started together on two cores, the first token comes within ten seconds of `make run`. The first slot for the
-default model adopts this worker instead of starting its own (app.kitchen). Nothing here imports torch.
+Loading the default model takes ~7.5-9.5 s here (torch and transformers imports, tokenizer, weights). Started
+with the server, it loads while the server starts and the first browser draws the page, which needs no torch
+(the worker also tells the machine's devices, `machine()` below); the first token comes ~9 s after `make run`.
+The first slot for the default model adopts this worker instead of starting its own (app.kitchen). Nothing here
+imports torch.
 """
 
 from __future__ import annotations
