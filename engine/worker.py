@@ -11,7 +11,8 @@ requests from any number of threads; the worker cooks generations together in on
 
 The messages, every one a frozen dataclass below (pickled over one socket), each request's tagged with its id:
 
-    worker -> parent while loading:   Loading* -> Ready | Failed (then the worker exits)
+    worker -> parent while loading:   Machine (devices and dtypes, once torch is in), Loading* ->
+                                      Ready | Failed (then the worker exits)
     parent -> worker, any time:       Generate | RunExperiment (a new id each), Stop(id)
     worker -> parent per request:     Queued* (its place while it waits), then
                                       Prepared, Record* (a generation) | Measuring* (an experiment),
