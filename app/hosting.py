@@ -54,3 +54,28 @@ def queue_length() -> int | None:
     """How many requests may wait for a model before new ones are refused (None: no limit, local mode)."""
     config = kitchen_config()
     return config.caps.queue_length if config.hosted else None
+
+
+def seconds_per_request() -> float | None:
+    """How long one request may cook before it is stopped (None: no limit, local mode)."""
+    config = kitchen_config()
+    return config.caps.seconds_per_request if config.hosted else None
+
+
+def prompt_tokens_limit() -> int | None:
+    """The most tokens a typed prompt may have (None: the model's context decides, local mode)."""
+    config = kitchen_config()
+    return config.caps.prompt_tokens if config.hosted else None
+
+
+def import_room(*, imported_by_visitor: int, store_bytes: int, file_bytes: int) -> str | None:
+    """Why one more import is refused here (its sentence), or None when there is room."""
+    config = kitchen_config()
+    if not config.hosted:
+        return None
+    if imported_by_visitor >= config.caps.imports_per_visitor:
+        return f"you have imported {imported_by_visitor} files, this kitchen's limit per visitor"
+    quota = config.caps.data_folder_mb * 1e6
+    if store_bytes + file_bytes > quota:
+        return f"this kitchen's runs already use {store_bytes / 1e6:,.0f} MB of its {quota / 1e6:,.0f} MB"
+    return None

@@ -22,12 +22,24 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.early import dashboard_threads, kitchen_max_batch, take_default_worker
-from app.hosting import check_model_allowed, kitchen_config, queue_length
-from engine import EngineError, GenerationCancelled, GenerationSettings, LoadProgress, Request, TokenRecord, Trace
+from app.early import dashboard_threads, kitchen_max_batch, machine, take_default_worker
+from app.hosting import check_model_allowed, kitchen_config, offered_models, queue_length
+from app.visitors import may_load_models
+from engine import (
+    EngineError,
+    GenerationCancelled,
+    GenerationSettings,
+    LoadProgress,
+    Request,
+    SettingsError,
+    TokenRecord,
+    Trace,
+)
 from engine.experiments import ExperimentProgress, ExperimentResult, Options, default_result_path, save_result
 from engine.facts import DEFAULT_MODEL, ModelFacts, model_slot_name
 from engine.steps import QueuePlace, StepInfo
+from engine.store import RunStore
+from engine.tokens import count_tokens
 from engine.trace import default_trace_path, save_trace
 from engine.worker import ModelWorker
 
@@ -65,6 +77,8 @@ class Job:
     """One visitor's order for the shared model: queued, then run by the slot's worker; the page redraws from it."""
 
     session_id: str | None = None
+    owner: str = ""  # the visitor whose run it is (app.visitors; "" in local mode), recorded with the saved file
+    seconds_cap: float | None = None  # hosted mode: stopped once it has cooked this long (its trace kept)
     state: str = "queued"  # queued -> running -> done | stopped | failed
     slot: ModelSlot | None = None  # the slot it was submitted to
     facts: ModelFacts | None = None  # the model that ran it
@@ -74,6 +88,7 @@ class Job:
     ended_s: float | None = None  # and when it let go
     table: int | None = None  # its anonymous number in the kitchen (the worker's request id)
     queue_place: QueuePlace | None = None  # while it waits for room in the batch
+    cooking_since_s: float | None = None  # time.monotonic() when the kitchen began its work (its prefill)
     stop_pressed: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -81,9 +96,15 @@ class Job:
         """True while queued or running."""
         return self.state in ("queued", "running")
 
+    @property
+    def out_of_time(self) -> bool:
+        """True once it has cooked for longer than this kitchen allows one request."""
+        since = self.cooking_since_s
+        return self.seconds_cap is not None and since is not None and time.monotonic() - since > self.seconds_cap
+
     def is_set(self) -> bool:
-        """The engine's cancel flag: Stop was pressed, or the browser tab that asked is gone."""
-        return self.stop_pressed.is_set() or not session_alive(self.session_id)
+        """The engine's cancel flag: Stop was pressed, the browser tab that asked is gone, or its time is up."""
+        return self.stop_pressed.is_set() or self.out_of_time or not session_alive(self.session_id)
 
     def fail(self, error: str) -> None:
         """End the job with a sentence saying why."""
@@ -95,6 +116,8 @@ class Job:
             self.state = "stopped"
             return
         self.state, self.facts, self.started_s = "running", worker.facts, time.monotonic()
+        if isinstance(self, ExperimentJob):
+            self.cooking_since_s = self.started_s
         error, outcome = None, "done"
         try:
             self.work(worker)
@@ -124,14 +147,23 @@ class GenerationJob(Job):
     request: Request | None = None
     records: list[TokenRecord] = field(default_factory=list)
     trace: Trace | None = None
+    prompt_tokens_cap: int | None = None  # hosted mode: the most tokens the typed prompt may have
 
     def work(self, worker: ModelWorker) -> None:
+        if self.prompt_tokens_cap is not None and worker.tokenizer is not None:
+            count = count_tokens(worker.tokenizer, self.prompt)
+            if count > self.prompt_tokens_cap:
+                raise EngineError(
+                    f"the prompt is {count:,} tokens; this kitchen takes at most {self.prompt_tokens_cap:,} per request"
+                )
+
         def accept(request: Request) -> None:
             self.request = request
 
         def take(record: TokenRecord) -> None:
             if not self.records:  # its prefill step began t_ms before this first token: the model took it then
                 self.queue_place, self.started_s = None, time.monotonic() - record.t_ms / 1000
+                self.cooking_since_s = self.started_s
             self.records.append(record)
 
         def seat(table: int) -> None:
@@ -140,10 +172,16 @@ class GenerationJob(Job):
         def wait(place: QueuePlace) -> None:
             self.queue_place = place
 
-        self.trace = worker.generate(
-            self.prompt, self.settings, cancel=self, on_request=accept, on_record=take, on_queue=wait, on_table=seat
-        )
-        self.saved_to = save_trace(self.trace, default_trace_path())
+        try:
+            self.trace = worker.generate(
+                self.prompt, self.settings, cancel=self, on_request=accept, on_record=take, on_queue=wait, on_table=seat
+            )
+        except GenerationCancelled as err:
+            if isinstance(err.partial, Trace):  # the tokens made before the stop, ending "stopped"
+                self.trace = err.partial
+                self.saved_to = keep(save_trace(err.partial, default_trace_path()), owner=self.owner)
+            raise
+        self.saved_to = keep(save_trace(self.trace, default_trace_path()), owner=self.owner)
 
 
 @dataclass(eq=False, kw_only=True)
@@ -164,9 +202,16 @@ class ExperimentJob(Job):
         except GenerationCancelled as err:
             if err.partial is not None:  # keep what was measured before the stop, marked stopped
                 self.result = err.partial
-                self.saved_to = save_result(err.partial, default_result_path(self.experiment))
+                self.saved_to = keep(save_result(err.partial, default_result_path(self.experiment)), owner=self.owner)
             raise
-        self.saved_to = save_result(self.result, default_result_path(self.experiment))
+        self.saved_to = keep(save_result(self.result, default_result_path(self.experiment)), owner=self.owner)
+
+
+def keep(saved: Path, *, owner: str) -> Path:
+    """Record a saved run's owner in the run store (hosted mode: what the Runs page shows whom); returns the file."""
+    if owner:
+        RunStore().set_owner(f"{saved.parent.name}/{saved.name}", owner)
+    return saved
 
 
 OPEN_SLOTS: weakref.WeakSet[ModelSlot] = weakref.WeakSet()  # every slot not yet closed, for close_all_slots
@@ -360,10 +405,35 @@ def shared_slot(name: str, device: str, dtype: str) -> ModelSlot:
     return ModelSlot(name, device, dtype)
 
 
+def kitchen_default() -> Selection:
+    """What a kitchen cooks on before anyone picks: its first offered model on the engine's device and dtype."""
+    device = machine().devices[0]
+    return Selection(model=(offered_models() or (DEFAULT_MODEL,))[0], device=device, dtype=machine().dtypes[device][0])
+
+
+def visitor_menu() -> list[Selection] | None:
+    """A hosted kitchen's visitor (not the presenter) cooks on these: the default and every model loaded now;
+    None where the visitor may load any model they may name (local mode, the presenter)."""
+    if may_load_models():
+        return None
+    default = kitchen_default()
+    loaded = [Selection(slot.name, slot.device, slot.dtype) for slot in list(OPEN_SLOTS) if not slot.closed]
+    offered = {model_slot_name(name) for name in offered_models() or ()}
+    return [default] + sorted(
+        {choice for choice in loaded if choice.model in offered and choice != default},
+        key=lambda choice: (choice.model, choice.device, choice.dtype),
+    )
+
+
 def model_slot(name: str, device: str, dtype: str) -> ModelSlot:
-    """The slot for a model (its folder however spelled shares one); SettingsError for a model not offered here."""
+    """The slot for a model (its folder however spelled shares one); SettingsError for a model not offered here,
+    or, for a hosted kitchen's visitor, one not loaded (only the presenter loads models)."""
     check_model_allowed(name)
-    return shared_slot(model_slot_name(name), device, dtype)
+    wanted = Selection(model_slot_name(name), device, dtype)
+    menu = visitor_menu()
+    if menu is not None and wanted not in {Selection(model_slot_name(c.model), c.device, c.dtype) for c in menu}:
+        raise SettingsError(f"{name!r} ({dtype} on {device}) is not loaded here, and only the presenter loads models")
+    return shared_slot(wanted.model, device, dtype)
 
 
 def open_slot(selection: Selection) -> ModelSlot | None:

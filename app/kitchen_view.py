@@ -10,7 +10,7 @@ import time
 
 import streamlit as st
 
-from app.kitchen import KITCHEN_WINDOW_S, ModelSlot
+from app.kitchen import KITCHEN_WINDOW_S, GenerationJob, ModelSlot
 from app.presentation import show_chart
 from app.text import explanation
 from app.watching import redraw_while
@@ -45,3 +45,20 @@ def draw_kitchen_live(slot: ModelSlot, *, mine: int | None = None, key: str, whi
     st.caption(explanation("kitchen", "panel"))
     active = while_active or (lambda: True)
     redraw_while(active, lambda: draw_kitchen(slot, mine=mine, key=key), every=KITCHEN_REDRAW_SECONDS)
+
+
+def orders_to_stop(slot: ModelSlot) -> None:
+    """The presenter's view of every order in the kitchen (tables, never prompts), each with a Stop button."""
+    st.markdown("#### Orders in the kitchen (presenter)")
+    jobs = [job for job in slot.active_jobs() if job.active]
+    if not jobs:
+        st.caption("No orders now.")
+        return
+    for number, job in enumerate(jobs):
+        made = f"{len(job.records)} tokens so far" if isinstance(job, GenerationJob) else "an experiment"
+        where = f"table {job.table}" if job.table is not None else "waiting for a table"
+        columns = st.columns([4, 1])
+        columns[0].text(f"{where} · {job.state} · {made}")
+        if columns[1].button("Stop", key=f"kitchen_stop_{number}_{id(job)}", disabled=job.stop_pressed.is_set()):
+            job.stop_pressed.set()
+            st.rerun()

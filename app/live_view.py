@@ -94,7 +94,9 @@ def status_line(job: GenerationJob, count: int) -> str:
         company = f", sharing each step with {sharing} other table{'s' if sharing != 1 else ''}" if sharing else ""
         return f"🍳 Cooking{table}… {count} tokens so far{company}."
     if job.state == "stopped":
-        return f"⏹ Stopped after {count} tokens."
+        why = f" at this kitchen's limit of {job.seconds_cap:g} s per request" if job.out_of_time else ""
+        kept = " The tokens made so far are kept on the Runs page." if job.saved_to is not None else ""
+        return f"⏹ Stopped after {count} tokens{why}.{kept}"
     finished_by = FINISHED_BY.get(job.trace.finish_reason, "?") if job.trace else "?"
     return f"✅ Done: {count} tokens, stopped by {finished_by}."
 

@@ -12,10 +12,12 @@ import time
 import pandas as pd
 import streamlit as st
 
+from app.hosting import import_room, kitchen_config
 from app.presentation import show_chart
 from app.run_view import draw_run_charts, run_html
 from app.state import remember
 from app.text import explanation, literal
+from app.visitors import may_manage_runs, visitor_id
 from app.watching import redraw_while
 from engine import TokenRecord, TraceFormatError, summarize
 from engine import figures as charts
@@ -47,23 +49,45 @@ def tokens_csv(key: RunKey) -> bytes:
     return trace_csv(open_run(*key)).encode("utf-8")
 
 
+def origin(entry: RunEntry) -> str:
+    """Where a run's numbers come from, in one word: measured here, imported, or a shipped reference."""
+    return "reference" if entry.path.startswith("reference/") else "imported" if entry.imported else "measured here"
+
+
 def describe(entry: RunEntry) -> str:
     """How a run is named in pickers (unique: Streamlit tells options apart by these names)."""
     what = f"“{entry.prompt_start[:40]}”" if entry.kind == "trace" else f"{entry.name} experiment"
     label = f"{entry.label[:60]} — " if entry.label else ""
     file = entry.path.split("/")[-1].removesuffix(".json")
-    return f"{label}{what} · {entry.model} · {entry.dtype} on {entry.device} · {file}"
+    imported = "imported · " if entry.imported else ""
+    return f"{imported}{label}{what} · {entry.model} · {entry.dtype} on {entry.device} · {file}"
+
+
+def visible_runs(entries: list[RunEntry]) -> list[RunEntry]:
+    """The runs this visitor sees: all of them for the owner or presenter, else their own and the shared ones."""
+    if may_manage_runs():
+        return entries
+    return [entry for entry in entries if entry.visible_to(visitor_id())]
 
 
 def import_section(store: RunStore) -> None:
-    """Upload a trace or result; the store checks the whole file before keeping it."""
+    """Upload a trace or result; the store checks the whole file before keeping it (hosted mode: within quotas)."""
     st.markdown(explanation("runs", "share"))
     upload = st.file_uploader("Trace or experiment result", type=["json"], key="runs_upload")
     if upload is None or st.session_state.get("runs_imported") == upload.file_id:
         return
     st.session_state["runs_imported"] = upload.file_id
+    owner = visitor_id()
+    refused = import_room(
+        imported_by_visitor=store.owned_imports(owner) if owner else 0,
+        store_bytes=store.bytes_used() if kitchen_config().hosted else 0,
+        file_bytes=upload.size,
+    )
+    if refused is not None:
+        st.error(f"**{literal(upload.name)} was not imported** (nothing was changed): {refused}.")
+        return
     try:
-        relative = store.import_bytes(upload.getvalue(), filename=upload.name)
+        relative = store.import_bytes(upload.getvalue(), filename=upload.name, owner=owner)
     except TraceFormatError as err:
         st.error(f"**{literal(upload.name)} was not imported** (nothing was changed): {literal(err)}.")
         return
@@ -76,7 +100,8 @@ def run_table(entries: list[RunEntry]) -> None:
     number = st.column_config.NumberColumn(format="%.1f")
     rows = [
         {
-            "date (UTC)": e.created_at[:19].replace("T", " "), "kind": e.name, "label": e.label, "model": e.model,
+            "date (UTC)": e.created_at[:19].replace("T", " "), "kind": e.name, "origin": origin(e), "label": e.label,
+            "model": e.model,
             "device": e.device, "dtype": e.dtype, "prompt or finding": e.prompt_start,
             "tokens": e.headline.get("tokens"), "TTFT (ms)": e.headline.get("ttft_ms"),
             "ITL p50 (ms)": e.headline.get("itl_p50_ms"), "decode tokens/s": e.headline.get("decode_tokens_per_s"),
@@ -116,9 +141,21 @@ def json_of(result: ExperimentResult) -> str:
 
 
 def label_and_delete(store: RunStore, entry: RunEntry) -> None:
-    """Label a kept run, or delete it after a confirmation (reference traces are read-only)."""
+    """Label a kept run, share it (hosted mode), or delete it after a confirmation (references are read-only);
+    a hosted kitchen's visitor only reads (the presenter manages runs)."""
     if not (entry.path.startswith("traces/") or entry.path.startswith("experiments/")):
         return
+    if not may_manage_runs():
+        st.caption("Only the presenter labels, shares and deletes runs in this kitchen.")
+        return
+    if kitchen_config().hosted:
+        shared = st.toggle(
+            "Shared with every visitor", entry.shared, key=f"runs_shared_{entry.path}",
+            help="A visitor sees their own runs and the shared ones.",
+        )  # fmt: skip
+        if shared != entry.shared:
+            store.set_shared(entry.path, shared)
+            st.rerun()
     columns = st.columns([3, 1, 1])
     label = columns[0].text_input("Label", entry.label, key=f"runs_label_{entry.path}", max_chars=120)
     if columns[1].button("Save label", key="runs_save_label"):

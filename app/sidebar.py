@@ -6,7 +6,7 @@ import streamlit as st
 
 from app.early import dashboard_threads, machine
 from app.hosting import offered_models
-from app.kitchen import Selection
+from app.kitchen import Selection, visitor_menu
 from app.presentation import KEY as PRESENTATION_KEY
 from app.presentation import settings_area
 from engine import DEFAULT_MODEL
@@ -29,7 +29,11 @@ def current_selection() -> Selection:
     model = (st.session_state.get("sidebar_model") or default).strip() or default
     if offered is not None and model not in offered:
         model = default  # hosted mode: whatever the page was sent, only the configured models
-    return Selection(model=model, device=device, dtype=dtype)
+    selection = Selection(model=model, device=device, dtype=dtype)
+    menu = visitor_menu()
+    if menu is not None and selection not in menu:
+        return menu[0]  # a hosted kitchen's visitor cooks on what is loaded (only the presenter loads models)
+    return selection
 
 
 @st.cache_data(show_spinner=False)
@@ -49,6 +53,18 @@ def hardware_card(device: str) -> str:
     return "  \n".join(lines)
 
 
+def menu_picker(pickers: object, menu: list[Selection]) -> None:
+    """A hosted kitchen's visitor picks one of the models loaded now (the presenter loads others)."""
+    names = [f"{choice.model} · {choice.dtype} on {choice.device}" for choice in menu]
+    if st.session_state.get("sidebar_menu") not in names:
+        st.session_state["sidebar_menu"] = names[0]
+    picked = pickers.selectbox(
+        "Model", names, key="sidebar_menu", help="The models loaded in this kitchen now (the presenter loads others)."
+    )
+    choice = menu[names.index(picked)]
+    st.session_state.update(sidebar_model=choice.model, sidebar_device=choice.device, sidebar_dtype=choice.dtype)
+
+
 def draw_sidebar() -> Selection:
     """Draw the model/device/dtype pickers and the hardware card; return the selection."""
     devices = list(machine().devices)
@@ -62,8 +78,10 @@ def draw_sidebar() -> Selection:
         )
         st.markdown("### 🍳 The kitchen")
         pickers = settings_area("Model, device and dtype")
-        offered = offered_models()
-        if offered is None:
+        offered, menu = offered_models(), visitor_menu()
+        if menu is not None:
+            menu_picker(pickers, menu)
+        elif offered is None:
             pickers.text_input(  # the default as `value` (see pages/live.py: state set before a widget can show empty)
                 "Model",
                 DEFAULT_MODEL,
@@ -77,19 +95,21 @@ def draw_sidebar() -> Selection:
             pickers.selectbox(
                 "Model", offered, key="sidebar_model", help="The models this kitchen's host offers (its configuration)."
             )
-        device = pickers.selectbox(
-            "Device", devices, key="sidebar_device", help="Only devices this machine has are offered."
-        )
-        choices = dtype_choices(device)
-        if st.session_state.get("sidebar_dtype") not in choices:
-            st.session_state["sidebar_dtype"] = choices[0]
-        pickers.selectbox(
-            "Dtype",
-            choices,
-            key="sidebar_dtype",
-            help="Number format of the weights. The first is the engine's default for this device. "
-            "Which is faster on a CPU depends on the processor: the memory-wall experiment measures it here.",
-        )
+        device = st.session_state["sidebar_device"]
+        if menu is None:
+            device = pickers.selectbox(
+                "Device", devices, key="sidebar_device", help="Only devices this machine has are offered."
+            )
+            choices = dtype_choices(device)
+            if st.session_state.get("sidebar_dtype") not in choices:
+                st.session_state["sidebar_dtype"] = choices[0]
+            pickers.selectbox(
+                "Dtype",
+                choices,
+                key="sidebar_dtype",
+                help="Number format of the weights. The first is the engine's default for this device. "
+                "Which is faster on a CPU depends on the processor: the memory-wall experiment measures it here.",
+            )
         with st.container(border=True):
             st.markdown("**This machine**")
             st.markdown(hardware_card(device))

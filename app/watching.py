@@ -11,10 +11,11 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from app.hosting import requests_per_visitor
-from app.kitchen import Job, ModelSlot, Selection, current_session_id, model_slot, open_slot, reload_slot
+from app.hosting import prompt_tokens_limit, requests_per_visitor, seconds_per_request
+from app.kitchen import GenerationJob, Job, ModelSlot, Selection, current_session_id, model_slot, open_slot, reload_slot
 from app.sidebar import current_selection
 from app.text import literal
+from app.visitors import visitor_id
 from engine import DEFAULT_MODEL
 from engine.steps import StepInfo
 
@@ -47,7 +48,9 @@ def submit_job(job: Job, *, key: str) -> None:
             "Stop one or wait for one to finish, then press the button again."
         )
         st.stop()
-    job.session_id = current_session_id()
+    job.session_id, job.owner, job.seconds_cap = current_session_id(), visitor_id(), seconds_per_request()
+    if isinstance(job, GenerationJob):
+        job.prompt_tokens_cap = prompt_tokens_limit()
     st.session_state[key] = job
     selection = current_selection()
     model_slot(selection.model, selection.device, selection.dtype).submit(job)

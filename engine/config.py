@@ -28,8 +28,12 @@ class Caps:
     """What one visitor may ask of a hosted kitchen (local mode keeps the engine's own limits)."""
 
     max_new_tokens: int = 256  # per request
+    prompt_tokens: int = 1024  # per request, the typed prompt's tokens
     queue_length: int = 32  # requests waiting for the model; past it, a new one is refused with a message
-    requests_per_visitor: int = 1  # active at once, per browser session
+    requests_per_visitor: int = 1  # active at once, per visitor
+    seconds_per_request: float = 120.0  # cooking time; past it the request stops, its tokens so far kept
+    imports_per_visitor: int = 20  # files one visitor may import
+    data_folder_mb: float = 2000.0  # all runs together; past it, imports are refused (runs still save)
 
 
 @dataclass(frozen=True, kw_only=True)

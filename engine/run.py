@@ -30,8 +30,9 @@ def build_trace(
     *,
     peak_memory_bytes: int | None = None,
     queued_ms: float | None = None,
+    stopped: bool = False,
 ) -> Trace:
-    """Assemble a Trace from a finished request's records and the model/machine metadata."""
+    """Assemble a Trace from a request's records and the model/machine metadata (`stopped`: cancelled part-way)."""
     return Trace(
         schema_version=SCHEMA_VERSION,
         created_at=now_iso(),
@@ -47,7 +48,7 @@ def build_trace(
         },
         events=tuple(records),
         summary=summarize(records, prompt_tokens=len(request.token_ids), peak_memory_bytes=peak_memory_bytes),
-        finish_reason=finish_reason(request, records, loaded.facts.eos_token_ids),
+        finish_reason="stopped" if stopped else finish_reason(request, records, loaded.facts.eos_token_ids),
         queued_ms=queued_ms,
     )
 

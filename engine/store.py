@@ -3,8 +3,9 @@
 Runs live as one JSON file each under the data folder (traces/ and experiments/, where the engine already
 writes them). `index.json` beside them caches each file's listing (kind, when, model, headline numbers) keyed
 by name, size and modification time, so listing does not parse every file again; it is only a cache and is
-rebuilt from the files when missing or stale. Labels live in `labels.json`. Both are written atomically, and
-labels are changed under a file lock (many visitors' sessions label at once); a file that does not parse is
+rebuilt from the files when missing or stale. Labels live in `labels.json`; who owns a run and whether it is
+shared with every visitor (a hosted kitchen's spaces) in `access.json`. All are written atomically, and labels and
+access are changed under a file lock (many visitors' sessions label at once); a file that does not parse is
 reported and skipped, one deleted while listing is skipped, never fatal.
 """
 
@@ -35,6 +36,7 @@ INDEX_VERSION = 1
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "assets" / "traces"  # shipped traces, read-only
 REFERENCE = "reference"  # their prefix in a run's relative path
 LOCK_FILE = ".store.lock"
+MARKS = ("label", "owner", "shared")  # a run's marks kept beside it (labels.json, access.json), not in the index
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +56,17 @@ class RunEntry:
     size: int
     mtime_ns: int
     label: str = ""
+    owner: str = ""  # the visitor who made or imported it ("" : the host, e.g. local mode or the command line)
+    shared: bool = False  # shown to every visitor of a hosted kitchen
+
+    @property
+    def imported(self) -> bool:
+        """True for a file brought in through the importer (never taken as measured on this machine)."""
+        return self.path.split("/")[-1].startswith("imported-")
+
+    def visible_to(self, visitor: str) -> bool:
+        """Whether a hosted kitchen's visitor sees this run: their own, or shared (references are shared)."""
+        return self.shared or (bool(visitor) and self.owner == visitor)
 
 
 def entry_for(relative: str, data: dict, *, size: int, mtime_ns: int) -> RunEntry:
@@ -115,6 +128,7 @@ class RunStore:
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = Path(root) if root is not None else data_dir()
         self.index_path, self.labels_path = self.root / "index.json", self.root / "labels.json"
+        self.access_path = self.root / "access.json"
 
     def _read_small(self, path: Path) -> dict:
         try:
@@ -127,11 +141,19 @@ class RunStore:
         """Each labelled run's label, by relative path."""
         return {key: value for key, value in self._read_small(self.labels_path).items() if isinstance(value, str)}
 
+    def access(self) -> dict[str, dict]:
+        """Each run's owner and sharing ({"owner": str, "shared": bool}), by relative path (unlisted: the host's)."""
+        return {
+            key: {"owner": str(value.get("owner", "")), "shared": value.get("shared") is True}
+            for key, value in self._read_small(self.access_path).items()
+            if isinstance(value, dict)
+        }
+
     def list(self) -> tuple[list[RunEntry], list[str]]:
         """Every readable run, newest first, and one sentence per file that could not be read."""
         cached = self._read_small(self.index_path)
         cached = cached.get("entries", {}) if cached.get("version") == INDEX_VERSION else {}
-        labels = self.labels()
+        labels, access = self.labels(), self.access()
         entries, problems, fresh = [], [], {}
         for folder in FOLDERS:
             directory = self.root / folder
@@ -144,7 +166,7 @@ class RunStore:
 
                 known = cached.get(relative)
                 if known and known.get("size") == stat.st_size and known.get("mtime_ns") == stat.st_mtime_ns:
-                    entry = RunEntry(**{**known, "label": ""})
+                    entry = RunEntry(**known)
                 else:
                     try:
                         data = read_json(path)
@@ -154,8 +176,9 @@ class RunStore:
                         if path.exists():  # not one deleted meanwhile
                             problems.append(f"{relative}: {err}")
                         continue
-                fresh[relative] = {key: value for key, value in asdict(entry).items() if key != "label"}
-                entries.append(RunEntry(**{**asdict(entry), "label": labels.get(relative, "")}))
+                fresh[relative] = {key: value for key, value in asdict(entry).items() if key not in MARKS}
+                marks = {"label": labels.get(relative, ""), **access.get(relative, {})}
+                entries.append(RunEntry(**{**asdict(entry), **marks}))
         if fresh != cached:
             try:
                 write_json_atomic(self.index_path, {"version": INDEX_VERSION, "entries": fresh})
@@ -182,9 +205,8 @@ class RunStore:
                 continue
             stat = path.stat()
             entry = entry_for(f"{REFERENCE}/{path.name}", data, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
-            entries.append(
-                RunEntry(**{**asdict(entry), "label": f"reference: {data.get('reference_note', path.stem)}"[:120]})
-            )
+            label = f"reference: {data.get('reference_note', path.stem)}"[:120]
+            entries.append(RunEntry(**{**asdict(entry), "label": label, "shared": True}))
         return entries
 
     def _writable(self, relative: str) -> Path:
@@ -222,16 +244,50 @@ class RunStore:
                 labels.pop(relative, None)
             write_json_atomic(self.labels_path, labels)
 
+    def set_owner(self, relative: str, owner: str) -> None:
+        """Record which visitor made or imported a run (hosted mode's spaces)."""
+        self._change_access(relative, owner=owner)
+
+    def set_shared(self, relative: str, shared: bool) -> None:
+        """Show a run to every visitor of a hosted kitchen, or stop showing it."""
+        self._change_access(relative, shared=shared)
+
+    def _change_access(self, relative: str, **change: object) -> None:
+        self._writable(relative)
+        with self._one_writer():
+            access = self.access()
+            access[relative] = {**access.get(relative, {"owner": "", "shared": False}), **change}
+            write_json_atomic(self.access_path, access)
+
     def delete(self, relative: str) -> None:
-        """Delete a run's file and its label."""
+        """Delete a run's file, its label and its access marks."""
         self._writable(relative).unlink(missing_ok=True)
         with self._one_writer():
-            labels = self.labels()
-            if labels.pop(relative, None) is not None:
-                write_json_atomic(self.labels_path, labels)
+            for path, marks in ((self.labels_path, self.labels()), (self.access_path, self.access())):
+                if marks.pop(relative, None) is not None:
+                    write_json_atomic(path, marks)
 
-    def import_bytes(self, raw: bytes, *, filename: str) -> str:
-        """Check an uploaded file completely, then save it as a new run; returns its relative path.
+    def owned_imports(self, owner: str) -> int:
+        """How many imported runs a visitor owns (their import quota counts these)."""
+        return sum(
+            1
+            for relative, marks in self.access().items()
+            if marks["owner"] == owner and relative.split("/")[-1].startswith("imported-")
+        )
+
+    def bytes_used(self) -> int:
+        """The size of every run file in the store (a hosted kitchen's data-folder quota counts these)."""
+        total = 0
+        for folder in FOLDERS:
+            for path in (self.root / folder).glob("*.json") if (self.root / folder).is_dir() else []:
+                try:
+                    total += path.stat().st_size
+                except FileNotFoundError:
+                    continue
+        return total
+
+    def import_bytes(self, raw: bytes, *, filename: str, owner: str = "") -> str:
+        """Check an uploaded file completely, then save it as a new run of `owner`; returns its relative path.
 
         Nothing is written unless the whole file is a valid trace or result (size, UTF-8, JSON, contract).
         """
@@ -247,4 +303,6 @@ class RunStore:
         write_json_atomic(target, data)
         relative = f"{target.parent.name}/{target.name}"
         self.set_label(relative, f"imported from {Path(filename).name}"[:120])
+        if owner:
+            self.set_owner(relative, owner)
         return relative

@@ -26,6 +26,13 @@ def tokenizer_for_pages(tokenizer: object) -> object:
     return backend if isinstance(backend, tokenizers.Tokenizer) else tokenizer
 
 
+def count_tokens(tokenizer: object, text: str) -> int:
+    """How many tokens a text is (without special tokens), with either kind of tokenizer the pages hold."""
+    if isinstance(tokenizer, tokenizers.Tokenizer):
+        return len(tokenizer.encode(text, add_special_tokens=False).ids)
+    return len(tokenizer.encode(text, add_special_tokens=False))
+
+
 def split_into_tokens(tokenizer: object, text: str) -> list[TokenPiece]:
     """The text's tokens with the characters each covers (offsets from a fast tokenizer, else per-token decoding)."""
     if isinstance(tokenizer, tokenizers.Tokenizer):

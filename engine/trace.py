@@ -16,7 +16,7 @@ from engine.records import Alternative, Summary, TokenRecord, summarize
 
 SCHEMA_VERSION = 1
 MAX_TRACE_FILE_BYTES = 64 * 1024 * 1024  # a larger file is refused before parsing
-FINISH_REASONS = ("eos", "length", "context")
+FINISH_REASONS = ("eos", "length", "context", "stopped")
 
 
 def versions() -> dict:
@@ -52,7 +52,7 @@ class Trace:
     prompt: dict  # text (typed), rendered (what the model read), tokens (their ids), chat_template_applied
     events: tuple[TokenRecord, ...]
     summary: Summary
-    finish_reason: str  # "eos", "length" (max_new_tokens) or "context" (the context window filled up)
+    finish_reason: str  # "eos", "length" (max_new_tokens), "context" (the window filled up) or "stopped" (cancelled)
     queued_ms: float | None = None  # time it waited in the kitchen's queue before its prefill began (None: not served)
 
     @property

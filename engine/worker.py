@@ -152,12 +152,12 @@ class Finished:
 
 @dataclass(frozen=True)
 class Cancelled:
-    """Worker -> parent: the request stopped between two steps because a stop arrived; an experiment's points
-    measured before it come along as a result marked stopped."""
+    """Worker -> parent: the request stopped between two steps because a stop arrived; what was measured before it
+    comes along: a generation's tokens as a trace ending "stopped", an experiment's points as a stopped result."""
 
     request_id: int
     message: str
-    partial: ExperimentResult | None = None
+    partial: ExperimentResult | Trace | None = None
 
 
 @dataclass(frozen=True)
@@ -271,7 +271,10 @@ def serve(
             if outcome == "done":
                 send(Finished(message.request_id, build_trace(loaded, request, records, queued_ms=order.queued_ms)))
             elif outcome == "stopped":
-                send(Cancelled(message.request_id, error or "stopped"))
+                partial = (
+                    build_trace(loaded, request, records, queued_ms=order.queued_ms, stopped=True) if records else None
+                )
+                send(Cancelled(message.request_id, error or "stopped", partial=partial))
             else:
                 send(Failed(message.request_id, "EngineError", error or "the step failed"))
 
@@ -517,7 +520,7 @@ class ModelWorker:
                 on_table=on_table,
             )
         except GenerationCancelled as err:
-            raise GenerationCancelled(str(err), records=tuple(records)) from None
+            raise GenerationCancelled(str(err), records=tuple(records), partial=err.partial) from None
 
     def experiment(
         self,

@@ -15,10 +15,12 @@ from app.runs_view import (
     open_run,
     replay_controls,
     run_table,
+    visible_runs,
 )
 from app.state import remember
 from app.text import explanation, literal
 from app.views import chip_style
+from app.visitors import may_manage_runs
 from engine import TraceFormatError
 from engine.experiments import ExperimentResult
 from engine.report import run_name
@@ -34,9 +36,9 @@ with st.expander("Import a trace or result (JSON)"):
 
 # ---- the list ----------------------------------------------------------------------------------------------------
 entries, problems = store.list()
-entries += store.references()
+entries = visible_runs(entries + store.references())  # hosted mode: a visitor's own and the shared ones
 by_path = {entry.path: entry for entry in entries}
-if problems:
+if problems and may_manage_runs():
     with st.expander(f"{len(problems)} file(s) in the store could not be read and are skipped"):
         for problem in problems:
             st.text(problem)

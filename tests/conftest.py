@@ -185,6 +185,40 @@ def engine_cli(*args: str, env_extra: dict | None = None, timeout: int = 300) ->
 # ---- AppTest ------------------------------------------------------------------------------------------------------
 
 
+def wait_for(condition, *, what: str, timeout_s: float = 120) -> None:
+    """Poll until `condition()` holds; fail naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+HOSTED_CAPS = "max_new_tokens = 32\nqueue_length = 2\nrequests_per_visitor = 1\n"
+
+
+def host_kitchen(tmp_path, monkeypatch, tiny_folder, *, caps: str = HOSTED_CAPS):
+    """Configure this process as a hosted kitchen offering the tiny model only; returns its configuration."""
+    from app import hosting
+
+    config = tmp_path / "kitchen.toml"
+    config.write_text(
+        f'[hosting]\nmode = "hosted"\n\n[models]\nallowed = ["{tiny_folder}"]\nmax_loaded = 2\n\n[caps]\n{caps}',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("INFERENCE_KITCHEN_CONFIG", str(config))
+    hosting.kitchen_config.cache_clear()
+    return hosting.kitchen_config()
+
+
+@pytest.fixture
+def hosted(tmp_path, monkeypatch, tiny_folder):
+    """This process configured as a hosted kitchen offering the tiny model only (1 request per visitor, queue 2)."""
+    from app import hosting
+
+    yield host_kitchen(tmp_path, monkeypatch, tiny_folder)
+    hosting.kitchen_config.cache_clear()
+
+
 @pytest.fixture
 def fresh_kitchen():
     """A test starts with no cached model slot, and every worker process it started is stopped after."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import wait_for
 from streamlit.testing.v1 import AppTest
 
 from app import hosting
@@ -30,22 +31,6 @@ def model_workers() -> list[psutil.Process]:
         except psutil.Error:
             pass
     return found
-
-
-@pytest.fixture
-def hosted(tmp_path, monkeypatch, tiny_folder):
-    """This process configured as a hosted kitchen offering the tiny model only (1 request per visitor, queue 2)."""
-    config = tmp_path / "kitchen.toml"
-    config.write_text(
-        '[hosting]\nmode = "hosted"\n\n'
-        f'[models]\nallowed = ["{tiny_folder}"]\nmax_loaded = 2\n\n'
-        "[caps]\nmax_new_tokens = 32\nqueue_length = 2\nrequests_per_visitor = 1\n",
-        encoding="utf-8",
-    )
-    monkeypatch.setenv("INFERENCE_KITCHEN_CONFIG", str(config))
-    hosting.kitchen_config.cache_clear()
-    yield hosting.kitchen_config()
-    hosting.kitchen_config.cache_clear()
 
 
 # ---- the file ------------------------------------------------------------------------------------------------
@@ -165,13 +150,6 @@ def test_hosted_mode_refuses_any_model_not_offered_however_it_is_spelled(hosted,
 # ---- slots (real worker processes on the tiny model) ---------------------------------------------------------------
 
 
-def wait_for(condition, *, what: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 @pytest.mark.usefixtures("fresh_kitchen")
 def test_forged_names_start_no_worker_and_five_aliases_share_one(hosted, tiny_folder, monkeypatch):
     from app.kitchen import OPEN_SLOTS, model_slot
@@ -256,13 +234,34 @@ def test_past_the_queue_cap_an_order_is_refused_with_a_message(hosted, tiny_fold
 @pytest.mark.usefixtures("fresh_kitchen")
 def test_hosted_sidebar_offers_a_select_box_of_the_allowed_models(hosted, tiny_folder):
     from app.kitchen import OPEN_SLOTS
+    from app.visitors import PRESENTER_KEY
 
-    at = AppTest.from_file("../app/main.py", default_timeout=60).run()
+    at = AppTest.from_file("../app/main.py", default_timeout=60)
+    at.session_state[PRESENTER_KEY] = True  # the presenter picks from every allowed model (and may load it)
+    at.run()
     assert not [box for box in at.sidebar.text_input if box.key == "sidebar_model"]
     (picker,) = [box for box in at.sidebar.selectbox if box.key == "sidebar_model"]
     assert picker.options == [str(tiny_folder)]
     assert {slot.name for slot in OPEN_SLOTS} == {str(tiny_folder.resolve())}
     assert not at.exception
+
+
+@pytest.mark.usefixtures("fresh_kitchen")
+def test_a_hosted_visitor_picks_only_among_loaded_models_and_cannot_load_another(hosted, tiny_folder, monkeypatch):
+    import streamlit as st
+
+    from app.kitchen import OPEN_SLOTS, model_slot
+
+    at = AppTest.from_file("../app/main.py", default_timeout=60).run()
+    assert not [box for box in at.sidebar.selectbox if box.key in ("sidebar_model", "sidebar_device", "sidebar_dtype")]
+    (menu,) = [box for box in at.sidebar.selectbox if box.key == "sidebar_menu"]
+    assert menu.options == [f"{tiny_folder} · float32 on cpu"]  # the kitchen's default, started by this visit
+    assert not at.exception
+    slots_before = set(OPEN_SLOTS)
+    monkeypatch.setattr(st, "session_state", {})  # a visitor without the presenter's rights
+    with pytest.raises(SettingsError, match="only the presenter loads models"):
+        model_slot(str(tiny_folder), "cpu", "bfloat16")  # allowed, but another dtype would start another process
+    assert set(OPEN_SLOTS) == slots_before
 
 
 @pytest.mark.parametrize("forged", FORGED_MODELS)

@@ -10,7 +10,7 @@ import pytest
 from app.kitchen import ExperimentJob, GenerationJob, ModelSlot, Selection, model_slot, reload_slot
 from engine import GenerationSettings
 from engine.experiments.kv_cache import KvCacheOptions
-from engine.trace import data_dir
+from engine.trace import data_dir, load_trace
 
 LONG = GenerationSettings(max_new_tokens=120, stop_at_eos=False)  # the tiny model on 1 thread: well over 0.1 s
 ENDLESS = GenerationSettings(max_new_tokens=2000, stop_at_eos=False)  # runs until stopped (the tiny context caps it)
@@ -104,7 +104,7 @@ def test_stop_while_queued_ends_the_job_before_it_runs_and_saves_nothing(tiny_fo
     small.close()
 
 
-def test_a_stopped_run_is_not_saved(slot):
+def test_a_stopped_run_is_saved_with_the_tokens_made_before_the_stop(slot):
     before = set((data_dir() / "traces").glob("*.json"))
     job = GenerationJob(prompt="stop me", settings=GenerationSettings(max_new_tokens=2000, stop_at_eos=False))
     slot.submit(job)
@@ -112,8 +112,11 @@ def test_a_stopped_run_is_not_saved(slot):
     job.stop_pressed.set()
     wait_for(lambda: not job.active, what="the stop")
     assert job.state == "stopped"
-    assert job.saved_to is None
-    assert set((data_dir() / "traces").glob("*.json")) == before
+    assert set((data_dir() / "traces").glob("*.json")) - before == {job.saved_to}
+    kept = load_trace(job.saved_to)
+    assert kept.finish_reason == "stopped"
+    assert 3 <= len(kept.events) < 2000
+    assert [record.token_id for record in kept.events] == [record.token_id for record in job.records]
 
 
 def test_a_failed_job_does_not_stop_the_slot(slot):
