@@ -19,14 +19,14 @@ from app.presentation import apply_style  # noqa: E402
 from app.sidebar import draw_sidebar  # noqa: E402
 from app.site import navigation_pages  # noqa: E402
 from app.state import keep_remembered  # noqa: E402
-from app.visitors import current_visitor, presenter_box  # noqa: E402
+from app.visitors import current_visitor, visitor_card  # noqa: E402
 
 st.set_page_config(page_title="Inference Kitchen", page_icon="🍳", layout="wide")
 keep_remembered()  # what the visitor set on other pages survives this page's run
 visitor = current_visitor()  # hosted mode: a login or the access code first, where configured
 navigation = st.navigation(navigation_pages())
 selection = draw_sidebar()
-presenter_box(visitor)
+visitor_card(visitor)
 # Start the chosen model loading now, whatever page the visitor opened first (it loads in the background, in its
 # own process): by the time they reach the live page it is ready, instead of starting the ~10 s load there.
 model_slot(selection.model, selection.device, selection.dtype)

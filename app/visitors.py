@@ -39,7 +39,7 @@ class Visitor:
 
     id: str  # "" in local mode (the owner); else a stable, anonymous identity
     presenter: bool  # may relabel, delete, share, cancel anyone's request and load models
-    how: str  # "local", "login" (st.user), "cookie" or "new"
+    how: str  # "local", "login" (st.user) or "cookie"
 
     @property
     def hosted(self) -> bool:
@@ -137,17 +137,29 @@ def current_visitor() -> Visitor:
             st.stop()
         who = str(st.user.get("email") or st.user.get("sub") or "")
         return Visitor(id="login-" + hashlib.sha256(who.encode()).hexdigest()[:24], presenter=presenter, how="login")
-    if VISITOR_KEY in st.session_state:
-        return Visitor(id=st.session_state[VISITOR_KEY], presenter=presenter, how="cookie")
-    known = visitor_from_token(cookie_token())
-    if known is None:
-        code = kitchen_secret("access_code")
-        if code is not None:
-            ask_access_code(code)
-        known = "v-" + secrets.token_hex(12)
-    st.session_state[VISITOR_KEY] = known
-    remember_in_browser(known)
-    return Visitor(id=known, presenter=presenter, how="new")
+    from_cookie = visitor_from_token(cookie_token())
+    if VISITOR_KEY not in st.session_state:
+        if from_cookie is None:
+            code = kitchen_secret("access_code")
+            if code is not None:
+                ask_access_code(code)
+        st.session_state[VISITOR_KEY] = from_cookie or "v-" + secrets.token_hex(12)
+    known = st.session_state[VISITOR_KEY]
+    if from_cookie != known:
+        remember_in_browser(known)  # on every run until the browser brings the cookie back (it may miss one)
+    return Visitor(id=known, presenter=presenter, how="cookie")
+
+
+def visitor_card(visitor: Visitor) -> None:
+    """Hosted mode: a line in the sidebar saying whose space this is, and the presenter's unlock."""
+    if not visitor.hosted:
+        return
+    kept = "your login" if visitor.how == "login" else "a cookie in this browser"
+    st.sidebar.caption(
+        f"🪪 You are visitor **{visitor.id[-6:]}** (kept by {kept}). You see your own runs and the ones the "
+        "presenter shared; nobody else sees yours."
+    )
+    presenter_box(visitor)
 
 
 def presenter_box(visitor: Visitor) -> None:
