@@ -11,6 +11,21 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
+from engine.contract import (
+    FLOAT,
+    INT,
+    MAX_DEPTH,
+    POSITIVE_INT,
+    Flag,
+    ListOf,
+    MapOf,
+    Number,
+    Text,
+    check_scalars,
+    check_shape,
+    nesting_depth_within,
+    optional,
+)
 from engine.errors import TraceFormatError
 from engine.records import Alternative, Summary, TokenRecord, summarize
 
@@ -128,6 +143,74 @@ OPTIONAL_RECORD_TYPES = {
 }  # added with the batched kitchen; older traces lack them
 SUMMARY_FIELDS = tuple(field.name for field in fields(Summary))
 SUMMARY_TOLERANCE_MS = 0.01  # JSON keeps times to the microsecond; a recomputed figure may differ by rounding
+MODEL = {  # what the pages read of the model that ran (charts use layers; the event count is bounded by the context)
+    "name": Text(max_chars=200),
+    "parameters": INT,
+    "dtype": Text(max_chars=40),
+    "device": Text(max_chars=40),
+    "weight_bytes": INT,
+    "kv_bytes_per_token": INT,
+    "layers": POSITIVE_INT,
+    "context_length": POSITIVE_INT,
+    "source": optional(Text(max_chars=1_000)),
+    "kv_heads": POSITIVE_INT,
+    "head_dim": POSITIVE_INT,
+    "eos_token_ids": optional(ListOf(INT, max_items=64)),
+}
+HARDWARE = {
+    "device": optional(Text(max_chars=40)),
+    "cpu": optional(Text(max_chars=300)),
+    "gpu": optional(Text(max_chars=300)),
+    "cpu_cores_logical": optional(POSITIVE_INT),
+    "cpu_cores_physical": optional(POSITIVE_INT),
+    "torch_threads": optional(POSITIVE_INT),
+    "memory_total_bytes": optional(INT),
+    "gpu_memory_total_bytes": optional(INT),
+    "platform": optional(Text(max_chars=300)),
+    "cuda_version": optional(Text(max_chars=40)),
+}
+RUN_FIELDS = {  # what a trace and a result both carry
+    "created_at": Text(max_chars=40),
+    "model": MODEL,
+    "hardware": HARDWARE,
+    "versions": MapOf(optional(Text(max_chars=200)), max_items=50),
+    "settings": dict,
+}
+TRACE_SETTINGS = {
+    "max_new_tokens": optional(POSITIVE_INT),
+    "temperature": optional(FLOAT),
+    "top_k": optional(INT),
+    "top_p": optional(Number(low=0, high=1)),
+    "seed": optional(Number(whole=True)),
+    "kv_cache": optional(Flag()),
+    "chat_template": optional(Flag()),
+    "stop_at_eos": optional(Flag()),
+}
+PROMPT = {
+    "text": Text(max_chars=200_000),
+    "tokens": ListOf(INT, max_items=1_000_000),
+    "rendered": optional(Text(max_chars=400_000)),
+    "chat_template_applied": optional(Flag()),
+}
+EVENT_RANGES = {  # beyond the types: what a measured token can be
+    "token_id": INT,
+    "text": Text(max_chars=1_000),
+    "logprob": Number(high=0),  # a log-probability: at most log(1) = 0
+    "top": ListOf({"token": Text(max_chars=1_000), "prob": Number(low=0, high=1)}, max_items=50),
+}
+NOTE_TEXT = Text(max_chars=20_000)
+MAX_ROWS = 100_000
+
+
+def check_run_metadata(data: dict) -> None:
+    """Refuse model, hardware and settings fields that are not flat values (beyond the ones the specs name)."""
+    for section in ("model", "hardware", "settings"):
+        for key, value in data[section].items():
+            if key == "eos_token_ids" or (section == "settings" and isinstance(value, list)):
+                continue
+            check_scalars(value, f"{section}.{key}")
+
+
 MODEL_FIELDS = {
     "name": str,
     "parameters": int,
@@ -197,6 +280,13 @@ def check_trace_dict(data: object) -> tuple[TokenRecord, ...]:
             raise TraceFormatError("trace.queued_ms: a wait cannot be negative")
     require(data["model"], "model", MODEL_FIELDS)
     require(data["prompt"], "prompt", PROMPT_FIELDS)
+    check_shape(data, {**RUN_FIELDS, "settings": TRACE_SETTINGS, "prompt": PROMPT}, "trace")
+    check_run_metadata(data)
+    context = data["model"]["context_length"]
+    if len(data["events"]) > context:
+        raise TraceFormatError(
+            f"events: {len(data['events']):,} token records, more than the model's context of {context:,} tokens"
+        )
     if data["finish_reason"] not in FINISH_REASONS:
         raise TraceFormatError(f"finish_reason: expected one of {FINISH_REASONS}, got {data['finish_reason']!r}")
     if not data["events"]:
@@ -214,6 +304,7 @@ def check_trace_dict(data: object) -> tuple[TokenRecord, ...]:
         extra = set(event) - set(RECORD_TYPES) - set(OPTIONAL_RECORD_TYPES)
         if extra:
             raise TraceFormatError(f"{where}: unknown field(s) {sorted(extra)}")
+        check_shape(event, EVENT_RANGES, where)
         if event["step"] != index:
             raise TraceFormatError(f"{where}.step: expected {index}, got {event['step']}")
         if event["phase"] != ("prefill" if index == 0 else "decode"):
@@ -336,13 +427,23 @@ def read_json(path: str | os.PathLike, *, max_bytes: int | None = None) -> objec
 def parse_json(raw: bytes, *, name: str = "the file") -> object:
     """Parse JSON bytes; TraceFormatError with the line and column where it breaks."""
     try:
-        return json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"), parse_constant=refuse_constant)
+    except RecursionError:
+        raise TraceFormatError(f"{name} nests lists or objects thousands deep; no run file does") from None
     except UnicodeDecodeError as err:
         raise TraceFormatError(f"{name} is not UTF-8 text (byte {err.start})") from err
     except json.JSONDecodeError as err:
         raise TraceFormatError(
             f"{name} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); is it truncated?"
         ) from err
+    if not nesting_depth_within(data):
+        raise TraceFormatError(f"{name} nests lists or objects more than {MAX_DEPTH} deep; a run file needs 4")
+    return data
+
+
+def refuse_constant(name: str) -> None:
+    """JSON has no NaN or Infinity (Python writes them, other tools refuse them): neither has a measured figure."""
+    raise TraceFormatError(f"the file holds {name}, which is not a JSON number (a figure must be finite)")
 
 
 def save_trace(trace: Trace, path: str | os.PathLike) -> Path:

@@ -261,10 +261,11 @@ def valid_dict(results) -> dict:
         (lambda d: d.pop("bandwidth_bytes_per_s"), "'bandwidth_bytes_per_s' is missing"),
         (lambda d: d.update(rows=[]), "no measured rows"),
         (lambda d: d["rows"][0].pop("mbu"), r"rows\[0\]: the field 'mbu' is missing"),
-        (lambda d: d["rows"][1].update(mbu="high"), r"rows\[1\].mbu: expected float"),
-        (lambda d: d["rows"][0].update(extra={"nested": 1}), "rows are flat"),
+        (lambda d: d["rows"][1].update(mbu="high"), r"rows\[1\].mbu: expected a number, got str 'high'"),
+        (lambda d: d["rows"][0].update(extra={"nested": 1}), r"rows\[0\].extra: expected a number, text"),
         (lambda d: d.update(schema_version=99), "schema_version 99"),
-        (lambda d: d.update(finding=None), "finding: expected str"),
+        (lambda d: d.update(finding=None), "the field 'finding' is missing"),
+        (lambda d: d.update(finding=7), "result.finding: expected text"),
     ],
 )
 def test_a_broken_result_is_refused_naming_what_is_wrong(results, break_it, message):

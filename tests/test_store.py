@@ -200,8 +200,8 @@ def broken_files(trace: dict) -> list[tuple[str, bytes, str]]:
         ("backwards.json", json.dumps(backwards).encode(), r"events\[3\].t_ms: time runs backwards"),
         ("negative.json", json.dumps(negative).encode(), "cannot be negative"),
         ("missing.json", json.dumps(missing).encode(), "'summary' is missing"),
-        ("nested.json", json.dumps(hostile_row).encode(), "rows are flat"),
-        ("nan.json", text.replace('"ttft_ms": ', '"ttft_ms": NaN, "x": ', 1).encode(), "summary.ttft_ms"),
+        ("nested.json", json.dumps(hostile_row).encode(), "result.model: the field 'name' is missing"),
+        ("nan.json", text.replace('"ttft_ms": ', '"ttft_ms": NaN, "x": ', 1).encode(), "holds NaN"),
         ("flattering.json", json.dumps(flattering).encode(), r"summary.ttft_ms says \S+ but the events give"),
         ("understated.json", json.dumps(understated).encode(), "summary.peak_memory_bytes says 1 but its events"),
     ]

@@ -5,9 +5,9 @@
     result = run_experiment(load_model(), "prefill")
     print(result.finding)
 
-Each experiment module has an `Options` dataclass, its contract's `ROW_FIELDS`, and `run(loaded, options,
-progress) -> Measured` (rows, details, finding); `run_experiment` adds the metadata a trace carries and returns
-an `ExperimentResult`. EXPERIMENTS below is the one list of them.
+Each experiment module has an `Options` dataclass and `run(loaded, options, progress) -> Measured` (rows,
+details, finding); `run_experiment` adds the metadata a trace carries and returns an `ExperimentResult`, whose
+file must fit the experiment's contract (engine.experiments.contracts). EXPERIMENTS below is the one list of them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 from engine.errors import GenerationCancelled, SettingsError
 from engine.experiments.base import ExperimentProgress, Measured, Options, Progress
+from engine.experiments.contracts import DETAILS as CONTRACT_DETAILS
+from engine.experiments.contracts import ROWS as CONTRACT_ROWS
 from engine.experiments.result import (
     ExperimentResult,
     default_result_path,
@@ -47,7 +49,7 @@ class Experiment:
 
     name: str
     title: str
-    module_name: str  # engine.experiments.<module_name> has `run`, ROW_FIELDS and optionally DETAIL_FIELDS
+    module_name: str  # engine.experiments.<module_name> has `run` and the Options class
     options_name: str  # its Options class
     page: tuple[str, str, str] | None = None  # (file in pages/, navigation title, icon); None: no page of its own
 
@@ -67,14 +69,14 @@ class Experiment:
         return self.module.run
 
     @property
-    def row_fields(self) -> dict[str, type]:
-        """The fields every row carries at least."""
-        return self.module.ROW_FIELDS
+    def row_fields(self) -> dict:
+        """What every row must hold (an engine.contract spec; no torch needed to read it)."""
+        return CONTRACT_ROWS[self.name]
 
     @property
-    def detail_fields(self) -> dict[str, type]:
-        """Top-level fields the result carries besides the common ones."""
-        return getattr(self.module, "DETAIL_FIELDS", {})
+    def detail_fields(self) -> dict:
+        """The top-level fields the result carries besides the common ones (a spec)."""
+        return CONTRACT_DETAILS[self.name]
 
 
 EXPERIMENTS: dict[str, Experiment] = {

@@ -24,10 +24,6 @@ from engine.units import fmt_bytes
 MEMORY_HEADROOM = 3.0  # refuse a batch whose KV cache would take more than 1/3 of the free memory
 
 
-# The fields every row carries at least (the result contract; other tools may rely on them).
-ROW_FIELDS: dict[str, type] = {"batch_size": int, "tokens_per_s": float, "itl_ms": float, "kv_cache_bytes": int}
-
-
 @dataclass(frozen=True, kw_only=True)
 class BatchOptions(Options):
     """Batch sizes to try, how long each runs, and the serving question's inputs."""

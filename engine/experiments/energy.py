@@ -15,9 +15,6 @@ from engine.hardware import device_clock_ns
 from engine.loading import LoadedModel
 from engine.settings import GenerationSettings
 
-# The fields every row carries at least (the result contract; other tools may rely on them).
-ROW_FIELDS: dict[str, type] = {"tokens": int, "time_s": float}
-
 
 @dataclass(frozen=True, kw_only=True)
 class EnergyOptions(Options):

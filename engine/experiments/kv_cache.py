@@ -18,10 +18,6 @@ from engine.units import fmt_bytes, fmt_ms
 DEFAULT_PROMPT = "Write a long story about a chef who cooks soup."
 
 
-# The fields every row carries at least (the result contract; other tools may rely on them).
-ROW_FIELDS: dict[str, type] = {"kv_cache": bool, "step": int, "latency_ms": float, "token_id": int}
-
-
 @dataclass(frozen=True, kw_only=True)
 class KvCacheOptions(Options):
     """The prompt and how many tokens to cook, twice."""

@@ -20,14 +20,6 @@ from engine.hardware import timed_ms
 from engine.loading import LoadedModel
 from engine.records import percentile
 
-# The fields every row carries at least (the result contract; other tools may rely on them).
-ROW_FIELDS: dict[str, type] = {
-    "prompt_tokens": int,
-    "prefill_ms": float,
-    "prefill_tokens_per_s": float,
-    "itl_ms": float,
-}
-
 
 @dataclass(frozen=True, kw_only=True)
 class PrefillOptions(Options):

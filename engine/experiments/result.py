@@ -15,8 +15,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from engine.contract import ListOf, check_scalars, check_shape
 from engine.errors import TraceFormatError
-from engine.trace import SCHEMA_VERSION, data_dir, read_json, require, type_ok, write_json_atomic
+from engine.trace import (
+    MAX_ROWS,
+    NOTE_TEXT,
+    RUN_FIELDS,
+    SCHEMA_VERSION,
+    check_run_metadata,
+    data_dir,
+    read_json,
+    require,
+    write_json_atomic,
+)
 
 COMMON_FIELDS = (
     "schema_version",
@@ -103,40 +114,29 @@ def check_result_dict(data: object) -> None:
         raise TraceFormatError(
             f"schema_version {data.get('schema_version')!r} is not supported (this engine reads {SCHEMA_VERSION})"
         )
-    require(
-        data,
-        "result",
-        {
-            "experiment": str,
-            "created_at": str,
-            "model": dict,
-            "hardware": dict,
-            "versions": dict,
-            "settings": dict,
-            "rows": list,
-            "finding": str,
-        },
-    )
+    require(data, "result", {"experiment": str, "rows": list})
     from engine.experiments import EXPERIMENTS  # the registry imports this module: look it up when checking
 
     name = data["experiment"]
     if name not in EXPERIMENTS:
-        raise TraceFormatError(f"experiment {name!r} is unknown: expected one of {', '.join(EXPERIMENTS)}")
+        raise TraceFormatError(f"experiment {name!r:.60} is unknown: expected one of {', '.join(EXPERIMENTS)}")
     experiment = EXPERIMENTS[name]
+    check_shape(data, {**RUN_FIELDS, "finding": NOTE_TEXT, "rows": ListOf(dict, max_items=MAX_ROWS)}, "result")
+    check_run_metadata(data)
+    for key, value in data["settings"].items():
+        for item in value if isinstance(value, list) and len(value) <= MAX_ROWS else [value]:
+            check_scalars(item, f"settings.{key}")
     if "stopped" in data and not isinstance(data["stopped"], str):
         raise TraceFormatError("stopped: expected the reason the run was stopped, as text")
     if "stopped" not in data:  # a stopped run keeps its rows; figures measured at the end may be missing
-        require(data, "result", experiment.detail_fields)
+        check_shape(data, experiment.detail_fields, "result")
     if not data["rows"]:
         raise TraceFormatError("rows: the result has no measured rows")
     for index, row in enumerate(data["rows"]):
         where = f"rows[{index}]"
-        if not isinstance(row, dict):
-            raise TraceFormatError(f"{where}: expected an object, got {type(row).__name__}")
-        require(row, where, experiment.row_fields)
+        check_shape(row, experiment.row_fields, where)
         for key, value in row.items():
-            if not isinstance(value, SCALAR_TYPES) or (isinstance(value, float) and not type_ok(value, float)):
-                raise TraceFormatError(f"{where}.{key}: rows are flat; expected a number, text, true/false or null")
+            check_scalars(value, f"{where}.{key}")
 
 
 def save_result(result: ExperimentResult, path: str | os.PathLike) -> Path:

@@ -24,11 +24,6 @@ from engine.loading import LoadedModel
 from engine.quantize import int8_weight_only_support, quantize_int8_weight_only, weight_bytes_read_per_token
 from engine.units import fmt_bytes
 
-# The fields every row carries at least (the result contract; other tools may rely on them).
-ROW_FIELDS: dict[str, type] = {"dtype": str, "decode_tokens_per_s": float, "ceiling_tokens_per_s": float, "mbu": float}
-# Top-level fields the result carries besides the common ones.
-DETAIL_FIELDS: dict[str, type] = {"bandwidth_bytes_per_s": float, "peak_flops": float}
-
 
 @dataclass(frozen=True, kw_only=True)
 class RooflineOptions(Options):

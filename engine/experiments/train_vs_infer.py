@@ -30,10 +30,6 @@ TRAINING_BYTES_PER_PARAMETER = 16  # AdamW: weights 4 + gradients 4 + two moment
 SERVING_BYTES_PER_PARAMETER = 2  # bfloat16 weights, as models are usually served
 
 
-# The fields every row carries at least (the result contract; other tools may rely on them).
-ROW_FIELDS: dict[str, type] = {"mode": str, "time_ms": float, "peak_memory_bytes": int}
-
-
 @dataclass(frozen=True, kw_only=True)
 class TrainVsInferOptions(Options):
     """The training batch, the request, and the context each concurrent user holds in the projection."""
