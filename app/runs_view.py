@@ -40,7 +40,8 @@ def open_run(root: str, relative: str, size: int, mtime_ns: int) -> Trace | Expe
 @st.cache_data(show_spinner=False, max_entries=8)
 def report_html(keys: tuple[RunKey, ...]) -> bytes:
     """The HTML report of some runs (plotly.js embedded: megabytes, so built once per selection)."""
-    return render_report([open_run(*key) for key in keys]).encode("utf-8")
+    imported = [key[1].split("/")[-1].startswith("imported-") for key in keys]
+    return render_report([open_run(*key) for key in keys], imported=imported).encode("utf-8")
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -244,10 +245,10 @@ def draw_trace(run: Trace, playing: dict | None) -> None:
     redraw_while(lambda: not clock.finished(run, now_s=time.monotonic()), charts_so_far, every=REPLAY_CHART_SECONDS)
 
 
-def compare(traces: list[Trace]) -> None:
+def compare(traces: list[Trace], *, imported: list[bool]) -> None:
     """Two or more traces: their summaries with ratios to the first, and the per-token charts overlaid."""
     st.markdown(explanation("runs", "compare"))
-    names = run_names(traces)
+    names = run_names(traces, imported=imported)
     st.text("\n".join(names))  # what sets the runs apart; the table's and charts' "run N" refer to these
     st.dataframe(pd.DataFrame(compare_summaries(traces)), hide_index=True)
     left, right = st.columns(2)

@@ -52,7 +52,7 @@ def run_facets(trace: Trace) -> dict[str, str]:
     }
 
 
-def run_names(traces: list[Trace]) -> list[str]:
+def run_names(traces: list[Trace], *, imported: list[bool] | None = None) -> list[str]:
     """Names for compared runs that say what differs between them: "run 2: KV cache off, float16".
 
     Runs differing only in a setting used to get identical names (model · dtype · device · minute); now each name
@@ -65,7 +65,8 @@ def run_names(traces: list[Trace]) -> list[str]:
         parts = [facet[name] for name in differing] or [run_name(trace)]
         if len(traces) > 1 and len({tuple(f[n] for n in differing) for f in facets}) < len(traces):
             parts.append(trace.created_at[11:19])  # two runs alike in every facet: their time tells them apart
-        names.append(f"run {index + 1}: {', '.join(parts)}")
+        mark = " (imported)" if imported is not None and imported[index] else ""
+        names.append(f"run {index + 1}{mark}: {', '.join(parts)}")
     return names
 
 
@@ -117,13 +118,22 @@ def trace_figures(traces: list[Trace], names: list[str]) -> list[tuple[str, dict
     return [(title, figures.overlay_chart(traces, names, metric=metric)) for title, metric in figures.OVERLAYS]
 
 
-def render_report(runs: list[Trace | ExperimentResult], *, title: str = "Inference Kitchen report") -> str:
-    """One self-contained HTML page for one run or a comparison; plotly.js is embedded once."""
+def render_report(
+    runs: list[Trace | ExperimentResult],
+    *,
+    title: str = "Inference Kitchen report",
+    imported: list[bool] | None = None,
+) -> str:
+    """One self-contained HTML page for one run or a comparison (`imported`: which runs were brought in from a file,
+    not measured by this installation); plotly.js is embedded once."""
     import plotly.io
 
+    imported = imported or [False] * len(runs)
     traces = [run for run in runs if isinstance(run, Trace)]
-    results = [run for run in runs if isinstance(run, ExperimentResult)]
-    names = run_names(traces)
+    results = [(run, mark) for run, mark in zip(runs, imported, strict=True) if isinstance(run, ExperimentResult)]
+    names = run_names(
+        traces, imported=[mark for run, mark in zip(runs, imported, strict=True) if isinstance(run, Trace)]
+    )
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         f"<p class='meta'>Made {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by Inference "
@@ -146,9 +156,10 @@ def render_report(runs: list[Trace | ExperimentResult], *, title: str = "Inferen
             chart = plotly.io.to_html(spec, full_html=False, include_plotlyjs=first, config={"displaylogo": False})
             parts.append(f"<h3>{html.escape(chart_title)}</h3><div class='chart'>{chart}</div>")
             first = False
-    for result in results:
+    for result, mark in results:
         parts.append(
-            f"<h2>Experiment: {html.escape(result.experiment)} ({html.escape(result.created_at[:16])})</h2>"
+            f"<h2>Experiment{' (imported)' if mark else ''}: {html.escape(result.experiment)} "
+            f"({html.escape(result.created_at[:16])})</h2>"
             f"<p class='finding'>{html.escape(result.finding)}</p>"
             + table_html([dict(row) for row in result.rows[:200]])
         )

@@ -67,7 +67,8 @@ if len(runs) == 1:
         st.success(f"**Finding.** {literal(run.finding)}")
         st.dataframe(pd.DataFrame(list(run.rows)), hide_index=True)
         st.stop()
-    st.markdown(f"**{literal(run_name(run))}**")
+    origin = " (imported: measured elsewhere, not by this installation)" if by_path[chosen[0]].imported else ""
+    st.markdown(f"**{literal(run_name(run))}**{origin}")
     st.text(f"prompt: “{run.prompt['text']}”")
     st.markdown(explanation("runs", "replay"))
     draw_trace(run, replay_controls(chosen[0]))
@@ -75,7 +76,8 @@ if len(runs) == 1:
 
 # ---- several: compare --------------------------------------------------------------------------------------------
 traces = [run for run in runs if isinstance(run, Trace)]
+imported = [by_path[path].imported for path, run in zip(chosen, runs, strict=True) if isinstance(run, Trace)]
 if len(traces) < 2:
     st.info("Comparing needs two or more traces (experiment results are opened one at a time).")
     st.stop()
-compare(traces)
+compare(traces, imported=imported)

@@ -164,6 +164,8 @@ def test_every_importable_file_draws_on_every_page_and_is_never_measured_here(or
     at.session_state["runs_selected"] = traces
     at.run()
     assert not at.exception  # compared side by side, with the HTML report of both
+    names = "\n".join(text.value for text in at.text)
+    assert "run 1 (imported): " in names and "run 2 (imported): " in names
     for page in ("costs", "restaurant", "batch", "kv_cache", "prefill", "roofline", "train_vs_infer"):
         at = AppTest.from_file(f"../pages/{page}.py", default_timeout=60).run()
         assert not at.exception, (page, at.exception)
@@ -191,6 +193,7 @@ def test_text_in_every_field_of_an_accepted_file_is_shown_as_text(originals):
         assert not re.search(r"(?<!\\)<(img|b)\b", body), body  # an HTML tag only as escaped text
     html = "\n".join(element.proto.body for element in at.get("html"))
     assert "<img src=x" not in html and "<b>x</b>" not in html
-    report = render_report([store.open(relative)])  # the HTML report a visitor downloads and opens
+    report = render_report([store.open(relative)], imported=[True])  # the HTML report a visitor downloads
+    assert "run 1 (imported): " in report
     assert "<img src=x" not in report and "<b>x</b>" not in report  # HTML reads no Markdown: only tags matter
     assert "&lt;img src=x" in report  # shown, as text
