@@ -17,6 +17,7 @@ from app.kitchen import ExperimentJob
 from app.presentation import show_chart
 from app.state import remember
 from app.text import explanation, literal
+from app.visitors import visible_files
 from app.watching import redraw_while, show_waiting, submit_job
 from engine import EngineError, TraceFormatError
 from engine.experiments import ExperimentResult, Options, load_result, saved_results
@@ -32,8 +33,9 @@ def read_result(path: str, modified_ns: int) -> ExperimentResult:
 
 
 def latest_result(name: str) -> ExperimentResult | None:
-    """The newest readable, whole saved result of an experiment (unreadable and stopped ones skipped), or None."""
-    for path in saved_results(name):
+    """The newest readable, whole saved result of an experiment this visitor may see (unreadable and stopped ones
+    skipped), or None."""
+    for path in visible_files(saved_results(name)):
         try:
             result = read_result(str(path), path.stat().st_mtime_ns)
         except (TraceFormatError, OSError):
@@ -92,7 +94,7 @@ def run_controls(name: str, options: Options, *, key: str) -> None:
 
 def chosen_result(name: str, *, key: str) -> ExperimentResult | None:
     """The result to draw: this visitor's latest run, else the newest saved one, or one picked from the saved list."""
-    paths = saved_results(name)
+    paths = visible_files(saved_results(name))
     job: ExperimentJob | None = st.session_state.get(f"{key}_job")
     if (
         job is not None

@@ -20,10 +20,12 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 import streamlit as st
 
 from app.hosting import kitchen_config
+from engine.store import RunStore
 from engine.trace import data_dir
 
 COOKIE = "kitchen_visitor"
@@ -192,6 +194,18 @@ def visitor_id() -> str:
 def may_load_models() -> bool:
     """True for whoever may start a model (local mode's owner, a hosted kitchen's presenter)."""
     return not kitchen_config().hosted or st.session_state.get(PRESENTER_KEY) is True
+
+
+def visible_files(paths: list[Path]) -> list[Path]:
+    """The saved runs (trace or result files) this visitor may see: all of them in local mode and for the presenter,
+    else their own and the shared ones (a hosted kitchen never shows one visitor's run, or prompt, to another)."""
+    if may_manage_runs():
+        return paths
+    access, me = RunStore().access(), visitor_id()
+    marks = [access.get(f"{path.parent.name}/{path.name}", {}) for path in paths]
+    return [
+        path for path, mark in zip(paths, marks, strict=True) if mark.get("shared") or (me and mark.get("owner") == me)
+    ]
 
 
 def may_manage_runs() -> bool:

@@ -14,10 +14,9 @@ import streamlit as st
 from app.early import machine
 from app.state import remember
 from app.text import literal
-from app.visitors import may_manage_runs, visitor_id
+from app.visitors import visible_files
 from engine import Trace, TraceFormatError, load_trace
 from engine.report import run_facets
-from engine.store import RunStore
 from engine.trace import lesson_misfits, saved_trace_paths
 
 LISTED = 50  # the newest runs offered in the picker
@@ -38,18 +37,6 @@ def read_trace(path: str, modified_ns: int) -> Trace | None:
         return None
 
 
-def visible_paths(paths: list[Path]) -> list[Path]:
-    """The saved traces this visitor may quote: all in local mode and for the presenter, else their own and the
-    shared ones (a hosted kitchen never shows one visitor's run to another)."""
-    if may_manage_runs():
-        return paths
-    access, me = RunStore().access(), visitor_id()
-    marks = [access.get(f"traces/{path.name}", {}) for path in paths]
-    return [
-        path for path, mark in zip(paths, marks, strict=True) if mark.get("shared") or (me and mark.get("owner") == me)
-    ]
-
-
 def describe_settings(trace: Trace) -> str:
     """The settings that change the picture, in words (worded like the Runs page's comparisons)."""
     facets = run_facets(trace)
@@ -58,7 +45,7 @@ def describe_settings(trace: Trace) -> str:
 
 def your_run(*, key: str) -> Trace | None:
     """The run this page quotes (None when nothing was recorded here), with a picker and a line saying which."""
-    paths = visible_paths(saved_trace_paths())[:LISTED]
+    paths = visible_files(saved_trace_paths())[:LISTED]
     if not paths:
         return None
     hardware = this_hardware()

@@ -240,3 +240,28 @@ def test_two_visitors_marking_runs_at_once_lose_no_mark(hosted):
     access = store.access()
     assert [access[name]["owner"] for name in names] == [ANNE] * 200 + [BERT] * 200, time.monotonic() - started
     assert Path(store.access_path).is_file()
+
+
+def test_an_experiment_run_by_one_visitor_is_not_shown_to_another(hosted):
+    from dataclasses import replace
+
+    from conftest import SMALL
+
+    from engine.experiments import default_result_path, run_experiment, save_result
+
+    options = replace(SMALL["kv-cache"], prompt="anne's secret experiment")
+    saved = save_result(
+        run_experiment(make_tiny_model(context=512), "kv-cache", options), default_result_path("kv-cache")
+    )
+    RunStore().set_owner(f"experiments/{saved.name}", ANNE)
+
+    def page_text(visitor: str) -> str:
+        at = AppTest.from_file("../pages/kv_cache.py", default_timeout=30)
+        at.session_state[VISITOR_KEY] = visitor
+        at.secrets.update(SECRETS)
+        at.run()
+        assert not at.exception
+        return " ".join(str(element.value) for element in (*at.caption, *at.markdown, *at.success, *at.text))
+
+    assert "anne's secret experiment" in page_text(ANNE)  # her own result, with the options she ran
+    assert "anne's secret experiment" not in page_text(BERT)
