@@ -417,12 +417,17 @@ def visitor_menu() -> list[Selection] | None:
     if may_load_models():
         return None
     default = kitchen_default()
+    default = Selection(model_slot_name(default.model), default.device, default.dtype)
     loaded = [Selection(slot.name, slot.device, slot.dtype) for slot in list(OPEN_SLOTS) if not slot.closed]
     offered = {model_slot_name(name) for name in offered_models() or ()}
-    return [default] + sorted(
+    others = sorted(
         {choice for choice in loaded if choice.model in offered and choice != default},
         key=lambda choice: (choice.model, choice.device, choice.dtype),
     )
+    # The default is on the menu when it is loaded or there is room for it: starting it never closes a model
+    # other visitors are cooking on (only the presenter's loads can).
+    room = default in loaded or len(loaded) < kitchen_config().max_loaded_models
+    return ([default] if room or not others else []) + others
 
 
 def model_slot(name: str, device: str, dtype: str) -> ModelSlot:
