@@ -237,7 +237,10 @@ def test_stop_ends_a_run_cleanly(served):
     # remaining ~390 tokens, over 30 s.
     assert shown - at_click <= 15, f"{shown - at_click} tokens arrived after Stop"
     assert seen_stop_s < 6
-    assert len(saved_traces(traces)) == before  # a stopped run is not saved as if it were complete
+    saved = saved_traces(traces)
+    assert len(saved) == before + 1  # kept, as what it is: the tokens made before the stop
+    assert saved[-1]["finish_reason"] == "stopped"
+    assert shown <= len(saved[-1]["events"]) < 400
     page.get_by_role("button", name="Generate").wait_for(state="visible")
     assert page.get_by_role("button", name="Generate").is_enabled()
     page.close()
@@ -299,7 +302,9 @@ def test_a_closed_tab_frees_the_kitchen(served):
     assert "Paris" in wait_until_finished(page, timeout_ms=60_000)
     assert time.monotonic() - started < 30  # the abandoned run ended instead of holding the model
     after = saved_traces(traces)
-    assert len(after) == before + 1
+    assert len(after) == before + 2  # the abandoned run is kept as stopped, then the new one
+    assert (after[-2]["prompt"]["text"], after[-2]["finish_reason"]) == (STORY, "stopped")
+    assert 4 <= len(after[-2]["events"]) < 1500
     assert after[-1]["prompt"]["text"] == "What is the capital of France?"
     page.close()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser import ARTIFACTS, chromium, dashboard_server, generate, wait_for_model, wait_until_finished
+from browser import ARTIFACTS, ROOT, chromium, dashboard_server, generate, wait_for_model, wait_until_finished
 
 pytestmark = pytest.mark.slow  # the real default model answers
 
@@ -32,8 +32,10 @@ def runs_offered(page, url: str) -> list[str]:
 
 
 def test_a_hosted_visitor_is_kept_across_a_reload_and_sees_only_their_own_prompts(tmp_path):
-    config = tmp_path / "kitchen.toml"
-    config.write_text('[hosting]\nmode = "hosted"\n\n[caps]\nmax_new_tokens = 16\n', encoding="utf-8")
+    config = tmp_path / "kitchen.toml"  # what the README says to do: copy the example, set mode = "hosted"
+    example = (ROOT / "kitchen.example.toml").read_text(encoding="utf-8")
+    assert example.count('mode = "local"') == 1
+    config.write_text(example.replace('mode = "local"', 'mode = "hosted"'), encoding="utf-8")
     ARTIFACTS.mkdir(exist_ok=True)
     env = {"INFERENCE_KITCHEN_CONFIG": str(config)}
     with dashboard_server(tmp_path / "data", ARTIFACTS / "hosted-server.log", env) as url, chromium() as browser:

@@ -89,8 +89,10 @@ def test_bench_compares_our_loop_with_generate_and_the_kitchen_alone(real):
     assert len(result.ours_tokens_per_s) == 2
     assert len(result.generate_tokens_per_s) == 2
     # Both loops run the same forward passes: the bench's goal is ours >= 0.97 x generate; rounds measured here gave
-    # 1.02-1.06 (`python -m engine bench --rounds 3 --new-tokens 12`), a 2-core box moves a round by ~5%.
-    assert 0.9 < result.ratio < 1.15
+    # 1.02-1.06 (`python -m engine bench --rounds 3 --new-tokens 12`), and once 1.16 in a full `make test` where two
+    # rounds of our own loop differed by 15% (10.4 and 9.0 tokens/s). A loop timing less than the work, or losing
+    # its cache, is off by far more than that.
+    assert 0.9 < result.ratio < 1.25
     # decode speed itself: ~10-14 tokens/s float32 on these 2 cores; a loop that lost its cache would be far slower
     assert min(result.ours_tokens_per_s) > 5
     # what the recording adds per token, measured directly: README says ~1-2% of a step (0.9% measured here)
