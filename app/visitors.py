@@ -138,7 +138,8 @@ def current_visitor() -> Visitor:
             st.button("Log in", on_click=st.login, type="primary")
             st.stop()
         who = str(st.user.get("email") or st.user.get("sub") or "")
-        return Visitor(id="login-" + hashlib.sha256(who.encode()).hexdigest()[:24], presenter=presenter, how="login")
+        st.session_state[VISITOR_KEY] = "login-" + hashlib.sha256(who.encode()).hexdigest()[:24]
+        return Visitor(id=st.session_state[VISITOR_KEY], presenter=presenter, how="login")
     from_cookie = visitor_from_token(cookie_token())
     if VISITOR_KEY not in st.session_state:
         if from_cookie is None:
