@@ -55,10 +55,13 @@ def orders_to_stop(slot: ModelSlot) -> None:
         st.caption("No orders now.")
         return
     for number, job in enumerate(jobs):
-        made = f"{len(job.records)} tokens so far" if isinstance(job, GenerationJob) else "an experiment"
-        where = f"table {job.table}" if job.table is not None else "waiting for a table"
+        if isinstance(job, GenerationJob):
+            where = f"table {job.table}" if job.table is not None else "waiting for a table"
+            what = f"{where} · {job.state} · {len(job.records)} tokens so far"
+        else:
+            what = f"the {job.experiment} experiment · {job.state} (an experiment cooks alone)"
         columns = st.columns([4, 1])
-        columns[0].text(f"{where} · {job.state} · {made}")
+        columns[0].text(what)
         if columns[1].button("Stop", key=f"kitchen_stop_{number}_{id(job)}", disabled=job.stop_pressed.is_set()):
             job.stop_pressed.set()
             st.rerun()

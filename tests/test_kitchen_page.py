@@ -40,3 +40,28 @@ def test_the_kitchen_page_shows_idle_then_the_tables_it_cooked_without_their_pro
     for job in jobs:
         assert f"table {job.table}" in page
     assert secret not in page and "soup" not in page  # no visitor's words reach the kitchen view
+
+
+def test_in_a_hosted_kitchen_the_presenter_stops_anyones_order_and_a_visitor_cannot(hosted, tiny_folder):
+    from app.kitchen import ExperimentJob
+    from app.visitors import PRESENTER_KEY, VISITOR_KEY
+    from engine.experiments.energy import EnergyOptions
+
+    slot = model_slot(str(tiny_folder), "cpu", "float32")
+    secret = "another visitor's long question"  # an order that cooks for minutes: 10,000 timed requests
+    order = ExperimentJob(experiment="energy", options=EnergyOptions(prompt=secret, new_tokens=8, runs=10_000))
+    slot.submit(order)
+    visitor = AppTest.from_file(KITCHEN_PAGE, default_timeout=60)
+    visitor.session_state[VISITOR_KEY] = "v-bert0000000000000000000"
+    run_until(visitor, lambda a: order.state == "running" and len(a.metric) > 0, timeout_s=120, what="the order")
+    assert not [button for button in visitor.button if button.key.startswith("kitchen_stop_")]
+    presenter = AppTest.from_file(KITCHEN_PAGE, default_timeout=60)
+    presenter.session_state[VISITOR_KEY], presenter.session_state[PRESENTER_KEY] = "v-presenter00000000000000", True
+    presenter.run()
+    assert not presenter.exception
+    listed = " ".join(text.value for text in presenter.text)
+    assert "the energy experiment · running" in listed and secret not in listed
+    (stop,) = [button for button in presenter.button if button.key.startswith("kitchen_stop_")]
+    stop.click().run()
+    run_until(presenter, lambda a: not order.active, timeout_s=30, what="the stop")
+    assert order.state == "stopped"

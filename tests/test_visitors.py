@@ -265,3 +265,31 @@ def test_an_experiment_run_by_one_visitor_is_not_shown_to_another(hosted):
 
     assert "anne's secret experiment" in page_text(ANNE)  # her own result, with the options she ran
     assert "anne's secret experiment" not in page_text(BERT)
+
+
+class FakeUser(dict):
+    """What st.user holds once Streamlit's OIDC login is configured (no identity provider is reachable here)."""
+
+    def __init__(self, *, logged_in: bool, **claims: str) -> None:
+        super().__init__(claims)
+        self.is_logged_in = logged_in
+
+
+@pytest.mark.usefixtures("fresh_kitchen")
+def test_where_a_login_is_configured_the_visitor_is_who_st_user_says(hosted, monkeypatch):
+    import hashlib
+
+    import streamlit as st
+
+    import app.visitors as visitors
+
+    monkeypatch.setattr(visitors, "login_configured", lambda: True)
+    monkeypatch.setattr(st, "user", FakeUser(logged_in=False))
+    at = AppTest.from_file("../app/main.py", default_timeout=60).run()
+    assert [button.label for button in at.button] == ["Log in"] and VISITOR_KEY not in at.session_state
+    monkeypatch.setattr(st, "user", FakeUser(logged_in=True, email="anne@example.org"))
+    at = AppTest.from_file("../app/main.py", default_timeout=60).run()
+    assert not at.exception
+    expected = "login-" + hashlib.sha256(b"anne@example.org").hexdigest()[:24]
+    assert at.session_state[VISITOR_KEY] == expected
+    assert any("kept by your login" in caption.value for caption in at.sidebar.caption)
