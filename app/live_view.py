@@ -29,6 +29,7 @@ FINISHED_BY = {
     "eos": "the model (it said it was finished)",
     "length": "the max-new-tokens limit",
     "context": "a full context window",
+    "stopped": "a stop before the end",
 }
 
 
