@@ -24,7 +24,7 @@ from engine import figures as charts
 from engine.experiments import ExperimentResult
 from engine.replay import SPEEDS, ReplayClock, records_until
 from engine.report import compare_summaries, render_report, run_names
-from engine.store import RunEntry, RunStore
+from engine.store import RunEntry, RunStore, is_imported
 from engine.trace import Trace, trace_csv, trace_json
 
 REPLAY_TEXT_SECONDS, REPLAY_CHART_SECONDS = 0.25, 1.0
@@ -40,7 +40,7 @@ def open_run(root: str, relative: str, size: int, mtime_ns: int) -> Trace | Expe
 @st.cache_data(show_spinner=False, max_entries=8)
 def report_html(keys: tuple[RunKey, ...]) -> bytes:
     """The HTML report of some runs (plotly.js embedded: megabytes, so built once per selection)."""
-    imported = [key[1].split("/")[-1].startswith("imported-") for key in keys]
+    imported = [is_imported(key[1]) for key in keys]
     return render_report([open_run(*key) for key in keys], imported=imported).encode("utf-8")
 
 

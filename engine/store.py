@@ -39,6 +39,11 @@ LOCK_FILE = ".store.lock"
 MARKS = ("label", "owner", "shared")  # a run's marks kept beside it (labels.json, access.json), not in the index
 
 
+def is_imported(relative: str) -> bool:
+    """True for a run file the importer saved (named imported-*.json: never "the latest run measured here")."""
+    return relative.split("/")[-1].startswith("imported-")
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunEntry:
     """One run as listed: where it is, what it is, and its headline numbers."""
@@ -62,7 +67,7 @@ class RunEntry:
     @property
     def imported(self) -> bool:
         """True for a file brought in through the importer (never taken as measured on this machine)."""
-        return self.path.split("/")[-1].startswith("imported-")
+        return is_imported(self.path)
 
     def visible_to(self, visitor: str) -> bool:
         """Whether a hosted kitchen's visitor sees this run: their own, or shared (references are shared)."""
@@ -269,11 +274,7 @@ class RunStore:
 
     def owned_imports(self, owner: str) -> int:
         """How many imported runs a visitor owns (their import quota counts these)."""
-        return sum(
-            1
-            for relative, marks in self.access().items()
-            if marks["owner"] == owner and relative.split("/")[-1].startswith("imported-")
-        )
+        return sum(1 for relative, marks in self.access().items() if marks["owner"] == owner and is_imported(relative))
 
     def bytes_used(self) -> int:
         """The size of every run file in the store (a hosted kitchen's data-folder quota counts these)."""
@@ -299,7 +300,7 @@ class RunStore:
             target = default_result_path(data["experiment"])
         else:
             target = default_trace_path()
-        target = self.root / target.parent.name / f"imported-{target.name}"  # never "the latest run measured here"
+        target = self.root / target.parent.name / f"imported-{target.name}"  # see is_imported
         write_json_atomic(target, data)
         relative = f"{target.parent.name}/{target.name}"
         self.set_label(relative, f"imported from {Path(filename).name}"[:120])
