@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from engine.experiments import ExperimentResult
+from engine.facts import FAITHFUL_AGREEMENT
 from engine.figures import DECODE_COLOR, FORMULA_COLOR, LIMIT_COLOR, PREFILL_COLOR, axis, figure, log_ticks
 
 TRAIN_COLOR = "#8E44AD"
@@ -365,3 +366,61 @@ def projection_chart(result: ExperimentResult, *, max_users: int) -> dict:
         y_title="memory (GB)",
         yaxis=axis("memory (GB)", rangemode="tozero"),
     )
+
+
+def speed_chart(result: ExperimentResult) -> dict:
+    """Decode tokens/s per path as bars, with each path's bandwidth ceiling as a tick above it."""
+    paths = result.column("path")
+    return figure(
+        [
+            {
+                "type": "bar",
+                "name": "measured decode",
+                "x": paths,
+                "y": result.column("decode_tokens_per_s"),
+                "marker": {"color": DECODE_COLOR},
+                "text": [f"{value:,.1f}" for value in result.column("decode_tokens_per_s")],
+                "textposition": "outside",
+                "hovertemplate": "%{x}: %{y:,.1f} tokens/s<extra></extra>",
+            },
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": "its ceiling (bandwidth ÷ bytes per token)",
+                "x": paths,
+                "y": result.column("ceiling_tokens_per_s"),
+                "marker": {"size": 28, "color": FORMULA_COLOR, "symbol": "line-ew-open", "line": {"width": 3}},
+                "hovertemplate": "%{x}: ceiling %{y:,.1f} tokens/s<extra></extra>",
+            },
+        ],
+        x_title="decode path",
+        y_title="decode tokens per second",
+        yaxis=axis("decode tokens per second", rangemode="tozero"),
+        height=380,
+    )
+
+
+def quality_chart(result: ExperimentResult) -> dict:
+    """Each path's top-token agreement with eager float32, with the line a faithful path stays above."""
+    paths = result.column("path")
+    return figure(
+        [
+            {
+                "type": "bar",
+                "name": "same top token as eager float32",
+                "x": paths,
+                "y": result.column("token_agreement"),
+                "marker": {"color": PREFILL_COLOR},
+                "customdata": [[row["kl_divergence"], row.get("kl_divergence_p99", 0.0)] for row in result.rows],
+                "hovertemplate": "%{x}: %{y:.1%} same top token; KL mean %{customdata[0]:.4f}, "
+                "p99 %{customdata[1]:.4f} nats<extra></extra>",
+            },
+            line(f"{FAITHFUL_AGREEMENT:.0%}: the floor this page asks of a path", paths,
+                 [FAITHFUL_AGREEMENT] * len(paths), color=LIMIT_COLOR, dash="dash",
+                 hover=f"{FAITHFUL_AGREEMENT:.0%}", markers=False),
+        ],
+        x_title="decode path",
+        y_title="same top token",
+        yaxis=axis("same top token", tickformat=".0%", range=[0, 1.05]),
+        height=380,
+    )  # fmt: skip

@@ -14,6 +14,7 @@ import argparse
 import sys
 
 from engine.errors import EngineError
+from engine.facts import DECODE_PATHS, FASTEST_PATH
 from engine.units import fmt_bytes, fmt_ms, fmt_value
 
 DEFAULT_PROMPT = "What is the capital of France?"
@@ -53,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--seed", type=int, default=0, help="random seed for sampling (same seed, same tokens)")
     trace.add_argument("--raw", action="store_true", help="raw completion: do not apply the chat template")
     trace.add_argument("--ignore-eos", action="store_true", help="always produce --max-new-tokens tokens")
+    trace.add_argument(
+        "--path",
+        default="eager",
+        choices=[*DECODE_PATHS, FASTEST_PATH],
+        help="decode path: eager (default), compiled, compiled-int8, or fastest (the best this device offers); "
+        "a compiled path is prepared first (minutes the first time, seconds once its cache is on disk)",
+    )
     trace.add_argument(
         "--out",
         default=None,
@@ -113,6 +121,10 @@ def add_options_of(parser: argparse.ArgumentParser, options_type: type) -> None:
             parser.add_argument(
                 flag, dest=option.name, action=argparse.BooleanOptionalAction, default=default, help=help_text
             )
+        elif typing.get_origin(kind) is tuple and typing.get_args(kind)[0] is str:
+            parser.add_argument(
+                flag, dest=option.name, type=text_list, default=default, metavar="A,B,...", help=help_text
+            )
         elif typing.get_origin(kind) is tuple:
             parser.add_argument(
                 flag, dest=option.name, type=int_list, default=default, metavar="N,N,...", help=help_text
@@ -127,6 +139,11 @@ def int_list(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, got {text!r}") from err
+
+
+def text_list(text: str) -> tuple[str, ...]:
+    """'eager,compiled' -> ('eager', 'compiled'), for list options of names."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def print_progress(event) -> None:
@@ -157,7 +174,10 @@ def command_trace(args: argparse.Namespace) -> int:
     loaded = load_model(
         args.model, device=args.device, dtype=args.dtype, threads=args.threads, on_progress=print_progress
     )
-    trace = run_trace(loaded, args.prompt, settings=settings)
+    from engine.paths import prepare_path
+
+    decode_path = prepare_path(loaded, args.path, on_progress=lambda message: print(message, file=sys.stderr))
+    trace = run_trace(loaded, args.prompt, settings=settings, path=decode_path)
     kept = save_trace(trace, default_trace_path())  # every run is kept in the run store (the dashboard's Runs page)
     path = save_trace(trace, args.out) if args.out else kept
     print(render_summary(trace))
@@ -186,6 +206,12 @@ def render_summary(trace) -> str:
         f"{fmt_bytes(trace.events[-1].kv_cache_bytes)} at the end",
         f"  peak memory                       {fmt_bytes(s.peak_memory_bytes)}",
     ]
+    if trace.path is not None:
+        p = trace.path
+        lines.append(
+            f"  decode path                       {p['name']} ({p['dtype']}, weights {p.get('weights', 'as loaded')})"
+            + (f", prepared in {p['prepare_s']:.1f} s ({p['cache']} compile cache)" if p["cache"] != "none" else "")
+        )
     return "\n".join(lines)
 
 

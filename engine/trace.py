@@ -69,6 +69,7 @@ class Trace:
     summary: Summary
     finish_reason: str  # "eos", "length" (max_new_tokens), "context" (the window filled up) or "stopped" (cancelled)
     queued_ms: float | None = None  # time it waited in the kitchen's queue before its prefill began (None: not served)
+    path: dict | None = None  # the decode path when not plain eager: name, dtype, weights, prepare_s, cache, options
 
     @property
     def answer(self) -> str:
@@ -90,6 +91,7 @@ class Trace:
             "summary": self.summary.to_dict(),
             "events": [record.to_dict() for record in self.events],
             **({"queued_ms": self.queued_ms} if self.queued_ms is not None else {}),
+            **({"path": self.path} if self.path is not None else {}),
         }
 
     @classmethod
@@ -108,6 +110,7 @@ class Trace:
             summary=summary,
             finish_reason=data["finish_reason"],
             queued_ms=data.get("queued_ms"),
+            path=data.get("path"),
         )
 
 
@@ -192,6 +195,15 @@ PROMPT = {
     "rendered": optional(Text(max_chars=400_000)),
     "chat_template_applied": optional(Flag()),
 }
+DECODE_PATH = {  # engine.paths.PreparedPath.describe()
+    "name": Text(max_chars=40),
+    "dtype": Text(max_chars=40),
+    "weights": optional(Text(max_chars=40)),
+    "prepare_s": Number(low=0),
+    "cache": Text(max_chars=10),
+    "max_len": optional(POSITIVE_INT),
+    "options": optional(MapOf(object, max_items=20)),  # shown as data, never read as code
+}
 EVENT_RANGES = {  # beyond the types: what a measured token can be
     "token_id": INT,
     "text": Text(max_chars=1_000),
@@ -268,6 +280,8 @@ def check_trace_dict(data: object) -> tuple[TokenRecord, ...]:
         if data["queued_ms"] < 0:
             raise TraceFormatError("trace.queued_ms: a wait cannot be negative")
     check_shape(data, {**RUN_FIELDS, "settings": TRACE_SETTINGS, "prompt": PROMPT}, "trace")
+    if data.get("path") is not None:
+        check_shape(data["path"], DECODE_PATH, "trace.path")
     check_run_metadata(data)
     context = data["model"]["context_length"]
     if len(data["events"]) > context:

@@ -156,6 +156,7 @@ def small_options() -> dict:
     from engine.experiments.kv_cache import KvCacheOptions
     from engine.experiments.prefill import PrefillOptions
     from engine.experiments.roofline import RooflineOptions
+    from engine.experiments.speed import SpeedOptions
     from engine.experiments.train_vs_infer import TrainVsInferOptions
 
     return {
@@ -165,6 +166,7 @@ def small_options() -> dict:
         "roofline": RooflineOptions(repeats=3, bandwidth_mb=32, decode_tokens=6, prefill_tokens=32),
         "train-vs-infer": TrainVsInferOptions(train_tokens=32, new_tokens=8, context_tokens=512),
         "energy": EnergyOptions(prompt="soup of the day", new_tokens=8, runs=2),
+        "speed": SpeedOptions(paths=("eager",), new_tokens=8, quality_tokens=64, bandwidth_mb=32),
     }
 
 

@@ -18,6 +18,7 @@ PAGES = {  # page file -> (experiment, session-state key prefix)
     "batch": ("batch", "batch"),
     "roofline": ("roofline", "roofline"),
     "train_vs_infer": ("train-vs-infer", "train_vs_infer"),
+    "speed": ("speed", "speed"),
 }
 
 

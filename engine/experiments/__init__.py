@@ -90,6 +90,8 @@ EXPERIMENTS: dict[str, Experiment] = {
                    ("batch.py", "Batching", "🍽️")),
         Experiment("roofline", "The memory wall: roofline and bandwidth", "roofline", "RooflineOptions",
                    ("roofline.py", "The memory wall", "🧱")),
+        Experiment("speed", "What makes it fast: decode paths", "speed", "SpeedOptions",
+                   ("speed.py", "What makes it fast", "⚡")),
         Experiment("train-vs-infer", "Training vs inference", "train_vs_infer", "TrainVsInferOptions",
                    ("train_vs_infer.py", "Training vs inference", "🎓")),
         Experiment("energy", "Energy per token", "energy", "EnergyOptions"),  # drawn on the Costs page
