@@ -187,3 +187,12 @@ def test_a_second_process_finds_the_compiled_code_on_disk(tiny_folder, tmp_path)
     first, second = trace_once("first"), trace_once("second")
     assert second["cache"] == "warm"
     assert second["prepare_s"] < first["prepare_s"] or first["cache"] == "warm"
+
+
+@pytest.mark.slow
+def test_fastest_is_the_last_path_that_can_run_here(roomy_tiny, monkeypatch):
+    import engine.paths as paths
+
+    assert prepare_path(roomy_tiny, "fastest").name == "compiled-int8"  # int8 kernel and a compiler here
+    monkeypatch.setattr(paths, "int8_weight_only_support", lambda device: "no int8 kernel on this device (test)")
+    assert prepare_path(roomy_tiny, "fastest").name == "compiled"
