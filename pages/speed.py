@@ -9,6 +9,7 @@ from app.experiment_view import experiment_section, explained_charts, rows_table
 from app.presentation import settings_area
 from app.state import remember
 from app.text import explanation, literal
+from app.visitors import may_load_models
 from engine.experiments.speed import SpeedOptions
 from engine.facts import DECODE_PATHS
 from engine.units import fmt_bytes
@@ -18,11 +19,14 @@ DEFAULTS = SpeedOptions()
 st.title("⚡ What makes it fast")
 st.markdown(explanation("speed", "intro"))
 
+# Preparing a compiled path takes minutes of every core and keeps a copy of the model in the kitchen: on a hosted
+# kitchen that is the presenter's call, like loading a model.
+offered = list(DECODE_PATHS) if may_load_models() else ["eager"]
 columns = settings_area("Options").columns([3, 1, 1])
 paths = columns[0].multiselect(
     "Decode paths",
-    list(DECODE_PATHS),
-    default=list(DEFAULTS.paths),
+    offered,
+    default=[name for name in DEFAULTS.paths if name in offered],
     key=remember("speed_paths"),
     help="Eager always runs: it is the yardstick. A compiled path takes minutes to prepare the first time.",
 )
@@ -37,6 +41,8 @@ quality_tokens = columns[2].number_input(
     key=remember("speed_quality_tokens"),
     help="Next-token predictions compared with eager float32 (one fewer than the tokens).",
 )
+if len(offered) < len(DECODE_PATHS):
+    st.caption("On this hosted kitchen only the presenter may prepare the compiled paths (minutes of work each).")
 options = SpeedOptions(paths=tuple(paths) or ("eager",), new_tokens=int(new_tokens), quality_tokens=int(quality_tokens))
 
 result = experiment_section("speed", options, key="speed")

@@ -144,3 +144,18 @@ def test_presentation_mode_folds_the_settings_away_and_enlarges_the_charts(tiny_
         json_module.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["height"] for at in (normal, presenting)
     ]
     assert heights[1] > 1.4 * heights[0]
+
+
+def test_in_a_hosted_kitchen_only_the_presenter_is_offered_the_compiled_paths(hosted):
+    from app.visitors import PRESENTER_KEY, VISITOR_KEY
+
+    visitor = page_test("speed")
+    visitor.session_state[VISITOR_KEY] = "v-speed000000000000000000"
+    visitor.run()
+    assert not visitor.exception
+    assert visitor.multiselect[0].options == ["eager"] and visitor.multiselect[0].value == ["eager"]
+    assert any("only the presenter may prepare the compiled paths" in caption.value for caption in visitor.caption)
+    presenter = page_test("speed")
+    presenter.session_state[VISITOR_KEY], presenter.session_state[PRESENTER_KEY] = "v-presenter00000000000000", True
+    presenter.run()
+    assert presenter.multiselect[0].options == ["eager", "compiled", "compiled-int8"]
