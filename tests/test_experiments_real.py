@@ -57,29 +57,36 @@ def test_batch_4_makes_more_tokens_per_second_than_batch_1(real):
     assert four["kv_cache_bytes"] == 4 * one["kv_cache_bytes"] == 4 * 46_080 * (16 + 8)
 
 
-def independent_bandwidth(tensor) -> float:
-    """Read bandwidth timed here, apart from the experiment's code: one sum of a large float32 tensor."""
+def independent_bandwidth(size_bytes: int) -> float:
+    """Read bandwidth timed here, apart from the experiment's code: best of two sums of a fresh float32 tensor."""
     import time
 
-    began = time.perf_counter()
+    import torch
+
+    tensor = torch.ones(size_bytes // 4)  # fresh, like the experiment's: page placement changes speed by itself
     tensor.sum()
-    return tensor.numel() * 4 / (time.perf_counter() - began)
+    best = float("inf")
+    for _ in range(2):
+        began = time.perf_counter()
+        tensor.sum()
+        best = min(best, time.perf_counter() - began)
+    return size_bytes / best
 
 
 def test_the_bandwidth_measurement_agrees_with_a_sum_timed_beside_it():
+    import statistics
+
     import torch
 
     from engine.experiments.roofline import measure_bandwidth
 
-    tensor = torch.ones(128_000_000 // 4)
-    tensor.sum()
-    ours, theirs = [], []
-    for _ in range(4):  # interleaved, so both see the same neighbours (a CI box's bandwidth drifts ~1.5x in minutes)
-        ours.append(measure_bandwidth(torch.device("cpu"), size_bytes=128_000_000, repeats=2)["bandwidth_bytes_per_s"])
-        theirs.append(max(independent_bandwidth(tensor) for _ in range(2)))
-    # the same physics timed two ways: best of each within run-to-run spread (~10-15%); counting the bytes twice or
-    # timing the allocation would be 2x off
-    assert 0.75 < max(ours) / max(theirs) < 1.33
+    ratios = []
+    for _ in range(4):  # paired rounds, so both see the same neighbours (a CI box's bandwidth drifts ~1.5x in minutes)
+        ours = measure_bandwidth(torch.device("cpu"), size_bytes=128_000_000, repeats=2)["bandwidth_bytes_per_s"]
+        ratios.append(ours / independent_bandwidth(128_000_000))
+    # the same physics timed two ways: within run-to-run spread (a single round was seen 1.34x off on CI, hence the
+    # median of the rounds); counting the bytes twice or timing the allocation would be 2x off in every round
+    assert 0.75 < statistics.median(ratios) < 1.33, ratios
 
 
 def test_decode_runs_under_its_bandwidth_ceiling(real):
