@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--path",
         default="eager",
         choices=[*DECODE_PATHS, FASTEST_PATH],
-        help="decode path: eager (default), compiled, compiled-int8, or fastest (the best this device offers); "
-        "a compiled path is prepared first (minutes the first time, seconds once its cache is on disk)",
+        help=f"decode path: {', '.join(DECODE_PATHS)} (eager is the default), or fastest (the best this device "
+        "offers); a compiled path is prepared first (minutes the first time, seconds once its cache is on disk)",
     )
     trace.add_argument(
         "--out",

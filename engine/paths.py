@@ -1,16 +1,18 @@
-"""Decode paths: the same model run three ways, each still recorded token by token.
+"""Decode paths: the same model run several ways, each still recorded token by token.
 
 - `eager`: the transformers model as loaded, a growing (dynamic) KV cache, one Python call per layer part.
-- `compiled`: engine.static_decoder over a cache allocated once, its decode step compiled by `torch.compile`
-  (on CPU inductor's C++ code with frozen weights; on CUDA with CUDA graphs), so a step is a few calls into
-  generated code instead of hundreds of small framework calls.
-- `compiled-int8`: the same, with every linear layer's weights stored as int8 (engine.quantize) and the
-  activations in the dtype that ran fastest here (bfloat16 on CPU and CUDA).
+- `compiled-int8`: engine.static_decoder over a cache allocated once, its decode step compiled by
+  `torch.compile`, with every linear layer's weights stored as int8 (engine.quantize) and the activations in
+  bfloat16 (torch's int8 kernel ran fastest with them).
+- `compiled`: the static decoder in float32, every one-token matrix product written as a multiply-and-sum that
+  inductor spreads over all cores (engine.matvec): the same numbers as eager in another summing order.
+- `compiled-bf16`: the same, with the weights stored as bfloat16 (half the bytes) and float32 arithmetic.
 
-Preparing a compiled path takes minutes the first time; inductor's caches live under the data folder, one
-folder per torch version and device type (a torch upgrade starts a new one), so a second process prepares in
-seconds. `prepare_path` reports how long preparing took and whether the cache was cold or warm. Warm-up steps
-run inside preparation and are never recorded.
+Listed slowest first as measured on the 2-core CPU this was built on (README, "Fast decode paths"); `fastest`
+takes the last one that can run here. Preparing a compiled path takes minutes the first time; inductor's caches
+live under the data folder, one folder per torch version and device type (a torch upgrade starts a new one), so a
+second process prepares in seconds. `prepare_path` reports how long preparing took and whether the cache was cold
+or warm. Warm-up steps run inside preparation and are never recorded.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ import torch
 
 from engine.errors import EngineError
 from engine.facts import DECODE_PATHS, FASTEST_PATH
-from engine.hardware import dtype_name, synchronizer
+from engine.hardware import available_dtypes, dtype_name, synchronizer
 from engine.loading import LoadedModel, cache_dir
+from engine.matvec import with_row_sum_linears
 from engine.quantize import int8_weight_only_support, quantize_int8_weight_only
 from engine.static_decoder import StaticDecoder, unsupported_reason
 
@@ -36,14 +39,23 @@ PATH_NAMES, FASTEST = DECODE_PATHS, FASTEST_PATH
 DEFAULT_MAX_LEN = 512  # positions a compiled path's static cache holds (prompt and answer together)
 WARMUP_STEPS = 2  # decode steps run while preparing (they compile the step; never recorded)
 
-# What torch.compile is asked for, per device type: on CPU frozen weights (so inductor may pre-pack them) and
-# its own C++ matrix-vector templates where they time faster (max_autotune; they did for the int8 output head);
-# `cpp_wrapper` was measured and left off: 24.5 vs 23.7 tokens/s for int8, but 413 s instead of 98 s to compile.
+# What torch.compile is asked for, per device type and path. The int8 path: frozen weights (so inductor may pre-pack
+# them) and its own C++ matrix-vector templates where they time faster (max_autotune; they did for the int8 output
+# head); `cpp_wrapper` was measured and left off: 24.5 vs 23.7 tokens/s, but 413 s instead of 98 s to compile.
+# The row-sum paths need neither (no matrix product is left in their step), and freezing would fold the bfloat16
+# weights' conversion into float32 copies (measured: the bfloat16 path then ran at float32's speed).
 # On CUDA, CUDA graphs remove the per-kernel launch cost a small model's step is made of (not run here: no GPU).
-COMPILE_OPTIONS: dict[str, dict] = {
-    "cpu": {"freezing": True, "max_autotune": True},
-    "cuda": {"triton.cudagraphs": True, "freezing": True},
+COMPILE_OPTIONS: dict[str, dict[str, dict]] = {
+    "cpu": {"compiled-int8": {"freezing": True, "max_autotune": True}},
+    "cuda": {"compiled-int8": {"triton.cudagraphs": True, "freezing": True}, "*": {"triton.cudagraphs": True}},
 }
+WEIGHT_DTYPES = {"compiled-bf16": torch.bfloat16}  # row-sum paths storing weights smaller than their arithmetic
+
+
+def compile_options(name: str, device: torch.device) -> dict:
+    """The inductor options a path is compiled with on this device."""
+    by_path = COMPILE_OPTIONS[device.type]
+    return dict(by_path.get(name, by_path.get("*", {})))
 
 
 class PathUnavailable(EngineError):
@@ -65,15 +77,20 @@ DESCRIPTIONS = {
         summary="the model as loaded, a growing KV cache, every layer part called from Python",
         kitchen="a cook who fetches each pan and knife as the recipe names it",
     ),
-    "compiled": PathDescription(
-        name="compiled",
-        summary="a static KV cache and a decode step compiled once by torch.compile",
-        kitchen="preparing the station once: every pan in reach before the first order (compiling)",
-    ),
     "compiled-int8": PathDescription(
         name="compiled-int8",
-        summary="compiled, with weights stored as int8 (a quarter of float32's bytes)",
-        kitchen="the prepared station with smaller ingredients: less to carry per dish (quantization)",
+        summary="a static KV cache, a compiled step, weights stored as int8 (a quarter of float32's bytes)",
+        kitchen="a prepared station with much smaller ingredients, some of them cut too coarsely (quantization)",
+    ),
+    "compiled": PathDescription(
+        name="compiled",
+        summary="a static KV cache and a decode step compiled once by torch.compile, spread over every core",
+        kitchen="preparing the station once: every pan in reach before the first order, both cooks busy (compiling)",
+    ),
+    "compiled-bf16": PathDescription(
+        name="compiled-bf16",
+        summary="compiled, with weights stored as bfloat16 (half of float32's bytes), float32 arithmetic",
+        kitchen="the prepared station with ingredients packed smaller, cooked the same way (quantization, gently)",
     ),
 }
 
@@ -105,6 +122,12 @@ def path_unavailable(loaded: LoadedModel, name: str) -> str | None:
         return "compiling needs a C++ compiler and this machine has none (install g++)"
     if name == "compiled-int8":
         return int8_weight_only_support(loaded.device)
+    if name in WEIGHT_DTYPES:
+        smaller = dtype_name(WEIGHT_DTYPES[name])
+        if smaller not in available_dtypes(loaded.device):
+            return f"{loaded.device.type} here has no {smaller} support"
+        if loaded.dtype.itemsize <= WEIGHT_DTYPES[name].itemsize:
+            return f"the model is loaded as {dtype_name(loaded.dtype)}: the compiled path already reads that few bytes"
     return None
 
 
@@ -131,6 +154,13 @@ class PreparedPath:
         return self.decoder.model if self.decoder is not None else self.loaded.model
 
     @property
+    def weights(self) -> str:
+        """How the path stores its weights: "int8", "bfloat16", or "as loaded"."""
+        if self.name == "compiled-int8":
+            return "int8"
+        return dtype_name(WEIGHT_DTYPES[self.name]) if self.name in WEIGHT_DTYPES else "as loaded"
+
+    @property
     def max_len(self) -> int | None:
         """Positions the static cache holds (None: eager's cache grows as needed)."""
         return self.decoder.max_len if self.decoder is not None else None
@@ -140,7 +170,7 @@ class PreparedPath:
         return {
             "name": self.name,
             "dtype": dtype_name(self.decoder.dtype) if self.decoder is not None else dtype_name(self.loaded.dtype),
-            "weights": "int8" if self.name == "compiled-int8" else "as loaded",
+            "weights": self.weights,
             "prepare_s": round(self.prepare_s, 3),
             "cache": self.cache,
             "max_len": self.max_len,
@@ -223,10 +253,12 @@ def compile_path(
     if name == "compiled-int8":
         report("Storing the weights as int8")
         model = quantize_int8_weight_only(loaded.model).to(dtype)  # a copy; .to() casts the float tensors only
-        decoder = StaticDecoder(model, max_len=positions, own_copy=False)
     else:
-        decoder = StaticDecoder(loaded.model, max_len=positions)
-    options = COMPILE_OPTIONS[loaded.device.type]
+        weight_dtype = WEIGHT_DTYPES.get(name, loaded.dtype)
+        report(f"Rewriting the linear layers as row sums over {dtype_name(weight_dtype)} weights")
+        model = with_row_sum_linears(loaded.model, weight_dtype=weight_dtype)  # a copy
+    decoder = StaticDecoder(model, max_len=positions, own_copy=False)
+    options = compile_options(name, loaded.device)
     step = torch.compile(decoder.forward, fullgraph=True, dynamic=False, options=dict(options))
     report(f"Compiling the {name} decode step (minutes the first time, less once inductor's cache holds it)")
     sync = synchronizer(loaded.device)

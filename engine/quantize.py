@@ -69,7 +69,11 @@ def weight_bytes_read_per_token(model: nn.Module) -> int:
 
     An embedding tied to the output head (SmolLM2's is) is read whole by the head, so it counts whole.
     """
-    read_by_linear = {id(module.weight) for module in model.modules() if isinstance(module, nn.Linear)}
+    read_by_linear = {  # nn.Linear or any replacement of it (int8, row-sum): every module with a weight but embeddings
+        id(module.weight)
+        for module in model.modules()
+        if not isinstance(module, nn.Embedding) and isinstance(getattr(module, "weight", None), torch.Tensor)
+    }
     total, seen = 0, set()
     for module in model.modules():
         for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:

@@ -193,6 +193,45 @@ def test_a_second_process_finds_the_compiled_code_on_disk(tiny_folder, tmp_path)
 def test_fastest_is_the_last_path_that_can_run_here(roomy_tiny, monkeypatch):
     import engine.paths as paths
 
-    assert prepare_path(roomy_tiny, "fastest").name == "compiled-int8"  # int8 kernel and a compiler here
-    monkeypatch.setattr(paths, "int8_weight_only_support", lambda device: "no int8 kernel on this device (test)")
+    assert prepare_path(roomy_tiny, "fastest").name == "compiled-bf16"  # a compiler and bfloat16 here
+    monkeypatch.setattr(paths, "available_dtypes", lambda device: ["float32"])
+    assert paths.path_unavailable(roomy_tiny, "compiled-bf16") == "cpu here has no bfloat16 support"
     assert prepare_path(roomy_tiny, "fastest").name == "compiled"
+
+
+def test_a_row_sum_linear_computes_what_the_linear_layer_does():
+    import torch
+    from torch import nn
+
+    from engine.matvec import RowSumLinear
+
+    torch.manual_seed(0)
+    linear = nn.Linear(96, 40)
+    same = RowSumLinear(linear, weight_dtype=torch.float32)
+    assert same.weight is linear.weight  # float32 keeps the very parameter (a tied embedding stays tied)
+    with torch.no_grad():
+        for rows in (1, 7):  # a decode step (multiply-and-sum) and a prompt (one matrix product)
+            x = torch.randn(1, rows, 96)  # (1, T, in)
+            assert torch.allclose(same(x), linear(x), atol=1e-5)  # float32 sums in another order
+            half = RowSumLinear(linear, weight_dtype=torch.bfloat16)(x)
+            rounded = nn.functional.linear(x, linear.weight.to(torch.bfloat16).float(), linear.bias)
+            assert torch.allclose(half, rounded, atol=1e-5)  # only the weights are rounded: float32 arithmetic
+            assert not torch.allclose(half, linear(x), atol=1e-5)  # and that rounding shows
+
+
+@pytest.mark.slow
+def test_the_bf16_path_reads_half_the_weight_bytes_in_float32_arithmetic(roomy_tiny):
+    from engine.quantize import weight_bytes_read_per_token
+    from engine.run import run_trace
+
+    path = prepare_path(roomy_tiny, "compiled-bf16")
+    settings = GenerationSettings(max_new_tokens=8, chat_template=False, stop_at_eos=False)
+    fast = run_trace(roomy_tiny, "soup", settings=settings, path=path)
+    eager = run_trace(roomy_tiny, "soup", settings=settings)
+    assert fast.path["weights"] == "bfloat16" and fast.path["dtype"] == "float32" and len(fast.events) == 8
+    assert fast.path["options"]["torch_compile"] == {}  # freezing would fold the weights back into float32
+    ratio = weight_bytes_read_per_token(path.model) / weight_bytes_read_per_token(roomy_tiny.model)
+    assert 0.5 <= ratio < 0.52  # 2 bytes per weight instead of 4; the norms stay float32
+    first = fast.events[0].logprob, eager.events[0].logprob  # the same prompt: only rounded weights differ
+    assert first[0] == pytest.approx(first[1], abs=0.05) and first[0] != first[1]
+    assert fast.events[-1].kv_cache_bytes == eager.events[-1].kv_cache_bytes  # the cache stays float32
