@@ -9,7 +9,9 @@ from app.experiment_view import experiment_section, explained_charts, rows_table
 from app.presentation import settings_area
 from app.state import remember
 from app.text import explanation, literal
+from app.visitors import may_load_models
 from engine.experiments.roofline import RooflineOptions
+from engine.facts import DECODE_PATHS
 from engine.units import fmt_bytes
 
 DEFAULTS = RooflineOptions()
@@ -17,7 +19,8 @@ DEFAULTS = RooflineOptions()
 st.title("🧱 The memory wall: roofline and bandwidth")
 st.markdown(explanation("roofline", "intro"))
 
-columns = settings_area("Options").columns(5)
+area = settings_area("Options")
+columns = area.columns(5)
 repeats = columns[0].number_input(
     "Repeats", 1, 50, DEFAULTS.repeats, key=remember("roofline_repeats"), help="Best of these is the machine's peak."
 )
@@ -41,12 +44,23 @@ include_int8 = columns[4].toggle(
     key=remember("roofline_include_int8"),
     help="Weight-only int8 with one scale per row, where the device has a kernel for it.",
 )
+# A compiled path takes minutes of every core to prepare: on a hosted kitchen, the presenter's call (as on Speed)
+compiled_paths = [name for name in DECODE_PATHS if name != "eager"] if may_load_models() else []
+paths = area.multiselect(
+    "Compiled decode paths too (see 'What makes it fast')",
+    compiled_paths,
+    default=[],
+    key=remember("roofline_paths"),
+    help="Each is prepared first: minutes the first time, seconds once its compile cache is on disk.",
+    disabled=not compiled_paths,
+)
 options = RooflineOptions(
     repeats=int(repeats),
     bandwidth_mb=int(bandwidth_mb),
     decode_tokens=int(decode_tokens),
     prefill_tokens=int(prefill_tokens),
     include_int8=include_int8,
+    paths=tuple(paths),
 )
 
 result = experiment_section("roofline", options, key="roofline")

@@ -235,3 +235,38 @@ def test_the_bf16_path_reads_half_the_weight_bytes_in_float32_arithmetic(roomy_t
     first = fast.events[0].logprob, eager.events[0].logprob  # the same prompt: only rounded weights differ
     assert first[0] == pytest.approx(first[1], abs=0.05) and first[0] != first[1]
     assert fast.events[-1].kv_cache_bytes == eager.events[-1].kv_cache_bytes  # the cache stays float32
+
+
+@pytest.mark.slow
+def test_the_memory_wall_measures_a_compiled_path_under_the_same_ceiling(roomy_tiny, monkeypatch):
+    import engine.paths as paths
+    from engine.experiments import run_experiment
+    from engine.experiments.roofline import RooflineOptions
+
+    monkeypatch.setattr(paths, "available_dtypes", lambda device: ["float32"])  # and one path that cannot run
+    options = RooflineOptions(repeats=2, bandwidth_mb=32, decode_tokens=6, prefill_tokens=16, include_int8=False,
+                              paths=("compiled", "compiled-bf16"))  # fmt: skip
+    result = run_experiment(roomy_tiny, "roofline", options)
+    eager, compiled = result.rows[0], result.rows[-1]
+    assert (eager["dtype"], compiled["dtype"]) == ("float32", "compiled") and len(result.rows) == 3  # + bfloat16
+    assert (
+        "compiled-bf16 path is unavailable: cpu here has no bfloat16 support"
+        in result.details["skipped"]["compiled-bf16"]
+    )
+    per_token = roomy_tiny.facts.kv_bytes_per_token
+    assert compiled["kv_bytes_read"] == 256 * per_token  # its static cache, read whole every step
+    assert compiled["weight_bytes_read"] == eager["weight_bytes_read"]  # the same float32 weights
+    bandwidth = result.details["bandwidth_bytes_per_s"]
+    assert compiled["ceiling_tokens_per_s"] == pytest.approx(bandwidth / compiled["bytes_per_token"])
+    assert compiled["mbu"] == pytest.approx(compiled["bytes_per_token"] * compiled["decode_tokens_per_s"] / bandwidth)
+    assert "compiled read no fewer bytes" in result.finding  # a longer cache read: the finding says so
+
+
+def test_the_memory_wall_refuses_a_prompt_the_compiled_cache_cannot_hold():
+    from engine.errors import SettingsError
+    from engine.experiments.roofline import RooflineOptions
+
+    with pytest.raises(SettingsError, match="must fit their 512-position cache"):
+        RooflineOptions(prefill_tokens=600, paths=("compiled",)).check()
+    with pytest.raises(SettingsError, match="paths must be some of compiled-int8, compiled, compiled-bf16"):
+        RooflineOptions(paths=("eager",)).check()

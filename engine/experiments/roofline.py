@@ -1,6 +1,7 @@
 """The memory wall: measure this machine's bandwidth and matmul peak, then decode against its ceiling.
 
 Decode at batch 1 reads every weight once per token, so tokens/s <= bandwidth / (weight bytes + KV bytes read).
+With `paths`, the compiled decode paths (engine.paths) are measured the same way: the ceiling approached.
 MBU = achieved bytes/s / measured bytes/s; prefill's MFU = (2 x parameters x tokens / time) / measured FLOP/s
 (Databricks' "LLM inference performance engineering"; Kaplan et al. 2020 for the FLOP count).
 """
@@ -15,12 +16,14 @@ from dataclasses import dataclass, field
 import psutil
 import torch
 
+from engine.errors import SettingsError
 from engine.experiments.base import Measured, Options, Progress, require_positive
 from engine.experiments.common import max_prompt_tokens, prompt_ids
 from engine.experiments.prefill import prefill_and_decode
-from engine.facts import kv_bytes_per_token
+from engine.facts import DECODE_PATHS, kv_bytes_per_token
 from engine.hardware import DTYPES, available_dtypes, dtype_name, timed_ms
 from engine.loading import LoadedModel
+from engine.paths import DEFAULT_MAX_LEN, PathUnavailable, PreparedPath, prepare_path
 from engine.quantize import int8_weight_only_support, quantize_int8_weight_only, weight_bytes_read_per_token
 from engine.units import fmt_bytes
 
@@ -40,6 +43,10 @@ class RooflineOptions(Options):
     include_int8: bool = field(
         default=True, metadata={"help": "also try int8 weight-only where the device has a kernel"}
     )
+    paths: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "compiled decode paths to add (each prepared first: minutes the first time)"},
+    )
 
     def check(self) -> None:
         require_positive(
@@ -48,6 +55,13 @@ class RooflineOptions(Options):
             decode_tokens=self.decode_tokens,
             prefill_tokens=self.prefill_tokens,
         )
+        compiled = [name for name in DECODE_PATHS if name != "eager"]
+        if any(name not in compiled for name in self.paths):
+            raise SettingsError(f"paths must be some of {', '.join(compiled)}, not {list(self.paths)}")
+        if self.paths and self.prefill_tokens + self.decode_tokens + 2 > DEFAULT_MAX_LEN:
+            raise SettingsError(
+                f"with compiled paths, prefill plus decode tokens must fit their {DEFAULT_MAX_LEN}-position cache"
+            )
 
 
 def measure_bandwidth(device: torch.device, *, size_bytes: int, repeats: int) -> dict:
@@ -108,6 +122,7 @@ def run(loaded: LoadedModel, options: RooflineOptions, progress: Progress) -> Me
     prompt_tokens = min(options.prefill_tokens, max_prompt_tokens(loaded, new_tokens=options.decode_tokens))
     candidates = variants(loaded, include_int8=options.include_int8)
     rows, skipped, peak_flops = progress.rows, {}, {}
+    context = {"bandwidth": bandwidth, "prompt_tokens": prompt_tokens, "parameters": loaded.facts.parameters}
     for index, (label, compute, why_not) in enumerate(candidates):
         if why_not:
             skipped[label] = why_not
@@ -120,7 +135,6 @@ def run(loaded: LoadedModel, options: RooflineOptions, progress: Progress) -> Me
         ids = prompt_ids(variant, prompt_tokens)  # (1, T)
         prefill_and_decode(variant, ids[:, :8], decode_tokens=2)  # warm-up, not measured
         prefill_ms, step_ms = prefill_and_decode(variant, ids, decode_tokens=options.decode_tokens + 1)
-        weight_bytes = weight_bytes_read_per_token(variant.model)
         facts = loaded.facts
         per_token = kv_bytes_per_token(  # the cache keeps the compute dtype
             layers=facts.layers,
@@ -129,31 +143,29 @@ def run(loaded: LoadedModel, options: RooflineOptions, progress: Progress) -> Me
             element_bytes=DTYPES[compute].itemsize,
         )
         kv_bytes = per_token * (prompt_tokens + options.decode_tokens // 2)  # the cache read at a middle step
-        bytes_per_token = weight_bytes + kv_bytes
-        itl_ms = statistics.median(step_ms)
-        tokens_per_s = 1000 / itl_ms
-        prefill_flops_per_s = 2 * loaded.facts.parameters * prompt_tokens / (prefill_ms / 1000)
+        weight_bytes = weight_bytes_read_per_token(variant.model)
         rows.append(
-            {
-                "dtype": label,
-                "compute_dtype": compute,
-                "weight_bytes_read": weight_bytes,
-                "kv_bytes_read": kv_bytes,
-                "bytes_per_token": bytes_per_token,
-                "decode_tokens_per_s": tokens_per_s,
-                "ceiling_tokens_per_s": bandwidth / bytes_per_token,
-                "mbu": bytes_per_token * tokens_per_s / bandwidth,
-                "step_ms": itl_ms,  # one decode step, median
-                "read_ms": bytes_per_token / bandwidth * 1000,  # reading its bytes at the measured bandwidth
-                "overhead_ms": max(0.0, itl_ms - bytes_per_token / bandwidth * 1000),  # the rest of the step
-                "prefill_tokens": prompt_tokens,
-                "prefill_ms": prefill_ms,
-                "prefill_flops_per_s": prefill_flops_per_s,
-                "peak_flops": peak_flops[compute],
-                "mfu": prefill_flops_per_s / peak_flops[compute],
-            }
+            measured_row(label, compute, weight_bytes, kv_bytes, prefill_ms, step_ms, peak_flops, context=context)
         )
         del variant
+    for name in options.paths:
+        progress(0.9, f"Preparing the {name} path (compiling takes minutes the first time)")
+        try:
+            path = prepare_path(loaded, name, on_progress=lambda message: progress(0.9, message))
+        except PathUnavailable as err:
+            skipped[name] = str(err)
+            continue
+        compute = path.describe()["dtype"]
+        if compute not in peak_flops:
+            peak_flops[compute] = measure_matmul_flops(loaded.device, DTYPES[compute], repeats=options.repeats)
+        progress(0.95, f"Decoding on the {name} path")
+        ids = prompt_ids(loaded, prompt_tokens)  # (1, T)
+        prefill_ms, step_ms = path_prefill_and_decode(path, ids, decode_tokens=options.decode_tokens + 1)
+        weight_bytes = weight_bytes_read_per_token(path.model)
+        kv_bytes = path.decoder.allocated_bytes()  # a static cache is read whole, masked positions included
+        rows.append(
+            measured_row(name, compute, weight_bytes, kv_bytes, prefill_ms, step_ms, peak_flops, context=context)
+        )
     progress(1.0, "Done")
     peak_notes = raise_peaks_to_what_ran(rows, peak_flops)
     details = {
@@ -167,6 +179,59 @@ def run(loaded: LoadedModel, options: RooflineOptions, progress: Progress) -> Me
         "threads": torch.get_num_threads(),
     }
     return Measured(rows=rows, details=details, finding=finding(rows, details))
+
+
+def measured_row(
+    label: str,
+    compute: str,
+    weight_bytes: int,
+    kv_bytes: int,
+    prefill_ms: float,
+    step_ms: list[float],
+    peak_flops: dict[str, float],
+    *,
+    context: dict,
+) -> dict:
+    """One row: a decode step's bytes, speed and ceiling, and its prefill's FLOP rate against the peak."""
+    bandwidth, prompt_tokens = context["bandwidth"], context["prompt_tokens"]
+    bytes_per_token = weight_bytes + kv_bytes
+    itl_ms = statistics.median(step_ms)
+    tokens_per_s = 1000 / itl_ms
+    prefill_flops_per_s = 2 * context["parameters"] * prompt_tokens / (prefill_ms / 1000)
+    return {
+        "dtype": label,
+        "compute_dtype": compute,
+        "weight_bytes_read": weight_bytes,
+        "kv_bytes_read": kv_bytes,
+        "bytes_per_token": bytes_per_token,
+        "decode_tokens_per_s": tokens_per_s,
+        "ceiling_tokens_per_s": bandwidth / bytes_per_token,
+        "mbu": bytes_per_token * tokens_per_s / bandwidth,
+        "step_ms": itl_ms,  # one decode step, median
+        "read_ms": bytes_per_token / bandwidth * 1000,  # reading its bytes at the measured bandwidth
+        "overhead_ms": max(0.0, itl_ms - bytes_per_token / bandwidth * 1000),  # the rest of the step
+        "prefill_tokens": prompt_tokens,
+        "prefill_ms": prefill_ms,
+        "prefill_flops_per_s": prefill_flops_per_s,
+        "peak_flops": peak_flops[compute],
+        "mfu": prefill_flops_per_s / peak_flops[compute],
+    }
+
+
+@torch.inference_mode()
+def path_prefill_and_decode(path: PreparedPath, ids: torch.Tensor, *, decode_tokens: int) -> tuple[float, list[float]]:
+    """prefill_and_decode through a compiled path: its uncompiled prefill, then its compiled greedy steps."""
+    decoder, device = path.decoder, path.decoder.device
+    decoder.reset()
+    prefill_ms, logits = timed_ms(device, lambda: decoder.forward(ids, torch.arange(ids.shape[1], device=device)))
+    step_ms = []
+    for position in range(ids.shape[1], ids.shape[1] + decode_tokens - 1):
+        token = logits.argmax(dim=-1, keepdim=True)  # (1, 1)
+        where = torch.tensor([position], device=device)  # (1,)
+        elapsed, logits = timed_ms(device, lambda token=token, where=where: path.step(token, where))  # (1, vocab)
+        step_ms.append(elapsed)
+    decoder.reset()
+    return prefill_ms, step_ms
 
 
 def raise_peaks_to_what_ran(rows: list[dict], peak_flops: dict[str, float]) -> dict[str, str]:
