@@ -158,4 +158,12 @@ def test_in_a_hosted_kitchen_only_the_presenter_is_offered_the_compiled_paths(ho
     presenter = page_test("speed")
     presenter.session_state[VISITOR_KEY], presenter.session_state[PRESENTER_KEY] = "v-presenter00000000000000", True
     presenter.run()
-    assert presenter.multiselect[0].options == ["eager", "compiled", "compiled-int8"]
+    assert presenter.multiselect[0].options == ["eager", "compiled-int8", "compiled", "compiled-bf16"]
+    # the memory wall offers the same compiled paths to the presenter only
+    visitor, presenter = page_test("roofline"), page_test("roofline")
+    visitor.session_state[VISITOR_KEY] = "v-roofline0000000000000000"
+    presenter.session_state[VISITOR_KEY], presenter.session_state[PRESENTER_KEY] = "v-presenter00000000000000", True
+    visitor.run(), presenter.run()
+    assert not visitor.exception and not presenter.exception
+    assert visitor.multiselect[0].options == [] and visitor.multiselect[0].disabled
+    assert presenter.multiselect[0].options == ["compiled-int8", "compiled", "compiled-bf16"]
