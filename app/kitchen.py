@@ -148,6 +148,8 @@ class GenerationJob(Job):
     records: list[TokenRecord] = field(default_factory=list)
     trace: Trace | None = None
     prompt_tokens_cap: int | None = None  # hosted mode: the most tokens the typed prompt may have
+    path: str = "eager"  # the decode path (engine.paths); a compiled one runs alone once it is prepared
+    path_progress: str | None = None  # while its path is being prepared: the latest sentence about it
 
     def work(self, worker: ModelWorker) -> None:
         if self.prompt_tokens_cap is not None and worker.tokenizer is not None:
@@ -162,7 +164,8 @@ class GenerationJob(Job):
 
         def take(record: TokenRecord) -> None:
             if not self.records:  # its prefill step began t_ms before this first token: the model took it then
-                self.queue_place, self.started_s = None, time.monotonic() - record.t_ms / 1000
+                self.queue_place, self.path_progress = None, None
+                self.started_s = time.monotonic() - record.t_ms / 1000
                 self.cooking_since_s = self.started_s
             self.records.append(record)
 
@@ -172,9 +175,20 @@ class GenerationJob(Job):
         def wait(place: QueuePlace) -> None:
             self.queue_place = place
 
+        def preparing(sentence: str) -> None:
+            self.path_progress = sentence
+
         try:
             self.trace = worker.generate(
-                self.prompt, self.settings, cancel=self, on_request=accept, on_record=take, on_queue=wait, on_table=seat
+                self.prompt,
+                self.settings,
+                cancel=self,
+                on_request=accept,
+                on_record=take,
+                on_queue=wait,
+                on_table=seat,
+                path=self.path,
+                on_path_progress=preparing,
             )
         except GenerationCancelled as err:
             if isinstance(err.partial, Trace):  # the tokens made before the stop, ending "stopped"

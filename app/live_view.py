@@ -17,9 +17,11 @@ from app.run_view import draw_run_charts, run_html
 from app.state import remember
 from app.text import literal
 from app.views import token_count_metrics, tokenizer_pieces
+from app.visitors import may_load_models
 from engine import GenerationSettings, summarize
+from engine.facts import DECODE_PATHS
 from engine.tokens import TextTokens, read_text
-from engine.trace import trace_csv, trace_json
+from engine.trace import Trace, path_sentence, trace_csv, trace_json
 
 # How often the page redraws from what has been recorded while a run is going. Every redraw costs CPU in the
 # server and the browser, and on a small machine that CPU is taken from the model: keep them sparse.
@@ -69,6 +71,29 @@ def settings_inputs() -> GenerationSettings:
         kv_cache=kv_cache,
         chat_template=chat_template,
     )
+
+
+def path_input() -> str:
+    """Which decode path the next run takes (engine.paths): eager unless chosen; a compiled one is prepared first."""
+    offered = list(DECODE_PATHS) if may_load_models() else ["eager"]  # preparing one: the presenter's call
+    path = settings_area("Decode path").selectbox(
+        "Decode path (see 'What makes it fast')",
+        offered,
+        key=remember("live_path"),
+        help="eager: instant, every detail, cooked in the batch with everyone's requests. A compiled path is "
+        "faster and records the same details, but runs your request alone, after preparing (minutes the first "
+        "time, seconds once its compile cache is on disk).",
+    )
+    if len(offered) < len(DECODE_PATHS):
+        st.caption("On this hosted kitchen only the presenter may prepare the compiled decode paths.")
+    return path
+
+
+def path_caption(trace: Trace) -> str | None:
+    """What a finished run's decode path was, for under its answer (None: the batched eager kitchen)."""
+    if trace.path is None or trace.path["name"] == "eager":
+        return None
+    return f"Decoded on a compiled path: {path_sentence(trace.path)}; it had the model to itself, not batched."
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

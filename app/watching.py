@@ -81,6 +81,13 @@ def show_waiting(job: Job) -> bool:
     if job.state == "queued" and job.slot.state == "loading":
         show_load_progress(job.slot, doing="First loading")
         return True
+    preparing = job.path_progress if isinstance(job, GenerationJob) else None
+    if preparing:  # a compiled decode path is being prepared (engine.paths): minutes the first time
+        st.info(
+            f"⚙️ {literal(preparing)}. Compiling takes minutes the first time and seconds once its cache is on "
+            "disk; everyone else's requests keep cooking meanwhile, and yours starts as soon as it is ready."
+        )
+        return True
     place = job.queue_place
     if place is None:
         return False

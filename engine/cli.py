@@ -187,6 +187,8 @@ def command_trace(args: argparse.Namespace) -> int:
 
 def render_summary(trace) -> str:
     """A one-screen text summary of a trace."""
+    from engine.trace import path_sentence
+
     s, m = trace.summary, trace.model
     prompt_tokens = len(trace.prompt["tokens"])
     answer = trace.answer.strip().replace("\n", " ")
@@ -207,11 +209,7 @@ def render_summary(trace) -> str:
         f"  peak memory                       {fmt_bytes(s.peak_memory_bytes)}",
     ]
     if trace.path is not None:
-        p = trace.path
-        lines.append(
-            f"  decode path                       {p['name']} ({p['dtype']}, weights {p.get('weights', 'as loaded')})"
-            + (f", prepared in {p['prepare_s']:.1f} s ({p['cache']} compile cache)" if p["cache"] != "none" else "")
-        )
+        lines.append(f"  decode path                       {path_sentence(trace.path)}")
     return "\n".join(lines)
 
 

@@ -114,6 +114,14 @@ class Trace:
         )
 
 
+def path_sentence(path: dict) -> str:
+    """A trace's decode path in words: name, arithmetic, weights, and how long preparing it took."""
+    said = f"{path['name']} ({path['dtype']} arithmetic, weights {path.get('weights') or 'as loaded'})"
+    if path["cache"] != "none":
+        said += f", prepared in {path['prepare_s']:.1f} s ({path['cache']} compile cache)"
+    return said
+
+
 def events_of(data: dict) -> tuple[TokenRecord, ...]:
     """The token records of a trace dict whose structure has been checked."""
     return tuple(

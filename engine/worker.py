@@ -7,7 +7,9 @@ page redrew (together with other costs since removed), and a shorter GIL switch 
 worker process the model shares only CPU cores with the UI, never the interpreter, and its torch thread
 setting is its own. `ModelWorker` is the parent's handle: it loads the model over there, then sends it
 requests from any number of threads; the worker cooks generations together in one continuously batched loop
-(engine.serving) and runs an experiment alone once the batch has drained.
+(engine.serving) and runs an experiment alone once the batch has drained. A generation asking for a compiled
+decode path (engine.paths) runs alone too, once its path is ready: the path is prepared on a thread of its own
+(minutes the first time) while the batch keeps cooking everyone else's eager requests.
 
 The messages, every one a frozen dataclass below (pickled over one socket), each request's tagged with its id:
 
@@ -15,7 +17,8 @@ The messages, every one a frozen dataclass below (pickled over one socket), each
                                       Ready | Failed (then the worker exits)
     parent -> worker, any time:       Generate | RunExperiment (a new id each), Stop(id)
     worker -> parent per request:     Queued* (its place while it waits), then
-                                      Prepared, Record* (a generation) | Measuring* (an experiment),
+                                      Prepared, PathProgress* (a generation on a compiled decode path, while
+                                      the path is prepared), Record* (a generation) | Measuring* (an experiment),
                                       then exactly one of Finished | Cancelled | Failed
     worker -> parent per step:        Step (the kitchen's scheduler view; no request's text)
     (a kitchen round's messages travel together in one Batch, in the order they were made)
@@ -87,11 +90,12 @@ class Ready:
 
 @dataclass(frozen=True)
 class Generate:
-    """Parent -> worker: run one prompt with these settings."""
+    """Parent -> worker: run one prompt with these settings, on this decode path (engine.paths)."""
 
     request_id: int
     prompt: str
     settings: GenerationSettings
+    path: str = "eager"
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,23 @@ class Prepared:
 
     request_id: int
     request: Request
+
+
+@dataclass(frozen=True)
+class PathProgress:
+    """Worker -> parent: how preparing the request's decode path goes (a sentence), while the batch cooks on."""
+
+    request_id: int
+    message: str
+
+
+@dataclass(frozen=True)
+class PathNote:
+    """Inside the worker: the preparing thread's news for the main loop (`outcome` set once it has ended)."""
+
+    name: str
+    message: str
+    outcome: object = None  # the PreparedPath, or the exception that says why it cannot be had
 
 
 @dataclass(frozen=True)
@@ -258,6 +279,20 @@ def serve(
     send = outbox.append
     kitchen = Kitchen(loaded, max_batch=max_batch, kv_budget_bytes=budget, on_step=lambda info: send(Step(info)))
     experiments: list[RunExperiment] = []
+    solos: list[tuple[Generate, Request]] = []  # generations on a compiled path, in arrival order
+    paths: dict[str, object] = {}  # path name -> its PreparedPath, or the exception preparing it raised
+    preparing: set[str] = set()
+
+    def prepare_in_background(name: str) -> None:
+        from engine.paths import prepare_path
+
+        try:
+            outcome = prepare_path(
+                loaded, name, on_progress=lambda said: inbox.put(PathNote(name, preparing_note(name, said)))
+            )
+        except Exception as err:  # noqa: BLE001 - told, as a sentence, to every request waiting for it
+            outcome = err
+        inbox.put(PathNote(name, f"The {name} path is ready", outcome))
 
     def order_for(message: Generate, request: Request) -> Order:
         records: list[TokenRecord] = []
@@ -291,7 +326,8 @@ def serve(
         # Take every message waiting now (block only when there is nothing to cook), so requests that arrived
         # together join the batch together instead of one per step.
         try:
-            messages = [inbox.get(block=kitchen.idle and not experiments)]
+            ready_solo = any(solo[0].path in paths for solo in solos)
+            messages = [inbox.get(block=kitchen.idle and not experiments and not ready_solo)]
         except queue.Empty:
             messages = []  # nothing new: cook
         while not inbox.empty():
@@ -307,7 +343,21 @@ def serve(
                     connection.send(Failed(message.request_id, type(err).__name__, str(err)))
                 else:
                     connection.send(Prepared(message.request_id, request))
-                    kitchen.add(order_for(message, request))
+                    if message.path == "eager":
+                        kitchen.add(order_for(message, request))
+                    else:
+                        solos.append((message, request))
+                        if message.path not in paths and message.path not in preparing:
+                            preparing.add(message.path)
+                            threading.Thread(target=prepare_in_background, args=(message.path,), daemon=True).start()
+                        connection.send(PathProgress(message.request_id, f"Preparing the {message.path} path"))
+            elif isinstance(message, PathNote):
+                if message.outcome is not None:
+                    preparing.discard(message.name)
+                    paths[message.name] = message.outcome
+                for waiting, _ in solos:
+                    if waiting.path == message.name:
+                        connection.send(PathProgress(waiting.request_id, message.message))
             elif isinstance(message, RunExperiment):
                 experiments.append(message)
             else:
@@ -318,9 +368,18 @@ def serve(
                         f"the worker does not know the request {message!r:.80}",
                     )
                 )
-        kitchen.admitting = not experiments  # an experiment needs the model alone: the batch drains first
+        for stopped in [solo for solo in solos if stops[solo[0].request_id].is_set()]:
+            solos.remove(stopped)  # stopped while its path was being prepared: nothing was cooked
+            stops.pop(stopped[0].request_id, None)
+            connection.send(Cancelled(stopped[0].request_id, "stopped before its decode path was ready"))
+        runnable = next((solo for solo in solos if solo[0].path in paths), None)
+        # an experiment, or a generation whose path is ready, needs the model alone: the batch drains first
+        kitchen.admitting = not experiments and runnable is None
         if experiments and not kitchen.busy:
             run_alone(loaded, experiments.pop(0), connection, stops)
+        elif runnable is not None and not kitchen.busy:
+            solos.remove(runnable)
+            run_on_path(loaded, *runnable, paths[runnable[0].path], connection, stops)
         elif not kitchen.idle:
             try:
                 kitchen.step()
@@ -344,6 +403,45 @@ def run_alone(
         connection.send(Finished(request_id, result))
     except GenerationCancelled as err:
         connection.send(Cancelled(request_id, str(err), partial=err.partial))
+    except Exception as err:  # noqa: BLE001 - one request's failure must not end the worker
+        connection.send(Failed(request_id, type(err).__name__, str(err)))
+    finally:
+        stops.pop(request_id, None)
+
+
+def preparing_note(name: str, said: str) -> str:
+    """A preparation step's sentence, naming the path it prepares."""
+    return f"Preparing the {name} path: {said[:1].lower()}{said[1:]}"
+
+
+def run_on_path(
+    loaded: LoadedModel,
+    message: Generate,
+    request: Request,
+    path: object,
+    connection: Connection,
+    stops: dict[int, threading.Event],
+) -> None:
+    """Run one generation on its prepared decode path with the model to itself, relaying each record as it is made."""
+    from engine.run import build_trace, collect_trace
+
+    request_id = message.request_id
+    try:
+        if isinstance(path, Exception):  # preparing it failed: the sentence says why (PathUnavailable's own)
+            raise EngineError(str(path))
+        trace = collect_trace(
+            loaded,
+            request,
+            cancel=stops[request_id],
+            on_record=lambda r: connection.send(Record(request_id, r)),
+            path=path,
+        )
+        connection.send(Finished(request_id, trace))
+    except GenerationCancelled as err:
+        partial = (
+            build_trace(loaded, request, list(err.records), stopped=True, path=path.describe()) if err.records else None
+        )
+        connection.send(Cancelled(request_id, str(err), partial=partial))
     except Exception as err:  # noqa: BLE001 - one request's failure must not end the worker
         connection.send(Failed(request_id, type(err).__name__, str(err)))
     finally:
@@ -498,8 +596,10 @@ class ModelWorker:
         on_record: Callable[[TokenRecord], None] | None = None,
         on_queue: Callable[[QueuePlace], None] | None = None,
         on_table: Callable[[int], None] | None = None,
+        path: str = "eager",
+        on_path_progress: Callable[[str], None] | None = None,
     ) -> Trace:
-        """Run one request in the worker's kitchen; records arrive through `on_record` as they are made."""
+        """Run one request in the worker's kitchen (on `path`, engine.paths); records arrive through `on_record`."""
         records: list[TokenRecord] = []
 
         def handle(message: object) -> None:
@@ -511,10 +611,12 @@ class ModelWorker:
                     on_record(message.record)
             elif isinstance(message, Queued) and on_queue is not None:
                 on_queue(message.place)
+            elif isinstance(message, PathProgress) and on_path_progress is not None:
+                on_path_progress(message.message)
 
         try:
             return self._exchange(
-                lambda request_id: Generate(request_id, prompt, settings),
+                lambda request_id: Generate(request_id, prompt, settings, path),
                 cancel=cancel,
                 handle=handle,
                 on_table=on_table,

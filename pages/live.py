@@ -14,6 +14,8 @@ from app.live_view import (
     draw_downloads,
     draw_live_text,
     draw_tokenizer_view,
+    path_caption,
+    path_input,
     settings_inputs,
 )
 from app.sidebar import current_selection
@@ -41,6 +43,7 @@ busy = job is not None and job.active
 # browser showing an empty box over a state that held the default (seen in the presenter's walk).
 prompt = st.text_area("Prompt", DEFAULT_PROMPT, key=remember("live_prompt"), height=110, max_chars=PROMPT_MAX_CHARS)
 settings = settings_inputs()
+path = path_input()
 buttons = st.columns([1, 1, 6])
 if buttons[0].button("Generate", type="primary", disabled=busy, key="live_generate"):
     try:
@@ -49,7 +52,7 @@ if buttons[0].button("Generate", type="primary", disabled=busy, key="live_genera
     except (PromptError, SettingsError) as err:
         st.warning(f"Nothing to cook yet: {err}.")
         st.stop()
-    submit_job(GenerationJob(prompt=prompt, settings=settings), key="live_job")
+    submit_job(GenerationJob(prompt=prompt, settings=settings, path=path), key="live_job")
 if buttons[1].button("Stop", disabled=not busy, key="live_stop"):
     job.stop_pressed.set()
 
@@ -82,6 +85,8 @@ if job.active:
     redraw_while(lambda: job.active, live_charts, every=CHART_REDRAW_SECONDS)
 elif draw_live_text(job):
     st.caption(explanation("live", "chips"))
+    if job.trace is not None and (said := path_caption(job.trace)):
+        st.caption(said)
     draw_charts(job)
     if job.trace is not None:
         draw_downloads(job)

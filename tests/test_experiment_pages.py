@@ -167,3 +167,33 @@ def test_in_a_hosted_kitchen_only_the_presenter_is_offered_the_compiled_paths(ho
     assert not visitor.exception and not presenter.exception
     assert visitor.multiselect[0].options == [] and visitor.multiselect[0].disabled
     assert presenter.multiselect[0].options == ["compiled-int8", "compiled", "compiled-bf16"]
+
+
+def test_in_a_hosted_kitchen_only_the_presenter_may_pick_a_compiled_path_on_the_live_page(hosted, fresh_kitchen):
+    from app.visitors import PRESENTER_KEY, VISITOR_KEY
+
+    visitor, presenter = page_test("live"), page_test("live")
+    visitor.session_state[VISITOR_KEY] = "v-live00000000000000000000"
+    presenter.session_state[VISITOR_KEY], presenter.session_state[PRESENTER_KEY] = "v-presenter00000000000000", True
+    visitor.run(), presenter.run()
+    assert not visitor.exception and not presenter.exception
+    assert visitor.selectbox(key="live_path").options == ["eager"]
+    assert any("only the presenter may prepare the compiled" in caption.value for caption in visitor.caption)
+    assert presenter.selectbox(key="live_path").options == ["eager", "compiled-int8", "compiled", "compiled-bf16"]
+    assert presenter.selectbox(key="live_path").value == "eager"  # instant, and every detail: the default
+
+
+def test_a_run_on_a_compiled_path_says_so_under_its_answer(tiny):
+    from dataclasses import replace
+
+    from app.live_view import path_caption
+    from engine import GenerationSettings, run_trace
+
+    eager = run_trace(tiny, "soup", settings=GenerationSettings(max_new_tokens=2))
+    assert path_caption(eager) is None  # the batched eager kitchen: nothing to add
+    compiled = {"name": "compiled-bf16", "dtype": "float32", "weights": "bfloat16", "prepare_s": 14.4, "cache": "warm",
+                "max_len": 512, "options": {}}  # fmt: skip
+    assert path_caption(replace(eager, path=compiled)) == (
+        "Decoded on a compiled path: compiled-bf16 (float32 arithmetic, weights bfloat16), prepared in 14.4 s "
+        "(warm compile cache); it had the model to itself, not batched."
+    )

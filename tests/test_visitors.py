@@ -293,3 +293,22 @@ def test_where_a_login_is_configured_the_visitor_is_who_st_user_says(hosted, mon
     expected = "login-" + hashlib.sha256(b"anne@example.org").hexdigest()[:24]
     assert at.session_state[VISITOR_KEY] == expected
     assert any("kept by your login" in caption.value for caption in at.sidebar.caption)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("fresh_kitchen")
+def test_the_presenters_run_on_a_compiled_path_says_it_is_preparing_then_cooks_alone(hosted, tiny_folder):
+    from app.kitchen import GenerationJob, model_slot
+
+    slot = model_slot(str(tiny_folder), "cpu", "float32")
+    wait_for(lambda: slot.state == "ready", what="the tiny model")
+    settings = GenerationSettings(max_new_tokens=5, stop_at_eos=False, chat_template=False)
+    job = GenerationJob(prompt="soup", settings=settings, owner=ANNE, path="compiled")
+    slot.submit(job)
+    wait_for(lambda: job.path_progress is not None or not job.active, what="the path's preparation")
+    said = job.path_progress  # what the live page shows meanwhile (app.watching.show_waiting)
+    wait_for(lambda: not job.active, what="the compiled run", timeout_s=600)
+    assert said is not None and "compiled" in said
+    assert job.state == "done" and job.path_progress is None  # cleared by the first token
+    assert job.trace.path["name"] == "compiled" and len(job.trace.events) == 5
+    assert RunStore().open(f"traces/{job.saved_to.name}").path["name"] == "compiled"  # kept with its path

@@ -208,3 +208,38 @@ def test_the_worker_tells_the_machine_s_devices_before_it_imports_transformers(t
         assert handle.settled.is_set()
     finally:
         handle.close()
+
+
+def test_an_unknown_decode_path_is_one_sentence_and_the_worker_goes_on(worker):
+    settings = GenerationSettings(max_new_tokens=3, stop_at_eos=False)
+    with pytest.raises(EngineError, match=r"^the turbo path is unavailable: there is no decode path called 'turbo'"):
+        worker.generate("soup", settings, path="turbo")
+    assert len(worker.generate("soup", settings).events) == 3
+
+
+@pytest.mark.slow
+def test_a_compiled_path_is_prepared_aside_while_eager_requests_keep_cooking(worker):
+    settings = GenerationSettings(max_new_tokens=6, stop_at_eos=False, chat_template=False)
+    progress, records, done = [], [], {}
+
+    def on_compiled_path():
+        done["trace"] = worker.generate(
+            "soup of the day", settings, path="compiled", on_path_progress=progress.append, on_record=records.append
+        )
+
+    thread = threading.Thread(target=on_compiled_path)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not progress and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert progress[0] == "Preparing the compiled path"
+    eager = worker.generate("soup of the day", settings)  # served by the batch while the path is prepared
+    assert not records  # preparing (seconds even from a warm cache: dynamo traces the model) had not ended
+    thread.join(timeout=600)
+    fast = done["trace"]
+    assert progress[-1] == "The compiled path is ready"
+    assert fast.path["name"] == "compiled" and eager.path is None
+    assert [e.token_id for e in fast.events] == [e.token_id for e in eager.events]  # greedy: the same answer
+    assert tuple(records) == fast.events  # every token relayed as it was made
+    with pytest.raises(PromptError, match="the compiled path always uses its KV cache"):
+        worker.generate("soup", GenerationSettings(max_new_tokens=3, kv_cache=False), path="compiled")
