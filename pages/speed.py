@@ -43,7 +43,12 @@ quality_tokens = columns[2].number_input(
 )
 if len(offered) < len(DECODE_PATHS):
     st.caption("On this hosted kitchen only the presenter may prepare the compiled paths (minutes of work each).")
-options = SpeedOptions(paths=tuple(paths) or ("eager",), new_tokens=int(new_tokens), quality_tokens=int(quality_tokens))
+options = SpeedOptions(
+    paths=tuple(paths) or ("eager",),
+    new_tokens=int(new_tokens),
+    quality_tokens=int(quality_tokens),
+    llama_cpp=may_load_models(),  # another copy of the model, in llama.cpp: the presenter's call when hosted
+)
 
 result = experiment_section("speed", options, key="speed")
 if result is None:

@@ -131,3 +131,28 @@ def test_the_cli_twin_writes_the_same_contract(tmp_path):
     assert [row["batch_size"] for row in data["rows"]] == [1, 2]
     assert data["settings"]["batch_sizes"] == [1, 2]
     assert data["finding"] in result.stdout
+
+
+@pytest.mark.slow
+def test_llama_cpp_joins_the_speed_rows_when_it_is_installed_and_says_why_not_otherwise(real, tiny):
+    import importlib.util
+
+    from engine.experiments.llama_cpp import llama_cpp_unavailable
+    from engine.experiments.speed import SpeedOptions
+
+    installed = importlib.util.find_spec("llama_cpp") is not None
+    reason = llama_cpp_unavailable(real)
+    options = SpeedOptions(paths=("eager",), new_tokens=16, quality_tokens=64, bandwidth_mb=64)
+    result = run_experiment(real, "speed", options)
+    if not installed:  # the usual case (CI included): never a dependency
+        assert reason.startswith("llama-cpp-python is not installed")
+        assert result.details["unavailable"] == {"llama.cpp": reason}
+        assert [row["path"] for row in result.rows] == ["eager"]
+        return
+    assert reason is None
+    assert llama_cpp_unavailable(tiny) == "only the bundled default model comes with a GGUF file for llama.cpp here"
+    eager, llama = result.rows
+    assert llama["path"] == "llama.cpp" and llama["weights"].startswith("Q4_1")
+    assert llama["weight_bytes_read"] == 96_576_768  # the GGUF's tensors: 4-bit layers, an 8-bit embedding
+    assert llama["decode_tokens_per_s"] > eager["decode_tokens_per_s"]  # measured here: ~70 against ~11
+    assert llama["token_agreement"] > 0.8  # the same weights (our copy is dequantized from this file)

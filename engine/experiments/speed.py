@@ -15,8 +15,11 @@ import torch
 
 from engine.errors import SettingsError
 from engine.experiments.base import Measured, Options, Progress, require_positive
+from engine.experiments.llama_cpp import NAME as LLAMA_CPP
+from engine.experiments.llama_cpp import llama_cpp_kv_bytes, llama_cpp_unavailable, measure_llama_cpp
 from engine.experiments.roofline import measure_bandwidth
 from engine.facts import DECODE_PATHS, FAITHFUL_AGREEMENT
+from engine.generate import prepare_request
 from engine.loading import LoadedModel
 from engine.paths import DEFAULT_MAX_LEN, PathUnavailable, PreparedPath, path_unavailable, prepare_path
 from engine.quality import quality_cost, teacher_forced_logits
@@ -38,6 +41,9 @@ class SpeedOptions(Options):
         default=257, metadata={"help": "tokens of text for the quality check (that many minus one predictions)"}
     )
     bandwidth_mb: int = field(default=256, metadata={"help": "size of the tensor read to measure the ceiling (MB)"})
+    llama_cpp: bool = field(
+        default=True, metadata={"help": "also run llama.cpp on the same GGUF file, when llama-cpp-python is installed"}
+    )
 
     def check(self) -> None:
         require_positive(new_tokens=self.new_tokens, bandwidth_mb=self.bandwidth_mb)
@@ -131,6 +137,14 @@ def run(loaded: LoadedModel, options: SpeedOptions, progress: Progress) -> Measu
             }
         )
         greedy_match[name] = matching_prefix(answers["eager"], answers[name])
+    if options.llama_cpp:
+        reason = llama_cpp_unavailable(loaded)
+        if reason:
+            unavailable[LLAMA_CPP] = reason
+        else:
+            progress(0.95, "Running llama.cpp on the same GGUF file and cores")
+            rows.append(llama_cpp_row(loaded, options, text_ids, reference_logits, bandwidth=bandwidth))
+            greedy_match[LLAMA_CPP] = matching_prefix(answers["eager"], rows[-1].pop("answer"))
     progress(1.0, "Done")
     details = {
         **machine,
@@ -142,6 +156,34 @@ def run(loaded: LoadedModel, options: SpeedOptions, progress: Progress) -> Measu
         "threads": torch.get_num_threads(),
     }
     return Measured(rows=rows, details=details, finding=finding(rows, details))
+
+
+def llama_cpp_row(
+    loaded: LoadedModel, options: SpeedOptions, text_ids: list[int], reference_logits: torch.Tensor, *, bandwidth: float
+) -> dict:
+    """The llama.cpp row, measured like a path's (and its greedy answer under "answer", for the caller to take)."""
+    settings = GenerationSettings(max_new_tokens=options.new_tokens)
+    prompt_ids = list(prepare_request(loaded, options.prompt, settings=settings).token_ids)
+    run = measure_llama_cpp(prompt_ids, text_ids, new_tokens=options.new_tokens, threads=torch.get_num_threads())
+    kv_bytes = llama_cpp_kv_bytes(loaded, context=len(prompt_ids) + options.new_tokens // 2)
+    total = run.weight_bytes + kv_bytes
+    return {
+        "path": LLAMA_CPP,
+        "dtype": "llama.cpp's (8-bit activations)",
+        "weights": run.weights,
+        "decode_tokens_per_s": run.decode_tokens_per_s,
+        "prefill_tokens_per_s": run.prefill_tokens_per_s,
+        "itl_ms": run.itl_ms,
+        "bytes_per_token": total,
+        "weight_bytes_read": run.weight_bytes,
+        "kv_bytes_read": kv_bytes,
+        "ceiling_tokens_per_s": bandwidth / total,
+        "mbu": total * run.decode_tokens_per_s / bandwidth,
+        "prepare_s": run.load_s,
+        "prepare_cache": "none",
+        **quality_cost(reference_logits, run.text_logits, text_ids).to_dict(),
+        "answer": run.answer,
+    }
 
 
 def matching_prefix(first: list[int], second: list[int]) -> int:
