@@ -240,6 +240,7 @@ def receive_forever(connection: Connection, inbox: queue.Queue, stops: dict[int,
             # that has ended (a late click) finds nothing and is dropped
             if (stop := stops.get(message.request_id)) is not None:
                 stop.set()
+                inbox.put(message)  # wakes the loop, which may be waiting for a decode path being prepared
         else:
             if isinstance(message, Generate | RunExperiment):
                 stops[message.request_id] = threading.Event()
@@ -360,6 +361,8 @@ def serve(
                         connection.send(PathProgress(waiting.request_id, message.message))
             elif isinstance(message, RunExperiment):
                 experiments.append(message)
+            elif isinstance(message, Stop):
+                pass  # its flag is set already: the stopped requests are looked at below and between steps
             else:
                 connection.send(
                     Failed(

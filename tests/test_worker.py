@@ -243,3 +243,29 @@ def test_a_compiled_path_is_prepared_aside_while_eager_requests_keep_cooking(wor
     assert tuple(records) == fast.events  # every token relayed as it was made
     with pytest.raises(PromptError, match="the compiled path always uses its KV cache"):
         worker.generate("soup", GenerationSettings(max_new_tokens=3, kv_cache=False), path="compiled")
+
+
+@pytest.mark.slow
+def test_a_request_stopped_while_its_path_is_prepared_ends_at_once(tiny_folder):
+    worker = ModelWorker(str(tiny_folder), device="cpu", dtype="float32", threads=1)  # its own: preparing goes on
+    worker.wait_loaded()
+    stop, progress, outcome = threading.Event(), [], {}
+
+    def on_int8_path():
+        try:
+            worker.generate("soup", GenerationSettings(max_new_tokens=3), path="compiled-int8", cancel=stop,
+                            on_path_progress=progress.append)  # fmt: skip
+        except GenerationCancelled as err:
+            outcome.update(said=str(err), when=time.monotonic())
+
+    thread = threading.Thread(target=on_int8_path)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not progress and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pressed = time.monotonic()
+    stop.set()
+    thread.join(timeout=600)
+    worker.close()
+    assert outcome["said"] == "stopped before its decode path was ready"
+    assert outcome["when"] - pressed < 2  # not after the minutes preparing can take: the stop wakes the worker
