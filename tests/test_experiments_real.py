@@ -36,13 +36,18 @@ def slope_ms_per_step(latencies: list[float]) -> float:
 
 
 def test_without_the_cache_each_token_costs_more_and_with_it_not(real):
-    result = run_experiment(real, "kv-cache", KvCacheOptions(new_tokens=96))
-    rows = list(result.rows)
-    without, with_cache = decode_latencies(rows, kv_cache=False), decode_latencies(rows, kv_cache=True)
+    def measured():
+        result = run_experiment(real, "kv-cache", KvCacheOptions(new_tokens=96))
+        rows = list(result.rows)
+        return result, decode_latencies(rows, kv_cache=False), decode_latencies(rows, kv_cache=True)
+
+    result, without, with_cache = measured()
+    if slope_ms_per_step(without) <= 0.3:  # seen once on CI (0.12): a neighbour's load that ended mid-run flattened
+        result, without, with_cache = measured()  # the curve; a broken cache fails twice, a noisy minute once
     off_start, off_end = edge_means(without)
     assert off_end > off_start  # re-reading a longer sequence at every step
     off_slope, on_slope = slope_ms_per_step(without), slope_ms_per_step(with_cache)
-    assert off_slope > 0.3  # measured here: ~0.8-1.1 ms more per step without the cache
+    assert off_slope > 0.3  # measured: ~0.8-1.1 ms more per step without the cache (Xeon VM), 2.8-3.2 (EPYC VM)
     assert off_slope > 3 * abs(on_slope)  # the cached steps do not grow comparably
     runs = result.details["runs"]
     assert runs["off"]["total_ms"] > 1.5 * runs["on"]["total_ms"]
