@@ -143,8 +143,9 @@ def run(loaded: LoadedModel, options: SpeedOptions, progress: Progress) -> Measu
             unavailable[LLAMA_CPP] = reason
         else:
             progress(0.95, "Running llama.cpp on the same GGUF file and cores")
-            rows.append(llama_cpp_row(loaded, options, text_ids, reference_logits, bandwidth=bandwidth))
-            greedy_match[LLAMA_CPP] = matching_prefix(answers["eager"], rows[-1].pop("answer"))
+            row, answer = llama_cpp_row(loaded, options, text_ids, reference_logits, bandwidth=bandwidth)
+            rows.append(row)
+            greedy_match[LLAMA_CPP] = matching_prefix(answers["eager"], answer)
     progress(1.0, "Done")
     details = {
         **machine,
@@ -160,8 +161,8 @@ def run(loaded: LoadedModel, options: SpeedOptions, progress: Progress) -> Measu
 
 def llama_cpp_row(
     loaded: LoadedModel, options: SpeedOptions, text_ids: list[int], reference_logits: torch.Tensor, *, bandwidth: float
-) -> dict:
-    """The llama.cpp row, measured like a path's (and its greedy answer under "answer", for the caller to take)."""
+) -> tuple[dict, list[int]]:
+    """The llama.cpp row, measured like a path's, and its greedy answer."""
     settings = GenerationSettings(max_new_tokens=options.new_tokens)
     prompt_ids = list(prepare_request(loaded, options.prompt, settings=settings).token_ids)
     run = measure_llama_cpp(prompt_ids, text_ids, new_tokens=options.new_tokens, threads=torch.get_num_threads())
@@ -182,8 +183,7 @@ def llama_cpp_row(
         "prepare_s": run.load_s,
         "prepare_cache": "none",
         **quality_cost(reference_logits, run.text_logits, text_ids).to_dict(),
-        "answer": run.answer,
-    }
+    }, run.answer
 
 
 def matching_prefix(first: list[int], second: list[int]) -> int:
