@@ -1,12 +1,12 @@
 """Decode paths: the same model run several ways, each still recorded token by token.
 
 - `eager`: the transformers model as loaded, a growing (dynamic) KV cache, one Python call per layer part.
-- `compiled-int8`: engine.static_decoder over a cache allocated once, its decode step compiled by
-  `torch.compile`, with every linear layer's weights stored as int8 (engine.quantize) and the activations in
-  bfloat16 (torch's int8 kernel ran fastest with them).
-- `compiled`: the static decoder in float32, every one-token matrix product written as a multiply-and-sum that
-  inductor spreads over all cores (engine.matvec): the same numbers as eager in another summing order.
-- `compiled-bf16`: the same, with the weights stored as bfloat16 (half the bytes) and float32 arithmetic.
+- `compiled`: engine.static_decoder over a cache allocated once, its decode step compiled by `torch.compile`, in
+  float32, every one-token matrix product written as a multiply-and-sum that inductor spreads over all cores
+  (engine.matvec): the same numbers as eager in another summing order.
+- `compiled-int8`: the static decoder with every linear layer's weights stored as int8 (engine.quantize) and
+  the activations in bfloat16 (torch's int8 kernel ran fastest with them).
+- `compiled-bf16`: the `compiled` step with the weights stored as bfloat16 (half the bytes), float32 arithmetic.
 
 Listed slowest first as measured on the 2-core CPU this was built on (README, "Fast decode paths"); `fastest`
 takes the last one that can run here. Preparing a compiled path takes minutes the first time; inductor's caches

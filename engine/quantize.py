@@ -67,6 +67,8 @@ def quantize_int8_weight_only(model: nn.Module) -> nn.Module:
 def weight_bytes_read_per_token(model: nn.Module) -> int:
     """Bytes of weights one decode step reads: every tensor once, but an input embedding only its one row.
 
+    So does a table looked up by position (a module with `reads_one_row`, like the static decoder's RotaryTable).
+
     An embedding tied to the output head (SmolLM2's is) is read whole by the head, so it counts whole.
     """
     read_by_linear = {  # nn.Linear or any replacement of it (int8, row-sum): every module with a weight but embeddings
@@ -80,7 +82,8 @@ def weight_bytes_read_per_token(model: nn.Module) -> int:
             if id(tensor) in seen:
                 continue
             seen.add(id(tensor))
-            if isinstance(module, nn.Embedding) and id(tensor) not in read_by_linear:
+            looked_up = isinstance(module, nn.Embedding) or getattr(module, "reads_one_row", False)
+            if looked_up and id(tensor) not in read_by_linear:
                 total += tensor.shape[-1] * tensor.element_size()  # one row per token
             else:
                 total += tensor.numel() * tensor.element_size()

@@ -158,7 +158,7 @@ def test_in_a_hosted_kitchen_only_the_presenter_is_offered_the_compiled_paths(ho
     presenter = page_test("speed")
     presenter.session_state[VISITOR_KEY], presenter.session_state[PRESENTER_KEY] = "v-presenter00000000000000", True
     presenter.run()
-    assert presenter.multiselect[0].options == ["eager", "compiled-int8", "compiled", "compiled-bf16"]
+    assert presenter.multiselect[0].options == ["eager", "compiled", "compiled-int8", "compiled-bf16"]
     # the memory wall offers the same compiled paths to the presenter only
     visitor, presenter = page_test("roofline"), page_test("roofline")
     visitor.session_state[VISITOR_KEY] = "v-roofline0000000000000000"
@@ -166,7 +166,7 @@ def test_in_a_hosted_kitchen_only_the_presenter_is_offered_the_compiled_paths(ho
     visitor.run(), presenter.run()
     assert not visitor.exception and not presenter.exception
     assert visitor.multiselect[0].options == [] and visitor.multiselect[0].disabled
-    assert presenter.multiselect[0].options == ["compiled-int8", "compiled", "compiled-bf16"]
+    assert presenter.multiselect[0].options == ["compiled", "compiled-int8", "compiled-bf16"]
 
 
 def test_in_a_hosted_kitchen_only_the_presenter_may_pick_a_compiled_path_on_the_live_page(hosted, fresh_kitchen):
@@ -179,7 +179,7 @@ def test_in_a_hosted_kitchen_only_the_presenter_may_pick_a_compiled_path_on_the_
     assert not visitor.exception and not presenter.exception
     assert visitor.selectbox(key="live_path").options == ["eager"]
     assert any("only the presenter may prepare the compiled" in caption.value for caption in visitor.caption)
-    assert presenter.selectbox(key="live_path").options == ["eager", "compiled-int8", "compiled", "compiled-bf16"]
+    assert presenter.selectbox(key="live_path").options == ["eager", "compiled", "compiled-int8", "compiled-bf16"]
     assert presenter.selectbox(key="live_path").value == "eager"  # instant, and every detail: the default
 
 

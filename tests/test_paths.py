@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from conftest import make_tiny_model
@@ -10,7 +12,7 @@ from engine.errors import PromptError
 from engine.generate import prepare_request, stream_generate
 from engine.paths import PathUnavailable, PreparedPath, path_unavailable, prepare_path
 from engine.settings import GenerationSettings
-from engine.static_decoder import StaticDecoder
+from engine.static_decoder import RotaryTable, StaticDecoder, use_rotary_table
 
 
 def test_the_static_decoder_computes_what_the_transformers_model_computes(tiny):
@@ -23,6 +25,21 @@ def test_the_static_decoder_computes_what_the_transformers_model_computes(tiny):
         for position in range(6, 10):  # then one token at a time against the cache
             ours = decoder.forward(ids[:, position : position + 1], torch.tensor([position]))
             assert torch.allclose(ours[0], expected[position], atol=1e-5), f"position {position}"
+
+
+def test_the_rotary_table_holds_what_the_model_computes_and_length_dependent_ones_are_left_alone(tiny):
+    decoder = StaticDecoder(tiny.model, max_len=32)
+    table, own = decoder.model.model.rotary_emb, tiny.model.model.rotary_emb
+    assert isinstance(table, RotaryTable) and not isinstance(own, RotaryTable)  # the loaded model keeps its own
+    positions = torch.tensor([[0, 1, 7, 31]])  # (1, 4)
+    probe = torch.zeros(1)
+    for ours, expected in zip(table(probe, positions), own(probe, positions), strict=True):
+        assert ours.shape == expected.shape == (1, 4, tiny.model.config.head_dim)
+        assert torch.equal(ours, expected)  # the same function's values, looked up instead of recomputed
+    scaled = copy.deepcopy(tiny.model)
+    scaled.model.rotary_emb.rope_type = "dynamic"  # frequencies that change with the sequence's length
+    assert not use_rotary_table(scaled, max_len=32, device=torch.device("cpu"))
+    assert not isinstance(scaled.model.rotary_emb, RotaryTable)
 
 
 def test_the_static_cache_reports_the_bytes_written_not_allocated(tiny):
@@ -196,7 +213,7 @@ def test_fastest_is_the_last_path_that_can_run_here(roomy_tiny, monkeypatch):
     assert prepare_path(roomy_tiny, "fastest").name == "compiled-bf16"  # a compiler and bfloat16 here
     monkeypatch.setattr(paths, "available_dtypes", lambda device: ["float32"])
     assert paths.path_unavailable(roomy_tiny, "compiled-bf16") == "cpu here has no bfloat16 support"
-    assert prepare_path(roomy_tiny, "fastest").name == "compiled"
+    assert prepare_path(roomy_tiny, "fastest").name == "compiled-int8"  # next fastest as measured
 
 
 def test_a_row_sum_linear_computes_what_the_linear_layer_does():
@@ -255,7 +272,9 @@ def test_the_memory_wall_measures_a_compiled_path_under_the_same_ceiling(roomy_t
     )
     per_token = roomy_tiny.facts.kv_bytes_per_token
     assert compiled["kv_bytes_read"] == 256 * per_token  # its static cache, read whole every step
-    assert compiled["weight_bytes_read"] == eager["weight_bytes_read"]  # the same float32 weights
+    table_row = 2 * roomy_tiny.model.config.head_dim * 4  # a step's row of the rotary table (cos and sin, float32)
+    extra = compiled["weight_bytes_read"] - eager["weight_bytes_read"]  # the same float32 weights, and that row
+    assert 0 < extra <= table_row  # instead of eager's rotary frequencies
     bandwidth = result.details["bandwidth_bytes_per_s"]
     assert compiled["ceiling_tokens_per_s"] == pytest.approx(bandwidth / compiled["bytes_per_token"])
     assert compiled["mbu"] == pytest.approx(compiled["bytes_per_token"] * compiled["decode_tokens_per_s"] / bandwidth)
@@ -268,5 +287,5 @@ def test_the_memory_wall_refuses_a_prompt_the_compiled_cache_cannot_hold():
 
     with pytest.raises(SettingsError, match="must fit their 512-position cache"):
         RooflineOptions(prefill_tokens=600, paths=("compiled",)).check()
-    with pytest.raises(SettingsError, match="paths must be some of compiled-int8, compiled, compiled-bf16"):
+    with pytest.raises(SettingsError, match="paths must be some of compiled, compiled-int8, compiled-bf16"):
         RooflineOptions(paths=("eager",)).check()
