@@ -1,0 +1,204 @@
+"""The remote kitchen's client against real sockets: a tiny server that streams, fails or breaks on purpose."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from engine.remote import RemoteEnd, RemoteError, RemoteToken, parse_endpoint, stream_chat
+
+MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def logprob_entry(token: str, logprob: float) -> dict:
+    """One token's logprobs as OpenAI's API sends them, with two alternatives."""
+    return {"token": token, "logprob": logprob, "top_logprobs": [{"token": token, "logprob": logprob},
+                                                                  {"token": " Lyon", "logprob": -3.0}]}  # fmt: skip
+
+
+def chunk(content: str | None = None, *, entries: list | None = None, finish: str | None = None, **extra) -> dict:
+    """A chat.completion.chunk with one choice."""
+    delta = {"content": content} if content is not None else {"role": "assistant"}
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    if entries is not None:
+        choice["logprobs"] = {"content": entries}
+    return {"id": "c1", "object": "chat.completion.chunk", "model": "tiny-server", "choices": [choice], **extra}
+
+
+# What each behaviour sends after its headers: events (dicts become JSON), pauses (floats, seconds), raw bytes.
+HAPPY = [
+    chunk(),
+    chunk("The", entries=[logprob_entry("The", -0.1)]),
+    0.05,
+    chunk(" capital is", entries=[logprob_entry(" capital", -0.2), logprob_entry(" is", -0.3)]),
+    0.05,
+    chunk(" Paris", entries=[logprob_entry(" Paris", -0.05)]),
+    chunk("", finish="stop"),
+    {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "model": "tiny-server",
+        "choices": [],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
+    },  # fmt: skip
+    "[DONE]",
+]
+BEHAVIOURS = {
+    "happy": HAPPY,
+    "no-logprobs": [chunk("Paris"), chunk(" is"), chunk(" it", finish="stop"), "[DONE]"],
+    "no-done": [chunk("Paris"), chunk(" is")],
+    "broken": [chunk("Paris"), chunk(" is"), b"BREAK"],
+    "malformed": [chunk("Paris"), "{not json"],
+    "error-event": [chunk("Paris"), {"error": {"message": "CUDA out of memory", "code": 500}}],
+    "slow": [chunk("Paris"), 3.0, chunk(" is"), "[DONE]"],
+}
+
+
+class TinyServer(BaseHTTPRequestHandler):
+    """Answers /<behaviour>/v1/chat/completions, or /status/<code>/v1/... with that status."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        parts = self.path.strip("/").split("/")
+        if parts[0] == "status":
+            body = json.dumps({"error": {"message": f"made-up failure {parts[1]}"}}).encode()
+            self.send_response(int(parts[1]))
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for item in BEHAVIOURS[parts[0]]:
+            if isinstance(item, float):
+                time.sleep(item)
+                continue
+            if item == b"BREAK":  # close mid-stream: no [DONE], no chunked-encoding terminator
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            data = item if isinstance(item, str) else json.dumps(item)
+            payload = f"data: {data}\n\n".encode()
+            self.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")  # the stream's clean end (with or without [DONE] before it)
+        self.wfile.flush()
+
+
+class QuietServer(ThreadingHTTPServer):
+    """A threading server that does not print the broken pipes its failing behaviours cause on purpose."""
+
+    def handle_error(self, request, client_address) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The tiny server on a free loopback port."""
+    httpd = QuietServer(("127.0.0.1", 0), TinyServer)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def run(url: str, **options) -> tuple[list[RemoteToken], RemoteEnd]:
+    """Stream one chat to the end: its tokens and how it ended."""
+    items = list(stream_chat(parse_endpoint(url), model="tiny-server", messages=MESSAGES, max_tokens=16, **options))
+    return [item for item in items if isinstance(item, RemoteToken)], items[-1]
+
+
+def failure(url: str, **options) -> RemoteError:
+    """The RemoteError a stream ends with."""
+    with pytest.raises(RemoteError) as caught:
+        run(url, **options)
+    return caught.value
+
+
+def test_tokens_arrive_timed_at_the_client_and_a_shared_chunk_is_split_and_flagged(server):
+    tokens, end = run(f"{server}/happy/v1")
+    assert "".join(token.text for token in tokens) == "The capital is Paris"
+    assert len(tokens) == end.usage["completion_tokens"] == 4 and end.finish_reason == "stop"
+    assert end.model == "tiny-server"
+    assert [token.shared_chunk for token in tokens] == [False, True, True, False]
+    assert [token.chunk for token in tokens] == [0, 1, 1, 2]
+    times = [token.t_ms for token in tokens]
+    assert times == sorted(times)
+    assert times[2] - times[0] >= 45  # the server's 50 ms pause shows in the client's clock
+    assert times[1] == pytest.approx((times[0] + times[2]) / 2)  # a shared chunk's time spread evenly since the last
+    assert tokens[3].logprob == -0.05 and tokens[3].top[1].token == " Lyon"
+    assert tokens[3].top[1].prob == pytest.approx(0.0498, abs=1e-3)
+
+
+def test_a_server_without_logprobs_gives_one_token_per_chunk_and_no_alternatives(server):
+    tokens, end = run(f"{server}/no-logprobs/v1")
+    assert [token.text for token in tokens] == ["Paris", " is", " it"]
+    assert all(token.logprob is None and token.top == () and not token.shared_chunk for token in tokens)
+    assert end.usage is None  # nothing to check the count against: the caller says so
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "sentence", "kept"),
+    [
+        ("no-done", "ended without [DONE] after 2 tokens", 2),
+        ("broken", "broke after 2 tokens", 2),
+        ("malformed", "not JSON after 1 tokens", 1),
+        ("error-event", "error mid-stream after 1 tokens: CUDA out of memory", 1),
+    ],
+)
+def test_a_stream_that_breaks_is_one_sentence_and_keeps_its_tokens(server, behaviour, sentence, kept):
+    err = failure(f"{server}/{behaviour}/v1")
+    assert sentence in str(err) and "\n" not in str(err)
+    assert [token.text for token in err.tokens][:1] == ["Paris"] and len(err.tokens) == kept
+
+
+@pytest.mark.parametrize(
+    ("code", "sentence"),
+    [
+        (401, "refused the request (401): check the API key"),
+        (403, "refused the request (403): check the API key"),
+        (404, "has no model 'tiny-server'"),
+        (429, "limiting requests (429)"),
+        (500, "failed on its side (500): made-up failure 500"),
+        (503, "failed on its side (503)"),
+    ],
+)
+def test_each_refusing_status_is_a_sentence_the_user_can_act_on(server, code, sentence):
+    err = failure(f"{server}/status/{code}/v1")
+    assert sentence in str(err) and err.tokens == ()
+
+
+def test_a_closed_port_a_missing_host_and_a_silent_server_each_say_so(server):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    assert "could not connect to 127.0.0.1:" in str(failure(f"http://127.0.0.1:{closed}/v1"))
+    assert "could not find the host 'no-such-kitchen.invalid' (DNS)" in str(
+        failure("http://no-such-kitchen.invalid/v1")
+    )
+    started = time.monotonic()
+    err = failure(f"{server}/slow/v1", timeout_s=0.5)
+    assert "did not answer in time after 1 tokens" in str(err) and time.monotonic() - started < 2.5
+
+
+def test_an_address_is_checked_before_any_request_and_a_key_never_shows():
+    for bad in ["", "localhost:8000", "ftp://host/v1", "http:///v1"]:
+        with pytest.raises(RemoteError, match="is not a server address"):
+            parse_endpoint(bad)
+    with pytest.raises(RemoteError, match="must not contain a user name or password"):
+        parse_endpoint("http://user:secret@host:8000/v1")
+    endpoint = parse_endpoint("https://gpu-box.example:8000/v1/", api_key="sk-secret")
+    assert endpoint.base_url == "https://gpu-box.example:8000/v1" and endpoint.host == "gpu-box.example:8000"
+    assert "sk-secret" not in repr(endpoint) and endpoint.headers() == {"Authorization": "Bearer sk-secret"}
