@@ -4,10 +4,14 @@ CLI helpers, the experiments' small options, isolation of every folder a test wr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -251,3 +255,22 @@ def run_until(at, done, *, timeout_s: float, what: str):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.5)
+
+
+class QuietServer(ThreadingHTTPServer):
+    """A threading HTTP server that does not print the broken pipes a test's failing behaviours cause on purpose."""
+
+    def handle_error(self, request, client_address) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def loopback_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A real HTTP server on a free loopback port, serving `handler` on a thread of its own; yields its base URL."""
+    httpd = QuietServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+from conftest import loopback_server
 
 from engine.remote import RemoteEnd, RemoteError, RemoteToken, parse_endpoint, stream_chat
 
@@ -98,20 +98,11 @@ class TinyServer(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-class QuietServer(ThreadingHTTPServer):
-    """A threading server that does not print the broken pipes its failing behaviours cause on purpose."""
-
-    def handle_error(self, request, client_address) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def server():
     """The tiny server on a free loopback port."""
-    httpd = QuietServer(("127.0.0.1", 0), TinyServer)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with loopback_server(TinyServer) as url:
+        yield url
 
 
 def run(url: str, **options) -> tuple[list[RemoteToken], RemoteEnd]:

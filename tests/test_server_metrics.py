@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+from conftest import loopback_server
 
 from engine.server_metrics import MetricsSampler, metrics_url, parse_metrics, server_ttft_ms
 
@@ -82,10 +82,8 @@ class MetricsServer(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def server():
     """The metrics server on a free loopback port."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), MetricsServer)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with loopback_server(MetricsServer) as url:
+        yield url
 
 
 def test_a_sampler_samples_a_few_times_a_second_and_gives_the_servers_own_ttft(server):
