@@ -66,6 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also write the trace here (it is always kept in the run store under the data folder)",
     )
+    trace.add_argument(
+        "--endpoint",
+        default=None,
+        help="an OpenAI-compatible server's address (http://host:port/v1): stream the answer from it instead of "
+        "running a model here; --model then names the server's model",
+    )
+    trace.add_argument(
+        "--api-key-env",
+        default=None,
+        metavar="VAR",
+        help="with --endpoint: the environment variable holding the server's API key (the key is never written)",
+    )
     add_model_options(trace)
 
     info = commands.add_parser("info", help="print the device, hardware and the model's facts")
@@ -152,7 +164,9 @@ def print_progress(event) -> None:
 
 
 def command_trace(args: argparse.Namespace) -> int:
-    """Run one prompt and write its trace."""
+    """Run one prompt and write its trace (on a remote server with --endpoint)."""
+    if args.endpoint:
+        return command_remote_trace(args)
     from engine.loading import load_model
     from engine.request import check_prompt_text
     from engine.run import run_trace
@@ -183,6 +197,64 @@ def command_trace(args: argparse.Namespace) -> int:
     print(render_summary(trace))
     print(f"trace written to {path}" + (f" (and kept in the run store as {kept})" if args.out else ""))
     return 0
+
+
+def command_remote_trace(args: argparse.Namespace) -> int:
+    """Stream one prompt from a remote server and write its trace (a broken stream keeps what had arrived)."""
+    import os
+
+    from engine.remote import RemoteError, parse_endpoint
+    from engine.remote_run import run_remote_trace
+    from engine.settings import GenerationSettings, check_settings
+    from engine.trace import default_remote_trace_path, save_trace
+
+    if not args.model:
+        raise RemoteError("--endpoint needs --model: the name the server knows the model by (see its /v1/models)")
+    if args.path != "eager" or args.device or args.dtype or args.no_kv_cache or args.raw:
+        raise RemoteError("--path, --device, --dtype, --no-kv-cache and --raw choose how this machine runs a model; "
+                          "with --endpoint the server decides")  # fmt: skip
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            raise RemoteError(f"the environment variable {args.api_key_env} is not set or empty")
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
+    check_settings(settings)
+    endpoint = parse_endpoint(args.endpoint, api_key=api_key)
+    try:
+        trace = run_remote_trace(endpoint, args.prompt, model=args.model, settings=settings)
+    except RemoteError as err:
+        if getattr(err, "trace", None) is None:
+            raise
+        kept = save_trace(err.trace, args.out or default_remote_trace_path())
+        print(render_remote_summary(err.trace))
+        raise RemoteError(f"{err} (the {len(err.trace.events)} tokens that arrived are kept, marked incomplete, "
+                          f"in {kept})") from None  # fmt: skip
+    path = save_trace(trace, args.out or default_remote_trace_path())
+    print(render_remote_summary(trace))
+    print(f"trace written to {path}")
+    return 0
+
+
+def render_remote_summary(trace) -> str:
+    """A one-screen text summary of a remote trace: what arrived, when, and what the server said."""
+    s, remote = trace.summary, trace.remote
+    answer = trace.answer.strip().replace("\n", " ")
+    lines = [
+        f"{trace.model['name']} on {remote['host']} (remote; {remote['clock']})",
+        f"answer: {s.new_tokens} tokens, {'stopped by ' + trace.finish_reason if remote['complete'] else 'INCOMPLETE'}",
+        f"answer: {answer[:300]}{'…' if len(answer) > 300 else ''}",
+        "",
+        f"  time to first token               {fmt_ms(s.ttft_ms)}",
+        f"  inter-token latency p50/p90/p99   {fmt_ms(s.itl_p50_ms)} / {fmt_ms(s.itl_p90_ms)} / {fmt_ms(s.itl_p99_ms)}",
+        f"  time per output token             {fmt_ms(s.tpot_ms)}   ({s.decode_tokens_per_s or 0:,.1f} tokens/s)",
+        f"  total                             {fmt_ms(s.total_ms)}",
+        f"  token count                       {remote['count_check']}",
+        f"  alternatives (logprobs)           {'sent' if remote['logprobs'] else 'not sent'} by the server",
+    ]
+    if remote.get("error"):
+        lines.append(f"  stream ended                      {remote['error']}")
+    return "\n".join(lines)
 
 
 def render_summary(trace) -> str:

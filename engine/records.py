@@ -21,20 +21,24 @@ class TokenRecord:
 
     step: int  # 0 = the prefill step, which produces the first token
     phase: str  # "prefill" or "decode"
-    token_id: int
+    token_id: int | None  # None: a remote server sends text, not token ids
     text: str  # the token's text; joining all texts gives the answer (split multi-byte characters included)
-    latency_ms: float  # this step's forward pass + sampling, nothing else
-    t_ms: float  # time since the request started, when this token existed
-    kv_cache_bytes: int  # bytes held by the cache's key/value tensors after this step (0 with the cache off)
-    memory_bytes: int  # process RSS on CPU; allocated device memory on CUDA/MPS
-    logprob: float  # natural log of the chosen token's probability (temperature 1)
-    top: tuple[Alternative, ...]  # the 5 most likely tokens at this step
+    latency_ms: float  # this step's forward pass + sampling, nothing else (remote: the gap since the last token)
+    t_ms: float  # time since the request started, when this token existed (remote: when its chunk arrived)
+    kv_cache_bytes: int | None  # bytes held by the cache's key/value tensors after this step (0 with the cache off)
+    memory_bytes: int | None  # process RSS on CPU; allocated device memory on CUDA/MPS (None: a remote server's)
+    logprob: float | None  # natural log of the chosen token's probability (temperature 1); None: not sent
+    top: tuple[Alternative, ...]  # the 5 most likely tokens at this step (remote: what the server sent, or none)
     batch_size: int = 1  # requests whose tokens this step computed (the kitchen batches concurrent visitors)
     step_tokens: int | None = None  # tokens the step fed the model, all requests' (prefill included); None: unknown
+    shared_chunk: bool | None = None  # remote only: its chunk carried several tokens, so t_ms is an even share
 
     def to_dict(self) -> dict:
-        """The record as a plain JSON-ready dict."""
-        return {**asdict(self), "top": [asdict(alternative) for alternative in self.top]}
+        """The record as a plain JSON-ready dict (`shared_chunk` only in remote traces)."""
+        record = {**asdict(self), "top": [asdict(alternative) for alternative in self.top]}
+        if self.shared_chunk is None:
+            del record["shared_chunk"]
+        return record
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,7 +53,7 @@ class Summary:
     decode_tokens_per_s: float | None  # (new tokens - 1) / (total - TTFT)
     prefill_tokens_per_s: float | None  # prompt tokens / TTFT
     total_ms: float  # request start to the last token (end-to-end latency)
-    peak_memory_bytes: int
+    peak_memory_bytes: int | None  # None: not known (a remote server's)
     new_tokens: int
 
     def to_dict(self) -> dict:
@@ -79,7 +83,8 @@ def summarize(
     ttft, total, count = times[0], times[-1], len(records)
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     tpot = (total - ttft) / (count - 1) if count > 1 else None
-    peak = max(record.memory_bytes for record in records)
+    measured = [record.memory_bytes for record in records if record.memory_bytes is not None]
+    peak = max([*measured, peak_memory_bytes or 0]) if measured or peak_memory_bytes else None
     return Summary(
         ttft_ms=ttft,
         itl_p50_ms=percentile(gaps, 50) if gaps else None,
@@ -87,8 +92,8 @@ def summarize(
         itl_p99_ms=percentile(gaps, 99) if gaps else None,
         tpot_ms=tpot,
         decode_tokens_per_s=1000 / tpot if tpot else None,
-        prefill_tokens_per_s=prompt_tokens / (ttft / 1000) if ttft > 0 else None,
+        prefill_tokens_per_s=prompt_tokens / (ttft / 1000) if ttft > 0 and prompt_tokens else None,
         total_ms=total,
-        peak_memory_bytes=max(peak, peak_memory_bytes or 0),
+        peak_memory_bytes=peak,
         new_tokens=count,
     )

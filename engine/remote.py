@@ -37,6 +37,7 @@ class RemoteToken:
     shared_chunk: bool  # its chunk carried several tokens, so its time is a share, not its own arrival
     logprob: float | None  # None: the server sent no logprobs
     top: tuple[Alternative, ...] = ()  # the server's top alternatives (empty without logprobs)
+    end_token: bool = False  # the end-of-sequence token: no text, known from the finish chunk and the usage count
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +55,7 @@ class RemoteError(EngineError):
     def __init__(self, message: str, *, tokens: tuple[RemoteToken, ...] = ()) -> None:
         super().__init__(message)
         self.tokens = tokens
+        self.trace = None  # engine.remote_run sets the partial trace here when tokens had arrived
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,19 +132,22 @@ def stream_chat(
 def read_events(
     response: httpx.Response, *, sent_ns: int, tokens: list[RemoteToken]
 ) -> Iterator[RemoteToken | RemoteEnd]:
-    """Turn the server-sent events into tokens (appended to `tokens` as they come) and the closing RemoteEnd."""
-    finish, usage, model, chunks, last_ms = None, None, None, 0, 0.0
+    """Turn the server-sent events into tokens (appended to `tokens` as they come) and the closing RemoteEnd.
+
+    The stream is complete at `[DONE]`, or when it closes after a chunk with a finish reason (`transformers
+    serve` sends no `[DONE]`); closing with neither means the server stopped part-way.
+    """
+    finish, usage, model, chunks, last_ms, finish_ms, done = None, None, None, 0, 0.0, None, False
     try:
         for event in EventSource(response).iter_sse():
             arrived_ms = (time.perf_counter_ns() - sent_ns) / 1e6
             if event.data.strip() == "[DONE]":
-                yield RemoteEnd(finish_reason=finish, usage=usage, model=model)
-                return
+                done = True
+                break
             chunk = parse_chunk(event.data, arrived=len(tokens))
             model = chunk.get("model") or model
             usage = chunk.get("usage") or usage
             for choice in chunk.get("choices") or []:
-                finish = choice.get("finish_reason") or finish
                 pieces = chunk_tokens(choice)
                 for share, (text, logprob, top) in enumerate(pieces, start=1):
                     t_ms = last_ms + (arrived_ms - last_ms) * share / len(pieces)
@@ -152,11 +157,23 @@ def read_events(
                     yield token
                 if pieces:
                     chunks, last_ms = chunks + 1, arrived_ms
+                if choice.get("finish_reason"):
+                    finish, finish_ms = choice["finish_reason"], arrived_ms
     except SSEError as err:
         raise RemoteError(f"the server did not answer with a stream of events ({err})") from None
-    raise RemoteError(
-        f"the stream ended without [DONE] after {len(tokens)} tokens: the server stopped part-way (crashed or cut off)"
-    )
+    if finish is None and not done:
+        raise RemoteError(
+            f"the stream ended without a finish reason or [DONE] after {len(tokens)} tokens: the server stopped "
+            "part-way (crashed or cut off)"
+        )
+    if finish == "stop" and finish_ms is not None and (usage or {}).get("completion_tokens") == len(tokens) + 1:
+        # The server counted one token more than it sent as text: the end-of-sequence token the model chose, which
+        # arrived as the finish chunk. A local trace records it too (as a step with empty text).
+        end = RemoteToken(index=len(tokens), text="", t_ms=finish_ms, chunk=chunks, shared_chunk=False,
+                          logprob=None, top=(), end_token=True)  # fmt: skip
+        tokens.append(end)
+        yield end
+    yield RemoteEnd(finish_reason=finish, usage=usage, model=model)
 
 
 def parse_chunk(data: str, *, arrived: int) -> dict:

@@ -70,6 +70,7 @@ class Trace:
     finish_reason: str  # "eos", "length" (max_new_tokens), "context" (the window filled up) or "stopped" (cancelled)
     queued_ms: float | None = None  # time it waited in the kitchen's queue before its prefill began (None: not served)
     path: dict | None = None  # the decode path when not plain eager: name, dtype, weights, prepare_s, cache, options
+    remote: dict | None = None  # a run on a remote server: its host, what it reported, how the stream ended
 
     @property
     def answer(self) -> str:
@@ -92,6 +93,7 @@ class Trace:
             "events": [record.to_dict() for record in self.events],
             **({"queued_ms": self.queued_ms} if self.queued_ms is not None else {}),
             **({"path": self.path} if self.path is not None else {}),
+            **({"remote": self.remote} if self.remote is not None else {}),
         }
 
     @classmethod
@@ -111,6 +113,7 @@ class Trace:
             finish_reason=data["finish_reason"],
             queued_ms=data.get("queued_ms"),
             path=data.get("path"),
+            remote=data.get("remote"),
         )
 
 
@@ -151,7 +154,10 @@ RECORD_TYPES = {
 OPTIONAL_RECORD_TYPES = {
     "batch_size": int,
     "step_tokens": int,
-}  # added with the batched kitchen; older traces lack them
+    "shared_chunk": bool,
+}  # added with the batched kitchen and remote runs; older traces lack them
+COUNTED_RECORD_FIELDS = ("batch_size", "step_tokens")  # at least 1 when present
+NOT_KNOWN_REMOTELY = ("token_id", "kv_cache_bytes", "memory_bytes", "logprob")  # null in a remote trace's events
 SUMMARY_FIELDS = tuple(field.name for field in fields(Summary))
 SUMMARY_TOLERANCE_MS = 0.01  # JSON keeps times to the microsecond; a recomputed figure may differ by rounding
 MODEL = {  # what the pages read of the model that ran (charts use layers; the event count is bounded by the context)
@@ -212,10 +218,25 @@ DECODE_PATH = {  # engine.paths.PreparedPath.describe()
     "max_len": optional(POSITIVE_INT),
     "options": optional(MapOf(object, max_items=20)),  # shown as data, never read as code
 }
-EVENT_RANGES = {  # beyond the types: what a measured token can be
-    "token_id": INT,
+REMOTE_MODEL = {  # what a remote trace knows of the model: the name the server reported, and where it ran
+    "name": Text(max_chars=200),
+    "source": optional(Text(max_chars=1_000)),
+}
+REMOTE = {  # engine.remote_run: the server, what it said, and how the stream ended
+    "host": Text(max_chars=300),
+    "server_model": optional(Text(max_chars=300)),
+    "clock": Text(max_chars=200),
+    "usage": optional(MapOf(optional(Number(whole=True, low=0)), max_items=20)),
+    "complete": Flag(),
+    "error": optional(Text(max_chars=1_000)),
+    "count_check": optional(Text(max_chars=500)),
+    "shared_chunks": Number(whole=True, low=0),
+    "logprobs": Flag(),
+}
+EVENT_RANGES = {  # beyond the types: what a measured token can be (the nullable ones: remote traces)
+    "token_id": optional(INT),
     "text": Text(max_chars=1_000),
-    "logprob": Number(high=0),  # a log-probability: at most log(1) = 0
+    "logprob": optional(Number(high=0)),  # a log-probability: at most log(1) = 0
     "top": ListOf({"token": Text(max_chars=1_000), "prob": Number(low=0, high=1)}, max_items=50),
 }
 NOTE_TEXT = Text(max_chars=20_000)
@@ -287,11 +308,15 @@ def check_trace_dict(data: object) -> tuple[TokenRecord, ...]:
         require(data, "trace", {"queued_ms": float})
         if data["queued_ms"] < 0:
             raise TraceFormatError("trace.queued_ms: a wait cannot be negative")
-    check_shape(data, {**RUN_FIELDS, "settings": TRACE_SETTINGS, "prompt": PROMPT}, "trace")
+    remote = data.get("remote") is not None
+    model_spec = REMOTE_MODEL if remote else MODEL
+    check_shape(data, {**RUN_FIELDS, "model": model_spec, "settings": TRACE_SETTINGS, "prompt": PROMPT}, "trace")
     if data.get("path") is not None:
         check_shape(data["path"], DECODE_PATH, "trace.path")
+    if remote:
+        check_shape(data["remote"], REMOTE, "trace.remote")
     check_run_metadata(data)
-    context = data["model"]["context_length"]
+    context = data["model"].get("context_length") or MAX_ROWS
     if len(data["events"]) > context:
         raise TraceFormatError(
             f"events: {len(data['events']):,} token records, more than the model's context of {context:,} tokens"
@@ -304,11 +329,12 @@ def check_trace_dict(data: object) -> tuple[TokenRecord, ...]:
         where = f"events[{index}]"
         if not isinstance(event, dict):
             raise TraceFormatError(f"{where}: expected an object, got {type(event).__name__}")
-        require(event, where, RECORD_TYPES)
+        unknown = [name for name in NOT_KNOWN_REMOTELY if remote and name in event and event[name] is None]
+        require(event, where, {name: kind for name, kind in RECORD_TYPES.items() if name not in unknown})
         require(
             event, where, {name: kind for name, kind in OPTIONAL_RECORD_TYPES.items() if event.get(name) is not None}
         )
-        if any(event.get(name) is not None and event[name] < 1 for name in OPTIONAL_RECORD_TYPES):
+        if any(event.get(name) is not None and event[name] < 1 for name in COUNTED_RECORD_FIELDS):
             raise TraceFormatError(f"{where}: batch_size and step_tokens count at least 1")
         extra = set(event) - set(RECORD_TYPES) - set(OPTIONAL_RECORD_TYPES)
         if extra:
@@ -320,7 +346,8 @@ def check_trace_dict(data: object) -> tuple[TokenRecord, ...]:
             raise TraceFormatError(
                 f"{where}.phase: expected {'prefill' if index == 0 else 'decode'!r}, got {event['phase']!r}"
             )
-        if event["latency_ms"] < 0 or event["t_ms"] < 0 or event["kv_cache_bytes"] < 0 or event["memory_bytes"] < 0:
+        measured = [event[name] for name in ("latency_ms", "t_ms", "kv_cache_bytes", "memory_bytes")]
+        if any(value is not None and value < 0 for value in measured):
             raise TraceFormatError(f"{where}: times and byte counts cannot be negative")
         if index and event["t_ms"] < data["events"][index - 1]["t_ms"]:
             raise TraceFormatError(
@@ -356,8 +383,8 @@ def check_summary_matches_events(data: dict, events: tuple[TokenRecord, ...]) ->
     for name in SUMMARY_FIELDS:
         claimed, actual = getattr(written, name), getattr(recomputed, name)
         if name == "peak_memory_bytes":
-            actual = max(event.memory_bytes for event in events)
-            if claimed is not None and claimed < actual:
+            actual = max((event.memory_bytes for event in events if event.memory_bytes is not None), default=None)
+            if claimed is not None and actual is not None and claimed < actual:
                 raise TraceFormatError(
                     f"summary.peak_memory_bytes says {claimed:,} but its events reach {actual:,}: the summary does "
                     "not come from these events"
@@ -477,6 +504,15 @@ def default_trace_path() -> Path:
     """Where a trace goes when no --out is given: <data dir>/traces/trace-<UTC time>.json."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     return data_dir() / "traces" / f"trace-{stamp}.json"
+
+
+def default_remote_trace_path() -> Path:
+    """Where a remote run's trace goes when no --out is given: <data dir>/remote/trace-<UTC time>.json.
+
+    Kept beside the run store, not in it, until the dashboard's pages draw remote traces (issue 15, in progress).
+    """
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    return data_dir() / "remote" / f"trace-{stamp}.json"
 
 
 def saved_trace_paths() -> list[Path]:

@@ -8,9 +8,10 @@ import time
 from http.server import BaseHTTPRequestHandler
 
 import pytest
-from conftest import loopback_server
+from conftest import engine_cli, loopback_server
 
 from engine.remote import RemoteEnd, RemoteError, RemoteToken, parse_endpoint, stream_chat
+from engine.trace import load_trace
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -23,7 +24,7 @@ def logprob_entry(token: str, logprob: float) -> dict:
 
 def chunk(content: str | None = None, *, entries: list | None = None, finish: str | None = None, **extra) -> dict:
     """A chat.completion.chunk with one choice."""
-    delta = {"content": content} if content is not None else {"role": "assistant"}
+    delta = {"content": content} if content is not None else ({} if finish else {"role": "assistant"})
     choice = {"index": 0, "delta": delta, "finish_reason": finish}
     if entries is not None:
         choice["logprobs"] = {"content": entries}
@@ -52,6 +53,13 @@ BEHAVIOURS = {
     "happy": HAPPY,
     "no-logprobs": [chunk("Paris"), chunk(" is"), chunk(" it", finish="stop"), "[DONE]"],
     "no-done": [chunk("Paris"), chunk(" is")],
+    "like-transformers-serve": [  # the end token counted in usage but sent as an empty finish chunk; no [DONE]
+        chunk(),
+        chunk("Paris"),
+        chunk("."),
+        0.03,
+        chunk(None, finish="stop", usage={"completion_tokens": 3, "prompt_tokens": 9, "total_tokens": 12}),
+    ],
     "broken": [chunk("Paris"), chunk(" is"), b"BREAK"],
     "malformed": [chunk("Paris"), "{not json"],
     "error-event": [chunk("Paris"), {"error": {"message": "CUDA out of memory", "code": 500}}],
@@ -133,6 +141,14 @@ def test_tokens_arrive_timed_at_the_client_and_a_shared_chunk_is_split_and_flagg
     assert tokens[3].top[1].prob == pytest.approx(0.0498, abs=1e-3)
 
 
+def test_a_finish_chunk_ends_a_stream_without_done_and_the_counted_end_token_is_recorded(server):
+    tokens, end = run(f"{server}/like-transformers-serve/v1")
+    assert [token.text for token in tokens] == ["Paris", ".", ""] and end.finish_reason == "stop"
+    assert [token.end_token for token in tokens] == [False, False, True]
+    assert len(tokens) == end.usage["completion_tokens"]
+    assert tokens[2].t_ms - tokens[1].t_ms >= 25  # it arrived with the finish chunk, after the 30 ms pause
+
+
 def test_a_server_without_logprobs_gives_one_token_per_chunk_and_no_alternatives(server):
     tokens, end = run(f"{server}/no-logprobs/v1")
     assert [token.text for token in tokens] == ["Paris", " is", " it"]
@@ -143,7 +159,7 @@ def test_a_server_without_logprobs_gives_one_token_per_chunk_and_no_alternatives
 @pytest.mark.parametrize(
     ("behaviour", "sentence", "kept"),
     [
-        ("no-done", "ended without [DONE] after 2 tokens", 2),
+        ("no-done", "ended without a finish reason or [DONE] after 2 tokens", 2),
         ("broken", "broke after 2 tokens", 2),
         ("malformed", "not JSON after 1 tokens", 1),
         ("error-event", "error mid-stream after 1 tokens: CUDA out of memory", 1),
@@ -193,3 +209,44 @@ def test_an_address_is_checked_before_any_request_and_a_key_never_shows():
     endpoint = parse_endpoint("https://gpu-box.example:8000/v1/", api_key="sk-secret")
     assert endpoint.base_url == "https://gpu-box.example:8000/v1" and endpoint.host == "gpu-box.example:8000"
     assert "sk-secret" not in repr(endpoint) and endpoint.headers() == {"Authorization": "Bearer sk-secret"}
+
+
+def test_the_cli_writes_a_remote_trace_with_shared_chunks_flagged_and_alternatives_kept(server, tmp_path):
+    out = tmp_path / "remote.json"
+    done = engine_cli("trace", "--endpoint", f"{server}/happy/v1", "--model", "tiny-server", "--prompt", "Capital?",
+                      "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    trace = load_trace(out)
+    assert trace.answer == "The capital is Paris" and trace.finish_reason == "eos"
+    assert [event.shared_chunk for event in trace.events] == [False, True, True, False]
+    assert trace.remote["shared_chunks"] == 2 and trace.remote["logprobs"]
+    assert trace.remote["usage"] == {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
+    assert trace.events[3].top[0].token == " Paris" and trace.events[3].logprob == -0.05
+    assert "4 tokens arrived, as many as the server's usage counts" in done.stdout
+
+
+def test_the_cli_keeps_a_broken_streams_tokens_marked_incomplete_and_exits_2(server, tmp_path):
+    out = tmp_path / "partial.json"
+    done = engine_cli("trace", "--endpoint", f"{server}/broken/v1", "--model", "tiny-server", "--prompt", "hi",
+                      "--out", str(out))  # fmt: skip
+    assert done.returncode == 2
+    assert "broke after 2 tokens" in done.stderr and "kept, marked incomplete" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    trace = load_trace(out)
+    assert not trace.remote["complete"] and trace.finish_reason == "stopped" and trace.answer == "Paris is"
+    assert "broke after 2 tokens" in trace.remote["error"]
+    counted = run(f"{server}/no-logprobs/v1")[1]  # no usage: the count cannot be checked, and the trace says so
+    assert counted.usage is None
+
+
+def test_the_cli_says_a_refused_connection_in_one_line_and_writes_nothing(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    out = tmp_path / "nothing.json"
+    done = engine_cli("trace", "--endpoint", f"http://127.0.0.1:{closed}/v1", "--model", "m", "--prompt", "hi",
+                      "--out", str(out))  # fmt: skip
+    assert done.returncode == 2 and not out.exists()
+    assert done.stderr.startswith("error: could not connect to 127.0.0.1:") and len(done.stderr.splitlines()) == 1
+    no_model = engine_cli("trace", "--endpoint", f"http://127.0.0.1:{closed}/v1", "--prompt", "hi")
+    assert no_model.returncode == 2 and "--endpoint needs --model" in no_model.stderr

@@ -1,0 +1,126 @@
+"""A remote run: one prompt sent to an OpenAI-compatible server, its streamed tokens collected into a Trace.
+
+The trace has the same contract as a local one, with what a client cannot know left null (token ids, KV-cache
+bytes, the server's memory) and a `remote` section: the host (never the key), the model the server named, its
+token count checked against ours, how the stream ended. Every time in it is taken at this client, so it
+includes the network and the server's queue: the summary says "measured at the client".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from engine.records import TokenRecord, summarize
+from engine.remote import Endpoint, RemoteEnd, RemoteError, RemoteToken, stream_chat
+from engine.settings import GenerationSettings
+from engine.trace import SCHEMA_VERSION, Trace, now_iso, versions
+
+CLIENT_CLOCK = "measured at the client: includes the network and the server's queueing"
+FINISH_REASONS = {"stop": "eos", "length": "length"}  # OpenAI's finish_reason -> the trace's
+
+
+def as_record(token: RemoteToken, *, previous_ms: float) -> TokenRecord:
+    """A remote token in the trace's record form: the gap since the previous token stands for the step's latency."""
+    return TokenRecord(
+        step=token.index,
+        phase="prefill" if token.index == 0 else "decode",
+        token_id=None,
+        text=token.text,
+        latency_ms=token.t_ms - previous_ms,
+        t_ms=token.t_ms,
+        kv_cache_bytes=None,
+        memory_bytes=None,
+        logprob=min(token.logprob, 0.0) if token.logprob is not None else None,
+        top=token.top,
+        shared_chunk=token.shared_chunk,
+    )
+
+
+def count_check(arrived: int, usage: dict | None) -> str:
+    """Our token count against the server's `usage`, in words."""
+    if not usage or usage.get("completion_tokens") is None:
+        return f"{arrived} tokens arrived; the server sent no usage to check the count against"
+    counted = usage["completion_tokens"]
+    if counted == arrived:
+        return f"{arrived} tokens arrived, as many as the server's usage counts"
+    return (
+        f"{arrived} tokens arrived but the server's usage counts {counted}: some chunks carried several tokens "
+        "without saying so (no logprobs), so their times are per chunk, not per token"
+    )
+
+
+def run_remote_trace(
+    endpoint: Endpoint,
+    prompt: str,
+    *,
+    model: str,
+    settings: GenerationSettings | None = None,
+    on_record: Callable[[TokenRecord], None] | None = None,
+    timeout_s: float = 60.0,
+) -> Trace:
+    """Stream one chat completion and return its Trace; RemoteError (with `.trace` when tokens had come) if it broke."""
+    settings = settings or GenerationSettings()
+    if not prompt or not prompt.strip():
+        raise RemoteError("the prompt is empty: type something for the server to answer")
+    records: list[TokenRecord] = []
+    end: RemoteEnd | None = None
+    stream = stream_chat(endpoint, model=model, messages=[{"role": "user", "content": prompt}],
+                         max_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                         timeout_s=timeout_s)  # fmt: skip
+    try:
+        for item in stream:
+            if isinstance(item, RemoteEnd):
+                end = item
+                break
+            record = as_record(item, previous_ms=records[-1].t_ms if records else 0.0)
+            records.append(record)
+            if on_record is not None:
+                on_record(record)
+    except RemoteError as err:
+        if not records:
+            raise
+        err.trace = remote_trace(endpoint, prompt, model=model, settings=settings, records=records, end=None,
+                                 error=str(err))  # fmt: skip
+        raise
+    if not records:
+        raise RemoteError(f"{endpoint.host} answered with no tokens at all (finish reason {end.finish_reason!r})")
+    return remote_trace(endpoint, prompt, model=model, settings=settings, records=records, end=end, error=None)
+
+
+def remote_trace(
+    endpoint: Endpoint,
+    prompt: str,
+    *,
+    model: str,
+    settings: GenerationSettings,
+    records: list[TokenRecord],
+    end: RemoteEnd | None,
+    error: str | None,
+) -> Trace:
+    """Assemble the trace of a remote run (`end` None: the stream broke, and `error` says how)."""
+    usage = end.usage if end is not None else None
+    server_model = end.model if end is not None and end.model else model
+    finish = FINISH_REASONS.get(end.finish_reason, "length") if end is not None else "stopped"
+    return Trace(
+        schema_version=SCHEMA_VERSION,
+        created_at=now_iso(),
+        model={"name": server_model[:200], "source": f"remote: {endpoint.host}"},
+        hardware={"device": "remote"},  # the server's device is its own business: never guessed
+        versions=versions(),
+        settings={**settings.to_dict(), "chat_template": True},
+        prompt={"text": prompt, "tokens": [], "chat_template_applied": True},
+        events=tuple(records),
+        summary=summarize(records, prompt_tokens=0),
+        finish_reason=finish,
+        remote={
+            "host": endpoint.host,
+            "server_model": (end.model if end is not None else None),
+            "clock": CLIENT_CLOCK,
+            "usage": {key: value for key, value in (usage or {}).items() if isinstance(value, int)} or None,
+            "complete": end is not None,
+            "error": error,
+            "count_check": count_check(len(records), usage),
+            "shared_chunks": sum(1 for record in records if record.shared_chunk),
+            "logprobs": any(record.logprob is not None for record in records),
+        },
+    )

@@ -1,0 +1,97 @@
+"""A remote run against a real server: `transformers serve` on a free loopback port with the cached default model."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import ROOT, engine_cli
+
+from engine.trace import load_trace
+
+pytestmark = pytest.mark.slow
+SERVE_START_S = 180  # loading the model and starting uvicorn: ~20 s here; generous for a busy CI machine
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """`transformers serve` with the default model's cached folder: (base URL, model name, the process's log)."""
+    from engine.loading import default_model_folder
+
+    binary = Path(sys.executable).parent / "transformers"
+    if not binary.exists():
+        pytest.fail("transformers serve is not installed: `make test` installs the test extras (transformers[serving])")
+    folder = str(default_model_folder())
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    with open(log, "w") as out:
+        process = subprocess.Popen([str(binary), "serve", folder, "--port", str(port), "--host", "127.0.0.1"],
+                                   cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + SERVE_START_S
+    while True:
+        assert process.poll() is None, f"transformers serve exited: {log.read_text()[-2000:]}"
+        try:
+            if httpx.get(f"{base}/v1/models", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"transformers serve did not start in {SERVE_START_S} s"
+        time.sleep(0.5)
+    yield f"{base}/v1", folder, log
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def test_a_trace_from_a_real_server_answers_counts_and_validates(served, tmp_path):
+    endpoint, model, _log = served
+    out = tmp_path / "remote.json"
+    done = engine_cli("trace", "--endpoint", endpoint, "--model", model, "--prompt", "What is the capital of France?",
+                      "--max-new-tokens", "24", "--out", str(out), timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    trace = load_trace(out)  # the same contract as a local trace: every check, the summary recomputed from events
+    assert "Paris" in trace.answer
+    remote = trace.remote
+    assert remote["complete"] and remote["host"] == endpoint.split("/")[2]
+    assert len(trace.events) == remote["usage"]["completion_tokens"]  # one event per token the server counted
+    assert "as many as the server's usage counts" in remote["count_check"]
+    assert trace.hardware == {"device": "remote"} and trace.model["source"] == f"remote: {remote['host']}"
+    assert all(e.kv_cache_bytes is None and e.memory_bytes is None and e.token_id is None for e in trace.events)
+    times = [event.t_ms for event in trace.events]
+    assert times == sorted(times) and trace.summary.ttft_ms == times[0] > 0
+    assert trace.summary.peak_memory_bytes is None and trace.summary.prefill_tokens_per_s is None
+    assert "measured at the client" in remote["clock"] and "time to first token" in done.stdout
+    raw = json.loads(out.read_text())
+    assert "api" not in json.dumps(raw["remote"]).lower()  # no key, nor any place one could hide
+    assert engine_cli("validate", str(out)).returncode == 0
+
+
+def test_a_key_is_sent_from_its_variable_and_never_written(served, tmp_path):
+    endpoint, model, _log = served
+    out = tmp_path / "keyed.json"
+    done = engine_cli("trace", "--endpoint", endpoint, "--model", model, "--prompt", "Say hi.", "--max-new-tokens",
+                      "4", "--api-key-env", "KITCHEN_TEST_KEY", "--out", str(out),
+                      env_extra={"KITCHEN_TEST_KEY": "sk-kitchen-secret-123"})  # fmt: skip
+    assert done.returncode == 0, done.stderr  # transformers serve accepts any key
+    assert "sk-kitchen-secret-123" not in out.read_text() and "sk-kitchen-secret-123" not in done.stdout
+    missing = engine_cli("trace", "--endpoint", endpoint, "--model", model, "--prompt", "hi",
+                         "--api-key-env", "KITCHEN_NO_SUCH_VARIABLE")  # fmt: skip
+    assert missing.returncode == 2 and "KITCHEN_NO_SUCH_VARIABLE is not set" in missing.stderr
