@@ -119,11 +119,22 @@ def check_run_dict(data: object) -> None:
         check_trace_dict(data)
 
 
+def refuse_remote_run(data: dict) -> None:
+    """Refuse a trace recorded from a remote server where the pages and reports would draw it (not yet possible)."""
+    if isinstance(data, dict) and data.get("kind", "trace") == "trace" and data.get("remote") is not None:
+        host = data["remote"].get("host", "?") if isinstance(data["remote"], dict) else "?"
+        raise TraceFormatError(
+            f"this trace was recorded from the remote server {str(host)[:100]}: the dashboard's pages and reports do "
+            "not draw remote runs yet (`python -m engine validate` checks it)"
+        )
+
+
 def load_run(path: str | os.PathLike) -> Trace | ExperimentResult:
-    """Read one run file: a Trace or an ExperimentResult."""
+    """Read one run file the pages and reports can draw: a local Trace or an ExperimentResult."""
     data = read_json(path)
     if isinstance(data, dict) and data.get("kind") == "experiment":
         return ExperimentResult.from_dict(data)
+    refuse_remote_run(data)
     return Trace.from_dict(data)
 
 
@@ -176,6 +187,7 @@ class RunStore:
                     try:
                         data = read_json(path)
                         check_run_dict(data)
+                        refuse_remote_run(data)
                         entry = entry_for(relative, data, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
                     except TraceFormatError as err:
                         if path.exists():  # not one deleted meanwhile
@@ -296,6 +308,7 @@ class RunStore:
             raise TraceFormatError(f"{filename} is {len(raw):,} bytes, above the limit of {MAX_TRACE_FILE_BYTES:,}")
         data = parse_json(raw, name=filename)
         check_run_dict(data)
+        refuse_remote_run(data)
         if data.get("kind") == "experiment":
             target = default_result_path(data["experiment"])
         else:

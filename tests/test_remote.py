@@ -225,6 +225,22 @@ def test_the_cli_writes_a_remote_trace_with_shared_chunks_flagged_and_alternativ
     assert "4 tokens arrived, as many as the server's usage counts" in done.stdout
 
 
+def test_pages_and_reports_refuse_a_remote_trace_in_a_sentence_until_they_can_draw_one(server, tmp_path):
+    from engine.errors import TraceFormatError
+    from engine.store import RunStore
+
+    out = tmp_path / "remote.json"
+    assert engine_cli("trace", "--endpoint", f"{server}/happy/v1", "--model", "m", "--prompt", "hi",
+                      "--out", str(out)).returncode == 0  # fmt: skip
+    store = RunStore(tmp_path / "store")
+    with pytest.raises(TraceFormatError, match="from the remote server 127.0.0.1:.*do not draw remote runs yet"):
+        store.import_bytes(out.read_bytes(), filename="remote.json", owner="visitor")
+    assert store.list() == ([], [])  # nothing was written
+    report = engine_cli("report", str(out), "--out", str(tmp_path / "report.html"))
+    assert report.returncode == 2 and "do not draw remote runs yet" in report.stderr
+    assert not (tmp_path / "report.html").exists()
+
+
 def test_the_cli_keeps_a_broken_streams_tokens_marked_incomplete_and_exits_2(server, tmp_path):
     out = tmp_path / "partial.json"
     done = engine_cli("trace", "--endpoint", f"{server}/broken/v1", "--model", "tiny-server", "--prompt", "hi",
