@@ -252,6 +252,16 @@ def render_remote_summary(trace) -> str:
         f"  token count                       {remote['count_check']}",
         f"  alternatives (logprobs)           {'sent' if remote['logprobs'] else 'not sent'} by the server",
     ]
+    metrics = remote.get("metrics")
+    if metrics:
+        if metrics["samples"]:
+            ttft = metrics["server_ttft_ms"]
+            said = f"{len(metrics['samples'])} samples of {metrics['server']}'s /metrics" + (
+                f"; its own TTFT {fmt_ms(ttft)} (ours, at the client: {fmt_ms(s.ttft_ms)})" if ttft else ""
+            )
+        else:
+            said = metrics["note"]
+        lines.append(f"  server metrics                    {said}")
     if remote.get("error"):
         lines.append(f"  stream ended                      {remote['error']}")
     return "\n".join(lines)

@@ -8,10 +8,12 @@ includes the network and the server's queue: the summary says "measured at the c
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from engine.records import TokenRecord, summarize
 from engine.remote import Endpoint, RemoteEnd, RemoteError, RemoteToken, stream_chat
+from engine.server_metrics import MetricsSampler, metrics_section, metrics_url
 from engine.settings import GenerationSettings
 from engine.trace import SCHEMA_VERSION, Trace, now_iso, versions
 
@@ -57,6 +59,7 @@ def run_remote_trace(
     settings: GenerationSettings | None = None,
     on_record: Callable[[TokenRecord], None] | None = None,
     timeout_s: float = 60.0,
+    sample_metrics: bool = True,
 ) -> Trace:
     """Stream one chat completion and return its Trace; RemoteError (with `.trace` when tokens had come) if it broke."""
     settings = settings or GenerationSettings()
@@ -64,6 +67,8 @@ def run_remote_trace(
         raise RemoteError("the prompt is empty: type something for the server to answer")
     records: list[TokenRecord] = []
     end: RemoteEnd | None = None
+    sampler = MetricsSampler(url=metrics_url(endpoint.base_url)).start() if sample_metrics else None
+    run_started_ns = time.perf_counter_ns()
     stream = stream_chat(endpoint, model=model, messages=[{"role": "user", "content": prompt}],
                          max_tokens=settings.max_new_tokens, temperature=settings.temperature,
                          timeout_s=timeout_s)  # fmt: skip
@@ -77,14 +82,25 @@ def run_remote_trace(
             if on_record is not None:
                 on_record(record)
     except RemoteError as err:
+        metrics = finish_sampling(sampler, run_started_ns)
         if not records:
             raise
         err.trace = remote_trace(endpoint, prompt, model=model, settings=settings, records=records, end=None,
-                                 error=str(err))  # fmt: skip
+                                 error=str(err), metrics=metrics)  # fmt: skip
         raise
+    metrics = finish_sampling(sampler, run_started_ns)
     if not records:
         raise RemoteError(f"{endpoint.host} answered with no tokens at all (finish reason {end.finish_reason!r})")
-    return remote_trace(endpoint, prompt, model=model, settings=settings, records=records, end=end, error=None)
+    return remote_trace(endpoint, prompt, model=model, settings=settings, records=records, end=end, error=None,
+                        metrics=metrics)  # fmt: skip
+
+
+def finish_sampling(sampler: MetricsSampler | None, run_started_ns: int) -> dict | None:
+    """Stop the metrics sampler (if any) and return its section for the trace."""
+    if sampler is None:
+        return None
+    sampler.stop()
+    return metrics_section(sampler, run_started_ns=run_started_ns)
 
 
 def remote_trace(
@@ -96,6 +112,7 @@ def remote_trace(
     records: list[TokenRecord],
     end: RemoteEnd | None,
     error: str | None,
+    metrics: dict | None = None,
 ) -> Trace:
     """Assemble the trace of a remote run (`end` None: the stream broke, and `error` says how)."""
     usage = end.usage if end is not None else None
@@ -122,5 +139,6 @@ def remote_trace(
             "count_check": count_check(len(records), usage),
             "shared_chunks": sum(1 for record in records if record.shared_chunk),
             "logprobs": any(record.logprob is not None for record in records),
+            **({"metrics": metrics} if metrics is not None else {}),
         },
     )

@@ -79,7 +79,7 @@ class MetricsSampler:
 
     def start(self) -> MetricsSampler:
         """Take one sample now (so a server without metrics is known at once), then keep sampling in the background."""
-        self._started = time.perf_counter()
+        self.started_ns = time.perf_counter_ns()  # the samples' clock origin, to line them up with a run's
         self._client = httpx.Client(timeout=httpx.Timeout(max(self.interval_s * 4, 1.0)))
         if self.sample_once():
             self._thread = threading.Thread(target=self._loop, name="metrics-sampler", daemon=True)
@@ -122,7 +122,7 @@ class MetricsSampler:
             self.note = f"no server metrics: {self.url} publishes none of the KV-cache or queue metrics known here"
             return False
         self.server = server
-        self.samples.append(MetricsSample(t_ms=(time.perf_counter() - self._started) * 1000, values=values))
+        self.samples.append(MetricsSample(t_ms=(time.perf_counter_ns() - self.started_ns) / 1e6, values=values))
         return True
 
 
@@ -137,3 +137,15 @@ def server_ttft_ms(samples: list[MetricsSample]) -> float | None:
     if requests <= 0:
         return None
     return (last["ttft_seconds_sum"] - first["ttft_seconds_sum"]) / requests * 1000
+
+
+def metrics_section(sampler: MetricsSampler, *, run_started_ns: int) -> dict:
+    """What a trace keeps of the sampling: the server, its samples on the run's clock, its own TTFT, or why none."""
+    shift_ms = (run_started_ns - sampler.started_ns) / 1e6  # a sample at the run's start is at t_ms 0
+    return {
+        "url": sampler.url,
+        "server": sampler.server,
+        "note": sampler.note,
+        "server_ttft_ms": server_ttft_ms(sampler.samples),
+        "samples": [{"t_ms": round(sample.t_ms - shift_ms, 3), "values": sample.values} for sample in sampler.samples],
+    }

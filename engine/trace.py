@@ -233,6 +233,13 @@ REMOTE = {  # engine.remote_run: the server, what it said, and how the stream en
     "shared_chunks": Number(whole=True, low=0),
     "logprobs": Flag(),
 }
+REMOTE_METRICS = {  # remote.metrics (engine.server_metrics.metrics_section): the server's /metrics during the run
+    "url": Text(max_chars=1_000),
+    "server": optional(Text(max_chars=40)),
+    "note": optional(Text(max_chars=500)),
+    "server_ttft_ms": optional(Number(low=0)),
+    "samples": ListOf({"t_ms": Number(), "values": MapOf(Number(), max_items=20)}, max_items=100_000),
+}
 EVENT_RANGES = {  # beyond the types: what a measured token can be (the nullable ones: remote traces)
     "token_id": optional(INT),
     "text": Text(max_chars=1_000),
@@ -315,6 +322,8 @@ def check_trace_dict(data: object) -> tuple[TokenRecord, ...]:
         check_shape(data["path"], DECODE_PATH, "trace.path")
     if remote:
         check_shape(data["remote"], REMOTE, "trace.remote")
+        if data["remote"].get("metrics") is not None:
+            check_shape(data["remote"]["metrics"], REMOTE_METRICS, "trace.remote.metrics")
     check_run_metadata(data)
     context = data["model"].get("context_length") or MAX_ROWS
     if len(data["events"]) > context:

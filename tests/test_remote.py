@@ -11,7 +11,7 @@ import pytest
 from conftest import engine_cli, loopback_server
 
 from engine.remote import RemoteEnd, RemoteError, RemoteToken, parse_endpoint, stream_chat
-from engine.trace import load_trace
+from engine.trace import Trace, load_trace
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -64,6 +64,7 @@ BEHAVIOURS = {
     "malformed": [chunk("Paris"), "{not json"],
     "error-event": [chunk("Paris"), {"error": {"message": "CUDA out of memory", "code": 500}}],
     "slow": [chunk("Paris"), 3.0, chunk(" is"), "[DONE]"],
+    "with-metrics": [chunk("Paris"), 0.4, chunk(" is"), 0.4, chunk(" it", finish="stop"), "[DONE]"],
 }
 
 
@@ -71,9 +72,28 @@ class TinyServer(BaseHTTPRequestHandler):
     """Answers /<behaviour>/v1/chat/completions, or /status/<code>/v1/... with that status."""
 
     protocol_version = "HTTP/1.1"
+    scrapes = 0
 
     def log_message(self, *args) -> None:  # quiet
         pass
+
+    def do_GET(self) -> None:
+        """/with-metrics/metrics: vLLM's names, one more running request per scrape; any other: 404."""
+        if self.path != "/with-metrics/metrics":
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        TinyServer.scrapes += 1
+        body = (f"vllm:num_requests_running {TinyServer.scrapes}\nvllm:kv_cache_usage_perc 0.5\n"
+                "# TYPE vllm:time_to_first_token_seconds histogram\n"
+                f"vllm:time_to_first_token_seconds_count {TinyServer.scrapes}\n"
+                f"vllm:time_to_first_token_seconds_sum {0.12 * TinyServer.scrapes}\n").encode()  # fmt: skip
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -223,6 +243,22 @@ def test_the_cli_writes_a_remote_trace_with_shared_chunks_flagged_and_alternativ
     assert trace.remote["usage"] == {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
     assert trace.events[3].top[0].token == " Paris" and trace.events[3].logprob == -0.05
     assert "4 tokens arrived, as many as the server's usage counts" in done.stdout
+
+
+def test_a_servers_metrics_are_sampled_during_the_run_on_its_clock_and_their_absence_is_said(server):
+    from engine.remote_run import run_remote_trace
+
+    trace = run_remote_trace(parse_endpoint(f"{server}/with-metrics/v1"), "hi", model="m")
+    metrics = trace.remote["metrics"]
+    assert metrics["server"] == "vLLM" and metrics["note"] is None
+    assert metrics["url"].endswith("/with-metrics/metrics")
+    times = [sample["t_ms"] for sample in metrics["samples"]]
+    assert 4 <= len(times) <= 7  # one before, ~4 a second over the ~0.8 s stream, one after
+    assert times[0] <= 0 < times[1] and times[-1] >= trace.events[-1].t_ms  # on the run's clock
+    assert metrics["server_ttft_ms"] == pytest.approx(120)  # vLLM's own figure, from its histogram's totals
+    assert Trace.from_dict(trace.to_dict()).remote["metrics"] == metrics  # the contract holds it
+    plain = run_remote_trace(parse_endpoint(f"{server}/happy/v1"), "hi", model="m").remote["metrics"]
+    assert plain["samples"] == [] and "answered 404" in plain["note"]
 
 
 def test_pages_and_reports_refuse_a_remote_trace_in_a_sentence_until_they_can_draw_one(server, tmp_path):

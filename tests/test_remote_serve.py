@@ -79,6 +79,7 @@ def test_a_trace_from_a_real_server_answers_counts_and_validates(served, tmp_pat
     assert times == sorted(times) and trace.summary.ttft_ms == times[0] > 0
     assert trace.summary.peak_memory_bytes is None and trace.summary.prefill_tokens_per_s is None
     assert "measured at the client" in remote["clock"] and "time to first token" in done.stdout
+    assert remote["metrics"]["samples"] == [] and "no server metrics" in remote["metrics"]["note"]  # it has none
     raw = json.loads(out.read_text())
     assert "api" not in json.dumps(raw["remote"]).lower()  # no key, nor any place one could hide
     assert engine_cli("validate", str(out)).returncode == 0
