@@ -210,15 +210,19 @@ def command_remote_trace(args: argparse.Namespace) -> int:
 
     if not args.model:
         raise RemoteError("--endpoint needs --model: the name the server knows the model by (see its /v1/models)")
-    if args.path != "eager" or args.device or args.dtype or args.no_kv_cache or args.raw:
-        raise RemoteError("--path, --device, --dtype, --no-kv-cache and --raw choose how this machine runs a model; "
-                          "with --endpoint the server decides")  # fmt: skip
+    local_only = {"--path": args.path != "eager", "--device": args.device, "--dtype": args.dtype,
+                  "--no-kv-cache": args.no_kv_cache, "--raw": args.raw, "--top-k": args.top_k,
+                  "--top-p": args.top_p != 1.0, "--seed": args.seed, "--ignore-eos": args.ignore_eos}  # fmt: skip
+    given = [flag for flag, used in local_only.items() if used]
+    if given:
+        raise RemoteError(f"{', '.join(given)} only apply to a model run here: with --endpoint the server is sent "
+                          "the prompt, --max-new-tokens and --temperature")  # fmt: skip
     api_key = None
     if args.api_key_env:
         api_key = os.environ.get(args.api_key_env)
         if not api_key:
             raise RemoteError(f"the environment variable {args.api_key_env} is not set or empty")
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
     check_settings(settings)
     endpoint = parse_endpoint(args.endpoint, api_key=api_key)
     try:

@@ -82,13 +82,12 @@ def run_remote_trace(
             if on_record is not None:
                 on_record(record)
     except RemoteError as err:
-        metrics = finish_sampling(sampler, run_started_ns)
-        if not records:
-            raise
-        err.trace = remote_trace(endpoint, prompt, model=model, settings=settings, records=records, end=None,
-                                 error=str(err), metrics=metrics)  # fmt: skip
+        if records:
+            err.trace = remote_trace(endpoint, prompt, model=model, settings=settings, records=records, end=None,
+                                     error=str(err), metrics=finish_sampling(sampler, run_started_ns))  # fmt: skip
         raise
-    metrics = finish_sampling(sampler, run_started_ns)
+    finally:
+        metrics = finish_sampling(sampler, run_started_ns)  # stopped however the run ended
     if not records:
         raise RemoteError(f"{endpoint.host} answered with no tokens at all (finish reason {end.finish_reason!r})")
     return remote_trace(endpoint, prompt, model=model, settings=settings, records=records, end=end, error=None,
@@ -124,7 +123,11 @@ def remote_trace(
         model={"name": server_model[:200], "source": f"remote: {endpoint.host}"},
         hardware={"device": "remote"},  # the server's device is its own business: never guessed
         versions=versions(),
-        settings={**settings.to_dict(), "chat_template": True},
+        settings={  # what the server was sent, nothing it was not
+            "max_new_tokens": settings.max_new_tokens,
+            "temperature": settings.temperature,
+            "chat_template": True,
+        },
         prompt={"text": prompt, "tokens": [], "chat_template_applied": True},
         events=tuple(records),
         summary=summarize(records, prompt_tokens=0),

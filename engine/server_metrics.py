@@ -31,7 +31,7 @@ KNOWN_METRICS = {
     "llamacpp:requests_processing": ("llama.cpp", "running"),
     "llamacpp:requests_deferred": ("llama.cpp", "waiting"),
 }
-SAMPLE_INTERVAL_S = 0.25  # four samples a second, as load generators scrape servers (AIPerf's default order)
+SAMPLE_INTERVAL_S = 0.25  # four samples a second: enough to see a queue form and drain during one answer
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,10 +89,11 @@ class MetricsSampler:
         return self
 
     def stop(self) -> list[MetricsSample]:
-        """Take a last sample, stop, and return every sample taken."""
+        """Take a last sample, stop, and return every sample taken (a second call just returns them)."""
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
+            self._thread = None
             self.sample_once()
             self._client.close()
         return self.samples

@@ -238,6 +238,7 @@ def test_the_cli_writes_a_remote_trace_with_shared_chunks_flagged_and_alternativ
     assert done.returncode == 0, done.stderr
     trace = load_trace(out)
     assert trace.answer == "The capital is Paris" and trace.finish_reason == "eos"
+    assert trace.settings == {"max_new_tokens": 64, "temperature": 0.0, "chat_template": True}  # what was sent
     assert [event.shared_chunk for event in trace.events] == [False, True, True, False]
     assert trace.remote["shared_chunks"] == 2 and trace.remote["logprobs"]
     assert trace.remote["usage"] == {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
@@ -302,3 +303,6 @@ def test_the_cli_says_a_refused_connection_in_one_line_and_writes_nothing(tmp_pa
     assert done.stderr.startswith("error: could not connect to 127.0.0.1:") and len(done.stderr.splitlines()) == 1
     no_model = engine_cli("trace", "--endpoint", f"http://127.0.0.1:{closed}/v1", "--prompt", "hi")
     assert no_model.returncode == 2 and "--endpoint needs --model" in no_model.stderr
+    local = engine_cli("trace", "--endpoint", f"http://127.0.0.1:{closed}/v1", "--model", "m", "--prompt", "hi",
+                       "--top-k", "5", "--seed", "3")  # fmt: skip
+    assert local.returncode == 2 and "--top-k, --seed only apply to a model run here" in local.stderr
