@@ -31,6 +31,19 @@ def check_model_allowed(name: str) -> None:
         raise SettingsError(f"{name!r} is not one of this kitchen's models ({', '.join(offered)})")
 
 
+def offered_servers() -> tuple[str, ...] | None:
+    """The servers a visitor may stream from (hosted mode: the config's list, maybe empty); None: any (local mode)."""
+    config = kitchen_config()
+    return config.servers if config.hosted else None
+
+
+def check_server_allowed(url: str) -> None:
+    """Raise SettingsError for a server address this kitchen does not offer (hosted mode), whatever was sent."""
+    offered = offered_servers()
+    if offered is not None and url.strip().rstrip("/") not in offered:
+        raise SettingsError("that server is not one this kitchen offers")
+
+
 def max_new_tokens_limit() -> int:
     """The most new tokens one request may ask for here."""
     config = kitchen_config()

@@ -6,6 +6,7 @@ functions draw a run while it cooks and once it is done.
 
 from __future__ import annotations
 
+import html
 import os
 
 import streamlit as st
@@ -13,6 +14,7 @@ import streamlit as st
 from app.hosting import max_new_tokens_limit
 from app.kitchen import GenerationJob
 from app.presentation import settings_area
+from app.remote_kitchen import RemoteJob
 from app.run_view import draw_run_charts, run_html
 from app.state import remember
 from app.text import literal
@@ -114,6 +116,9 @@ def draw_tokenizer_view(text: str, *, model_key: str, tokenizer: object, job: Ge
 
 def status_line(job: GenerationJob, count: int) -> str:
     """One sentence on where the job is."""
+    if job.state == "running" and isinstance(job, RemoteJob):
+        where = html.escape(f"{job.server.model} on {job.trace_host()}")  # the status line is HTML: names as text
+        return f"📡 {where} is answering… {count} tokens so far."
     if job.state == "running":
         table = f" at table {job.table}" if job.table is not None else ""
         sharing = job.records[-1].batch_size - 1 if job.records else 0
@@ -132,29 +137,36 @@ def draw_live_text(job: GenerationJob) -> bool:
     if job.state == "failed":
         st.error(f"**This run failed.** {literal(job.error)}")
         return False
-    records, facts, request = list(job.records), job.facts, job.request
+    records = list(job.records)
     status = status_line(job, len(records))
-    if not records or request is None or facts is None:
+    if not records or job_model(job) is None:
         st.html(f"<div class='ik-status'>{status}</div>")
         return False
-    summary = job.trace.summary if job.trace else summarize(records, prompt_tokens=len(request.token_ids))
-    model = facts.to_dict()
-    st.html(
-        run_html(
-            records, model=model, kv_cache=job.settings.kv_cache, summary=summary, status=status, rich=not job.active
-        )
-    )
+    summary = job.trace.summary if job.trace else summarize(records, prompt_tokens=prompt_tokens_of(job))
+    clock = job.clock if isinstance(job, RemoteJob) else None
+    st.html(run_html(records, model=job_model(job), kv_cache=job.settings.kv_cache, summary=summary, status=status,
+                     rich=not job.active, clock=clock))  # fmt: skip
     return True
+
+
+def job_model(job: GenerationJob) -> dict | None:
+    """The model's facts as a trace keeps them (a server's model: its name only); None before it has started."""
+    if isinstance(job, RemoteJob):
+        return job.trace.model if job.trace is not None else {"name": job.server.model}
+    return job.facts.to_dict() if job.facts is not None and job.request is not None else None
+
+
+def prompt_tokens_of(job: GenerationJob) -> int:
+    """Tokens the model read (0 for a server's run: its tokenizer is the server's own, unseen from here)."""
+    return len(job.request.token_ids) if job.request is not None else 0
 
 
 def draw_charts(job: GenerationJob) -> None:
     """The five charts from the records so far (costlier: redrawn less often while running)."""
-    records, prompt_tokens = list(job.records), len(job.request.token_ids)
+    records, prompt_tokens = list(job.records), prompt_tokens_of(job)
     summary = job.trace.summary if job.trace else summarize(records, prompt_tokens=prompt_tokens)
-    model = job.facts.to_dict()
-    draw_run_charts(
-        records, model=model, kv_cache=job.settings.kv_cache, prompt_tokens=prompt_tokens, summary=summary, key="live"
-    )
+    draw_run_charts(records, model=job_model(job), kv_cache=job.settings.kv_cache, prompt_tokens=prompt_tokens,
+                    summary=summary, key="live")  # fmt: skip
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -16,6 +16,7 @@ import streamlit as st  # noqa: E402
 
 from app.kitchen import model_slot  # noqa: E402
 from app.presentation import apply_style  # noqa: E402
+from app.remote_kitchen import current_server  # noqa: E402
 from app.sidebar import draw_sidebar  # noqa: E402
 from app.site import navigation_pages  # noqa: E402
 from app.state import keep_remembered  # noqa: E402
@@ -28,7 +29,9 @@ navigation = st.navigation(navigation_pages())
 selection = draw_sidebar()
 visitor_card(visitor)
 # Start the chosen model loading now, whatever page the visitor opened first (it loads in the background, in its
-# own process): by the time they reach the live page it is ready, instead of starting the ~10 s load there.
-model_slot(selection.model, selection.device, selection.dtype)
+# own process): by the time they reach the live page it is ready, instead of starting the ~10 s load there. Not
+# while the live page cooks on a server (a laptop showing a GPU cluster): the pages that need it load it then.
+if current_server() is None:
+    model_slot(selection.model, selection.device, selection.dtype)
 apply_style()
 navigation.run()

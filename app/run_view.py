@@ -6,6 +6,7 @@ Everything here reads records and the model's facts as a plain dict (`ModelFacts
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import streamlit as st
@@ -18,17 +19,38 @@ from engine import figures as charts
 from engine.units import fmt_ms, fmt_rate
 
 
+def kv_card(model: dict, *, kv_cache: bool) -> tuple[str, str, str]:
+    """The KV-bytes-per-token card: from the model's facts, or "not known" for a server's model."""
+    if "kv_bytes_per_token" not in model:  # a remote run: the server does not say how its cache is laid out
+        return ("KV bytes per token", "not known", "The server does not tell a client its model's cache layout.")
+    return (
+        "KV bytes per token",
+        f"{model['kv_bytes_per_token']:,} B" if kv_cache else "0 (cache off)",
+        f"2 x {model['layers']} layers x {model['kv_heads']} KV heads x {model['head_dim']} head "
+        "size x bytes per number.",
+    )
+
+
 def run_html(
-    records: Sequence[TokenRecord], *, model: dict, kv_cache: bool, summary: Summary, status: str, rich: bool
+    records: Sequence[TokenRecord],
+    *,
+    model: dict,
+    kv_cache: bool,
+    summary: Summary,
+    status: str,
+    rich: bool,
+    clock: str | None = None,
 ) -> str:
-    """Status line, answer chips and headline numbers as one HTML block (one element: cheap to redraw)."""
+    """Status line, answer chips and headline numbers as one HTML block (one element: cheap to redraw).
+
+    `clock`: where the times were taken when not in this process (a remote run: "measured at the client: ...").
+    """
+    first_token = "Prefill: reading the whole prompt and producing the first token (vLLM's TTFT)."
+    if clock:
+        first_token = f"From sending the request to the first token's arrival, {clock}."
     cards = number_cards(
         [
-            (
-                "time to first token",
-                fmt_ms(summary.ttft_ms),
-                "Prefill: reading the whole prompt and producing the first token (vLLM's TTFT).",
-            ),
+            ("time to first token", fmt_ms(summary.ttft_ms), first_token),
             ("inter-token p50", fmt_ms(summary.itl_p50_ms), "Median gap between consecutive tokens (vLLM's ITL)."),
             ("inter-token p90", fmt_ms(summary.itl_p90_ms), "9 in 10 gaps between tokens were at most this long."),
             (
@@ -36,12 +58,7 @@ def run_html(
                 fmt_rate(summary.decode_tokens_per_s),
                 "(tokens - 1) / (total time - time to first token): 1 / vLLM's TPOT.",
             ),
-            (
-                "KV bytes per token",
-                f"{model['kv_bytes_per_token']:,} B" if kv_cache else "0 (cache off)",
-                f"2 x {model['layers']} layers x {model['kv_heads']} KV heads x {model['head_dim']} head "
-                "size x bytes per number.",
-            ),
+            kv_card(model, kv_cache=kv_cache),
             ("total time", fmt_ms(summary.total_ms), "From the start of the request to the last token."),
             (
                 "10-second budget used",
@@ -51,7 +68,8 @@ def run_html(
         ]
     )
     chips = token_chips(records, eos_token_ids=tuple(model.get("eos_token_ids") or ()), rich=rich)
-    return f"<div class='ik-status'>{status}</div>{chips}{cards}"
+    where = f"<div class='ik-clock'>⏱ Times {html.escape(clock)}.</div>" if clock else ""
+    return f"<div class='ik-status'>{status}</div>{where}{chips}{cards}"
 
 
 def draw_run_charts(
@@ -64,20 +82,27 @@ def draw_run_charts(
     with left:
         st.markdown(explanation("live", "latency"))
         show_chart(charts.latency_chart(records), key=f"{key}_chart_latency")
-        st.markdown(explanation("live", "kv"))
-        show_chart(
-            charts.kv_cache_chart(
-                records, kv_bytes_per_token=model["kv_bytes_per_token"], prompt_tokens=prompt_tokens, kv_cache=kv_cache
-            ),
-            key=f"{key}_chart_kv",
-        )
+        if not charts.recorded(records, "kv_cache_bytes"):
+            st.info(charts.NOT_SEEN_FROM_A_CLIENT["kv_cache_bytes"])
+        else:
+            st.markdown(explanation("live", "kv"))
+            show_chart(
+                charts.kv_cache_chart(
+                    records, kv_bytes_per_token=model["kv_bytes_per_token"], prompt_tokens=prompt_tokens,
+                    kv_cache=kv_cache,
+                ),
+                key=f"{key}_chart_kv",
+            )  # fmt: skip
     with right:
         st.markdown(explanation("live", "tokens"))
         show_chart(charts.tokens_over_time_chart(records), key=f"{key}_chart_tokens")
-        memory_kind = (
-            "resident memory of the process"
-            if model.get("device", "cpu") == "cpu"
-            else f"memory allocated on {model['device']}"
-        )
-        st.markdown(explanation("live", "memory", memory_kind=memory_kind))
-        show_chart(charts.memory_chart(records), key=f"{key}_chart_memory")
+        if not charts.recorded(records, "memory_bytes"):
+            st.info(charts.NOT_SEEN_FROM_A_CLIENT["memory_bytes"])
+        else:
+            memory_kind = (
+                "resident memory of the process"
+                if model.get("device", "cpu") == "cpu"
+                else f"memory allocated on {model['device']}"
+            )
+            st.markdown(explanation("live", "memory", memory_kind=memory_kind))
+            show_chart(charts.memory_chart(records), key=f"{key}_chart_memory")

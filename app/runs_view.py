@@ -24,7 +24,7 @@ from engine import figures as charts
 from engine.experiments import ExperimentResult
 from engine.replay import SPEEDS, ReplayClock, records_until
 from engine.report import compare_summaries, render_report, run_names
-from engine.store import RunEntry, RunStore, is_imported
+from engine.store import REFERENCE, RunEntry, RunStore, is_imported
 from engine.trace import Trace, trace_csv, trace_json
 
 REPLAY_TEXT_SECONDS, REPLAY_CHART_SECONDS = 0.25, 1.0
@@ -52,7 +52,11 @@ def tokens_csv(key: RunKey) -> bytes:
 
 def origin(entry: RunEntry) -> str:
     """Where a run's numbers come from, in one word: measured here, imported, or a shipped reference."""
-    return "reference" if entry.path.startswith("reference/") else "imported" if entry.imported else "measured here"
+    if entry.path.startswith(f"{REFERENCE}/"):
+        return "reference"
+    if entry.imported:
+        return "imported"
+    return "a server, timed here" if entry.path.startswith("remote/") else "measured here"
 
 
 def describe(entry: RunEntry) -> str:
@@ -144,7 +148,7 @@ def json_of(result: ExperimentResult) -> str:
 def label_and_delete(store: RunStore, entry: RunEntry) -> None:
     """Label a kept run, share it (hosted mode), or delete it after a confirmation (references are read-only);
     a hosted kitchen's visitor only reads (the presenter manages runs)."""
-    if not (entry.path.startswith("traces/") or entry.path.startswith("experiments/")):
+    if entry.path.startswith(f"{REFERENCE}/"):
         return
     if not may_manage_runs():
         st.caption("Only the presenter labels, shares and deletes runs in this kitchen.")
@@ -203,10 +207,14 @@ def replay_controls(path: str) -> dict | None:
 def draw_trace(run: Trace, playing: dict | None) -> None:
     """A trace drawn like the live page: whole, or replayed on its recorded clock."""
     model, kv_cache, prompt_tokens = run.model, bool(run.settings.get("kv_cache", True)), len(run.prompt["tokens"])
+    client_clock = run.remote["clock"] if run.remote is not None else None  # where a remote run's times were taken
+    if run.remote is not None:
+        st.caption(literal(f"Recorded from {run.kitchen}: {run.remote['count_check']}."))
     if playing is None:
         records = list(run.events)
         status = f"Recorded: {len(records)} tokens."
-        st.html(run_html(records, model=model, kv_cache=kv_cache, summary=run.summary, status=status, rich=True))
+        st.html(run_html(records, model=model, kv_cache=kv_cache, summary=run.summary, status=status, rich=True,
+                         clock=client_clock))  # fmt: skip
         draw_run_charts(records, model=model, kv_cache=kv_cache, prompt_tokens=prompt_tokens, summary=run.summary,
                         key="runs_open")  # fmt: skip
         return
@@ -226,7 +234,8 @@ def draw_trace(run: Trace, playing: dict | None) -> None:
             st.html(f"<div class='ik-status'>{status}</div>")
             return
         summary = summarize(records, prompt_tokens=prompt_tokens)
-        st.html(run_html(records, model=model, kv_cache=kv_cache, summary=summary, status=status, rich=finished))
+        st.html(run_html(records, model=model, kv_cache=kv_cache, summary=summary, status=status, rich=finished,
+                         clock=client_clock))  # fmt: skip
 
     def charts_so_far() -> None:
         records = so_far()

@@ -9,6 +9,7 @@ from app.hosting import offered_models
 from app.kitchen import Selection, visitor_menu
 from app.presentation import KEY as PRESENTATION_KEY
 from app.presentation import settings_area
+from app.remote_kitchen import current_server, kitchen_kinds, server_inputs
 from engine import DEFAULT_MODEL
 from engine.units import fmt_bytes
 
@@ -77,6 +78,21 @@ def draw_sidebar() -> Selection:
             help="For projecting: larger type and charts, settings folded away.",
         )
         st.markdown("### 🍳 The kitchen")
+        kinds = kitchen_kinds()
+        if len(kinds) > 1:
+            if st.session_state.get("sidebar_kitchen") not in kinds:
+                st.session_state["sidebar_kitchen"] = kinds[0]
+            st.radio(
+                "The live page cooks on",
+                kinds,
+                key="sidebar_kitchen",
+                horizontal=True,
+                help="This machine: the model below, measured in-process. A server: an OpenAI-compatible server you "
+                "run (vLLM, SGLang, TGI, llama.cpp, Ollama), timed here as its tokens arrive.",
+            )
+        if current_server() is not None:
+            server_inputs(settings_area("The server"))
+            st.caption("Experiments and the other pages still cook on this machine's model, below.")
         pickers = settings_area("Model, device and dtype")
         offered, menu = offered_models(), visitor_menu()
         if menu is not None:

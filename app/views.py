@@ -35,6 +35,7 @@ CHIP_STYLE = """
 .ik-card .ik-label { color: #52606D; font-size: .9rem; border-bottom: 1px dotted #9AA5B1; cursor: help; }
 .ik-card .ik-value { font-size: 1.9rem; color: #102A43; line-height: 1.3em; }
 .ik-status { font-weight: 600; font-size: 1.05rem; margin-bottom: .4em; }
+.ik-clock { color: #486581; font-size: .9rem; margin-bottom: .4em; }
 .ik-pieces { line-height: 2.1em; font-size: 1.1rem; }
 .ik-piece { padding: .1em .05em; border-radius: 4px; white-space: pre-wrap; color: #102A43; }
 </style>
@@ -121,13 +122,19 @@ def token_chips(records: Sequence[TokenRecord], *, eos_token_ids: Sequence[int],
             )
             chips.append(f"<span class='{classes}' title='{title}'>{label}</span>")
             continue
-        tip = (
-            f"<b>step {r.step}</b> · {r.phase} · <b>{r.latency_ms:.1f} ms</b><br>"
-            f"chosen: token {r.token_id}, probability {math.exp(r.logprob):.1%}"
-            f"<table>{rows}</table>"
+        tip = f"<b>step {r.step}</b> · {r.phase} · <b>{r.latency_ms:.1f} ms</b><br>{chosen_line(r)}" + (
+            f"<table>{rows}</table>" if rows else "<br><i>no alternatives: the server sent no logprobs</i>"
         )
         chips.append(f"<span class='{classes}' tabindex='0'>{label}<span class='ik-tip'>{tip}</span></span>")
     return f"<div class='ik-chips' data-testid='ik-answer'>{''.join(chips)}</div>"
+
+
+def chosen_line(record: TokenRecord) -> str:
+    """The chip popup's line on the chosen token (a server may send neither its id nor its probability)."""
+    token = f"token {record.token_id}" if record.token_id is not None else "token id not sent"
+    if record.logprob is None:
+        return f"chosen: {token}, probability not sent by the server"
+    return f"chosen: {token}, probability {math.exp(record.logprob):.1%}"
 
 
 def number_cards(cards: Sequence[tuple[str, str, str]]) -> str:

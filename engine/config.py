@@ -46,6 +46,7 @@ class KitchenConfig:
     models: tuple[str, ...] = (DEFAULT_MODEL,)  # hosted mode: the only names a visitor can load, first the default
     max_loaded_models: int = 2  # model slots alive at once, least recently used closed first
     load_timeout_s: float = 600.0  # a load still going then fails, with a retry button
+    servers: tuple[str, ...] = ()  # hosted mode: the only OpenAI-compatible servers a visitor may send prompts to
     caps: Caps = field(default_factory=Caps)
     source: str = "defaults (no config file)"
 
@@ -58,6 +59,7 @@ class KitchenConfig:
 SECTIONS = {
     "hosting": {"mode": str, "address": str, "allowed_hosts": list},
     "models": {"allowed": list, "max_loaded": int, "load_timeout_s": float},
+    "servers": {"allowed": list},
     "caps": {caps_field.name: caps_field.type for caps_field in fields(Caps)},
 }
 TYPE_NAMES = {"int": int, "float": float, "str": str, "list": list}
@@ -106,8 +108,13 @@ def parse_config(text: str, *, source: str) -> KitchenConfig:
     allowed = tuple(name.strip() for name in models.get("allowed", [DEFAULT_MODEL]))
     if not allowed:
         raise SettingsError(f"{source}: [models] allowed must name at least one model")
+    servers = tuple(url.strip().rstrip("/") for url in values.get("servers", {}).get("allowed", []))
+    for url in servers:
+        if not url.startswith(("http://", "https://")) or "@" in url:
+            raise SettingsError(f"{source}: [servers] allowed lists http://host:8000/v1, not {url!r}")
     return KitchenConfig(
         mode=mode,
+        servers=servers,
         address=hosting.get("address", KitchenConfig.address),
         allowed_hosts=tuple(hosting.get("allowed_hosts", ())),
         models=allowed,

@@ -61,6 +61,22 @@ def figure(data: list[dict], *, x_title: str, y_title: str, height: int = 300, *
     return {"data": data, "layout": spec}
 
 
+NOT_SEEN_FROM_A_CLIENT = {  # what a remote run's records leave null, and why (engine.remote_run)
+    "kv_cache_bytes": "The server does not tell a client how big its KV cache is, so this run has no KV-cache chart.",
+    "memory_bytes": "The server does not tell a client how much memory it uses, so this run has no memory chart.",
+}
+
+
+def recorded(records: Sequence[TokenRecord], field: str) -> bool:
+    """True when the records carry this measurement (a remote run's have no KV-cache bytes or memory)."""
+    return bool(records) and all(getattr(record, field) is not None for record in records)
+
+
+def megabytes(count: int | None, digits: int = 6) -> float | None:
+    """Bytes as MB for a chart, None (a gap in the line) when not known."""
+    return round(count / 1e6, digits) if count is not None else None
+
+
 def latency_chart(records: Sequence[TokenRecord]) -> dict:
     """Per-token latency bars, the prefill step in its own color."""
     bars = []
@@ -228,16 +244,21 @@ def overlay_chart(traces: Sequence, names: Sequence[str], *, metric: str) -> dic
             lambda r: round(r.t_ms / 1000, 4),
             lambda r: r.step + 1,
         ),
-        "kv": ("token (step)", "KV cache (MB)", lambda r: r.step, lambda r: r.kv_cache_bytes / 1e6),
+        "kv": ("token (step)", "KV cache (MB)", lambda r: r.step, lambda r: megabytes(r.kv_cache_bytes)),
         "memory": (
             "time since the request started (s)",
             "memory (MB)",
             lambda r: round(r.t_ms / 1000, 4),
-            lambda r: round(r.memory_bytes / 1e6, 2),
+            lambda r: megabytes(r.memory_bytes, 2),
         ),
         "batch": ("token (step)", "requests in the step", lambda r: r.step, lambda r: r.batch_size),
     }
     x_title, y_title, x_of, y_of = axes[metric]
+    field = {"kv": "kv_cache_bytes", "memory": "memory_bytes"}.get(metric)
+    names = [  # a remote run's line is empty here: its name says why
+        f"{name} (not sent by the server)" if field and not recorded(trace.events, field) else name
+        for trace, name in zip(traces, names, strict=True)
+    ]
     lines = [
         {
             "type": "scatter",

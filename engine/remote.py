@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import math
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,8 +24,11 @@ from httpx_sse import EventSource, SSEError
 
 from engine.errors import EngineError
 from engine.records import Alternative
+from engine.request import CancelFlag
 
 TOP_LOGPROBS = 5  # alternatives asked for per token (servers that support logprobs send them)
+CANCEL_POLL_S = 0.1  # how soon a Stop shuts the connection while waiting for the server
+MAX_LISTED_MODELS = 200  # a server listing more (a hub proxy) is cut: the sidebar offers a pick, not a catalogue
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +92,25 @@ def parse_endpoint(url: str, *, api_key: str | None = None) -> Endpoint:
     return Endpoint(base_url=text, api_key=api_key or None)
 
 
+def list_models(endpoint: Endpoint, *, timeout_s: float = 5.0) -> list[str]:
+    """The model names the server offers (GET /models); RemoteError says in a sentence why they could not be read."""
+    try:
+        with httpx.Client(timeout=httpx.Timeout(timeout_s), headers=endpoint.headers()) as client:
+            response = client.get(f"{endpoint.base_url}/models")
+            if response.status_code != 200:
+                raise RemoteError(status_sentence(response, endpoint=endpoint, model="(listing models)"))
+            body = response.json()
+    except httpx.HTTPError as err:
+        raise RemoteError(transport_sentence(err, endpoint=endpoint, arrived=0)) from None
+    except ValueError:
+        raise RemoteError(f"{endpoint.host} answered /models with something that is not JSON") from None
+    listed = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(listed, list):
+        raise RemoteError(f"{endpoint.host} answered /models without a list of models (no 'data')")
+    names = [str(item["id"])[:200] for item in listed if isinstance(item, dict) and item.get("id")]
+    return sorted(dict.fromkeys(names))[:MAX_LISTED_MODELS]
+
+
 def chat_body(*, model: str, messages: list[dict], max_tokens: int, temperature: float, logprobs: bool) -> dict:
     """The request: a streamed chat completion asking for usage at the end (and logprobs, when wanted)."""
     body = {
@@ -111,8 +135,13 @@ def stream_chat(
     temperature: float = 0.0,
     logprobs: bool = True,
     timeout_s: float = 30.0,
+    cancel: CancelFlag | None = None,
 ) -> Iterator[RemoteToken | RemoteEnd]:
-    """Yield each token as its chunk arrives, then one RemoteEnd; RemoteError says in a sentence what went wrong."""
+    """Yield each token as its chunk arrives, then one RemoteEnd; RemoteError says in a sentence what went wrong.
+
+    When `cancel.is_set()` turns true the connection is shut at once, even while waiting for a token, and the
+    stream ends with no RemoteEnd (the caller knows it cancelled).
+    """
     body = chat_body(model=model, messages=messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs)
     tokens: list[RemoteToken] = []
     try:
@@ -121,12 +150,43 @@ def stream_chat(
             with client.stream("POST", f"{endpoint.base_url}/chat/completions", json=body) as response:
                 if response.status_code != 200:
                     raise RemoteError(status_sentence(response, endpoint=endpoint, model=model))
-                yield from read_events(response, sent_ns=sent_ns, tokens=tokens)
+                watching = shut_when_cancelled(response, cancel)
+                try:
+                    yield from read_events(response, sent_ns=sent_ns, tokens=tokens)
+                finally:
+                    watching.set()
     except RemoteError as err:
+        if cancel is not None and cancel.is_set():
+            return  # the shut connection's own complaint: the stream was stopped here, not broken there
         raise RemoteError(str(err), tokens=tuple(tokens)) from None
     except httpx.HTTPError as err:
+        if cancel is not None and cancel.is_set():
+            return
         sentence = transport_sentence(err, endpoint=endpoint, arrived=len(tokens))
         raise RemoteError(sentence, tokens=tuple(tokens)) from None
+
+
+def shut_when_cancelled(response: httpx.Response, cancel: CancelFlag | None) -> threading.Event:
+    """Watch `cancel` on a small thread and shut the response's socket when it is set (a read blocked waiting for
+    the server's next token then returns at once); set the returned event to stop watching."""
+    done = threading.Event()
+    stream = response.extensions.get("network_stream")
+    if cancel is None or stream is None:
+        return done
+
+    def watch() -> None:
+        while not done.wait(CANCEL_POLL_S):
+            if cancel.is_set():
+                connection = stream.get_extra_info("socket")
+                if connection is not None:
+                    try:
+                        connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass  # already closed
+                return
+
+    threading.Thread(target=watch, name="remote-cancel", daemon=True).start()
+    return done
 
 
 def read_events(

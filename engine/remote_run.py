@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from engine.errors import GenerationCancelled
 from engine.records import TokenRecord, summarize
 from engine.remote import Endpoint, RemoteEnd, RemoteError, RemoteToken, stream_chat
+from engine.request import CancelFlag
 from engine.server_metrics import MetricsSampler, metrics_section, metrics_url
 from engine.settings import GenerationSettings
 from engine.trace import SCHEMA_VERSION, Trace, now_iso, versions
@@ -58,10 +60,15 @@ def run_remote_trace(
     model: str,
     settings: GenerationSettings | None = None,
     on_record: Callable[[TokenRecord], None] | None = None,
+    cancel: CancelFlag | None = None,
     timeout_s: float = 60.0,
     sample_metrics: bool = True,
 ) -> Trace:
-    """Stream one chat completion and return its Trace; RemoteError (with `.trace` when tokens had come) if it broke."""
+    """Stream one chat completion and return its Trace; RemoteError (with `.trace` when tokens had come) if it broke.
+
+    When `cancel.is_set()` turns true the stream is closed at the next token and GenerationCancelled carries the
+    trace of the tokens that had arrived (`partial`, finish reason "stopped"), as a local run's stop does.
+    """
     settings = settings or GenerationSettings()
     if not prompt or not prompt.strip():
         raise RemoteError("the prompt is empty: type something for the server to answer")
@@ -71,7 +78,7 @@ def run_remote_trace(
     run_started_ns = time.perf_counter_ns()
     stream = stream_chat(endpoint, model=model, messages=[{"role": "user", "content": prompt}],
                          max_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                         timeout_s=timeout_s)  # fmt: skip
+                         timeout_s=timeout_s, cancel=cancel)  # fmt: skip
     try:
         for item in stream:
             if isinstance(item, RemoteEnd):
@@ -81,6 +88,14 @@ def run_remote_trace(
             records.append(record)
             if on_record is not None:
                 on_record(record)
+            if cancel is not None and cancel.is_set():
+                break
+        if cancel is not None and cancel.is_set() and end is None:
+            stream.close()  # closes the connection: the server sees the client go and may stop cooking
+            metrics = finish_sampling(sampler, run_started_ns)
+            partial = remote_trace(endpoint, prompt, model=model, settings=settings, records=records, end=None,
+                                   error="stopped by the client", metrics=metrics) if records else None  # fmt: skip
+            raise GenerationCancelled(f"stopped after {len(records)} tokens", records=tuple(records), partial=partial)
     except RemoteError as err:
         if records:
             err.trace = remote_trace(endpoint, prompt, model=model, settings=settings, records=records, end=None,

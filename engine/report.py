@@ -26,21 +26,25 @@ SUMMARY_METRICS = (  # (label, summary field, format)
 
 
 def run_name(trace: Trace) -> str:
-    """A short name for a trace in a comparison: model, dtype, device, date."""
-    model = trace.model
-    return f"{model['name']} · {model['dtype']} · {model['device']} · {trace.created_at[:16].replace('T', ' ')}"
+    """A short name for a trace in a comparison: model, dtype, device (or server), date."""
+    model, when = trace.model, trace.created_at[:16].replace("T", " ")
+    if trace.remote is not None:
+        return f"{model['name']} · {trace.kitchen} · {when}"
+    return f"{model['name']} · {model['dtype']} · {model['device']} · {when}"
 
 
 def run_facets(trace: Trace) -> dict[str, str]:
     """What can set two runs apart, each as it reads in a label (model, hardware, settings that change the picture)."""
     settings, model, hardware = trace.settings, trace.model, trace.hardware
     temperature = float(settings.get("temperature", 0.0))
+    remote = trace.remote is not None
     return {
+        "kitchen": trace.kitchen,
         "model": str(model.get("name")),
-        "dtype": str(model.get("dtype")),
-        "device": str(model.get("device")),
-        "hardware": str(hardware.get("gpu") or hardware.get("cpu")),
-        "threads": f"{hardware.get('torch_threads')} threads",
+        "dtype": "dtype not known" if remote else str(model.get("dtype")),
+        "device": "device not known" if remote else str(model.get("device")),
+        "hardware": "the server's hardware" if remote else str(hardware.get("gpu") or hardware.get("cpu")),
+        "threads": "the server's threads" if remote else f"{hardware.get('torch_threads')} threads",
         "KV cache": "KV cache on" if settings.get("kv_cache", True) else "KV cache off",
         "temperature": "greedy" if temperature == 0 else f"temperature {temperature:g}",
         "seed": f"seed {settings.get('seed')}",
@@ -101,21 +105,35 @@ def trace_figures(traces: list[Trace], names: list[str]) -> list[tuple[str, dict
     if len(traces) == 1:
         trace = traces[0]
         records = list(trace.events)
-        return [
+        drawn = [
             ("Latency of every token", figures.latency_chart(records)),
             ("Tokens over time", figures.tokens_over_time_chart(records)),
-            (
-                "KV cache",
-                figures.kv_cache_chart(
-                    records,
-                    kv_bytes_per_token=trace.model["kv_bytes_per_token"],
-                    prompt_tokens=len(trace.prompt["tokens"]),
-                    kv_cache=bool(trace.settings.get("kv_cache", True)),
-                ),
-            ),
-            ("Memory", figures.memory_chart(records)),
         ]
+        if figures.recorded(records, "kv_cache_bytes"):  # a remote run's are not known (render_report says so)
+            kv_chart = figures.kv_cache_chart(
+                records,
+                kv_bytes_per_token=trace.model["kv_bytes_per_token"],
+                prompt_tokens=len(trace.prompt["tokens"]),
+                kv_cache=bool(trace.settings.get("kv_cache", True)),
+            )
+            drawn.append(("KV cache", kv_chart))
+        if figures.recorded(records, "memory_bytes"):
+            drawn.append(("Memory", figures.memory_chart(records)))
+        return drawn
     return [(title, figures.overlay_chart(traces, names, metric=metric)) for title, metric in figures.OVERLAYS]
+
+
+def where_it_ran(trace: Trace) -> str:
+    """One line on the model and machine behind a trace (a remote one: the server, and what its clock includes)."""
+    engine = f"engine {trace.versions.get('engine')}"
+    if trace.remote is not None:
+        unseen = " ".join(figures.NOT_SEEN_FROM_A_CLIENT.values())
+        return (
+            f"{trace.model['name']} on {trace.kitchen}, {engine}. Times {trace.remote.get('clock')}. "
+            f"{trace.remote.get('count_check')}. {unseen}"
+        )
+    hardware = trace.hardware.get("gpu") or trace.hardware.get("cpu", "?")
+    return f"{trace.model['name']}, {trace.model['dtype']} on {trace.model['device']} ({hardware}), {engine}"
 
 
 def render_report(
@@ -140,12 +158,8 @@ def render_report(
         f"Kitchen from {len(runs)} recorded run(s).</p>",
     ]
     for name, trace in zip(names, traces, strict=True):
-        hardware = trace.hardware.get("gpu") or trace.hardware.get("cpu", "?")
         parts.append(
-            f"<h2>{html.escape(name)}</h2><p>{html.escape(trace.model['name'])}, "
-            f"{html.escape(trace.model['dtype'])} on "
-            f"{html.escape(trace.model['device'])} ({html.escape(str(hardware))}), engine "
-            f"{html.escape(str(trace.versions.get('engine')))}</p>"
+            f"<h2>{html.escape(name)}</h2><p>{html.escape(where_it_ran(trace))}</p>"
             f"<p><b>Prompt:</b> {html.escape(trace.prompt['text'])}</p><p><b>Answer:</b> "
             f"{html.escape(trace.answer)}</p>"
         )

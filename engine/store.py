@@ -1,7 +1,7 @@
 """The run store: every saved trace and experiment result, listed fast, labelled, deleted, imported.
 
-Runs live as one JSON file each under the data folder (traces/ and experiments/, where the engine already
-writes them). `index.json` beside them caches each file's listing (kind, when, model, headline numbers) keyed
+Runs live as one JSON file each under the data folder (traces/, experiments/ and remote/, where the engine
+already writes them). `index.json` beside them caches each file's listing (kind, when, model, headline numbers) keyed
 by name, size and modification time, so listing does not parse every file again; it is only a cache and is
 rebuilt from the files when missing or stale. Labels live in `labels.json`; who owns a run and whether it is
 shared with every visitor (a hosted kitchen's spaces) in `access.json`. All are written atomically, and labels and
@@ -25,13 +25,14 @@ from engine.trace import (
     Trace,
     check_trace_dict,
     data_dir,
+    default_remote_trace_path,
     default_trace_path,
     parse_json,
     read_json,
     write_json_atomic,
 )
 
-FOLDERS = ("traces", "experiments")
+FOLDERS = ("traces", "experiments", "remote")  # remote: runs on a server (engine.remote_run)
 INDEX_VERSION = 1
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "assets" / "traces"  # shipped traces, read-only
 REFERENCE = "reference"  # their prefix in a run's relative path
@@ -76,14 +77,14 @@ class RunEntry:
 
 def entry_for(relative: str, data: dict, *, size: int, mtime_ns: int) -> RunEntry:
     """The listing of one parsed, checked run file."""
-    model, hardware = data["model"], data["hardware"]
+    model, hardware, remote = data["model"], data["hardware"], data.get("remote")
     common = {
         "path": relative,
         "created_at": data["created_at"],
         "model": str(model.get("name")),
-        "device": str(model.get("device")),
-        "dtype": str(model.get("dtype")),
-        "hardware": str(hardware.get("gpu") or hardware.get("cpu") or "?"),
+        "device": f"server {remote.get('host')}" if remote else str(model.get("device")),
+        "dtype": "not known (a server)" if remote else str(model.get("dtype")),
+        "hardware": "remote" if remote else str(hardware.get("gpu") or hardware.get("cpu") or "?"),
         "size": size,
         "mtime_ns": mtime_ns,
     }
@@ -119,22 +120,11 @@ def check_run_dict(data: object) -> None:
         check_trace_dict(data)
 
 
-def refuse_remote_run(data: dict) -> None:
-    """Refuse a trace recorded from a remote server where the pages and reports would draw it (not yet possible)."""
-    if isinstance(data, dict) and data.get("kind", "trace") == "trace" and data.get("remote") is not None:
-        host = data["remote"].get("host", "?") if isinstance(data["remote"], dict) else "?"
-        raise TraceFormatError(
-            f"this trace was recorded from the remote server {str(host)[:100]}: the dashboard's pages and reports do "
-            "not draw remote runs yet (`python -m engine validate` checks it)"
-        )
-
-
 def load_run(path: str | os.PathLike) -> Trace | ExperimentResult:
     """Read one run file the pages and reports can draw: a local Trace or an ExperimentResult."""
     data = read_json(path)
     if isinstance(data, dict) and data.get("kind") == "experiment":
         return ExperimentResult.from_dict(data)
-    refuse_remote_run(data)
     return Trace.from_dict(data)
 
 
@@ -187,7 +177,6 @@ class RunStore:
                     try:
                         data = read_json(path)
                         check_run_dict(data)
-                        refuse_remote_run(data)
                         entry = entry_for(relative, data, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
                     except TraceFormatError as err:
                         if path.exists():  # not one deleted meanwhile
@@ -308,9 +297,10 @@ class RunStore:
             raise TraceFormatError(f"{filename} is {len(raw):,} bytes, above the limit of {MAX_TRACE_FILE_BYTES:,}")
         data = parse_json(raw, name=filename)
         check_run_dict(data)
-        refuse_remote_run(data)
         if data.get("kind") == "experiment":
             target = default_result_path(data["experiment"])
+        elif data.get("remote") is not None:
+            target = default_remote_trace_path()
         else:
             target = default_trace_path()
         target = self.root / target.parent.name / f"imported-{target.name}"  # see is_imported

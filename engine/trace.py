@@ -77,6 +77,11 @@ class Trace:
         """The generated text, joined from the records."""
         return "".join(record.text for record in self.events)
 
+    @property
+    def kitchen(self) -> str:
+        """Where it was cooked, in words: "this machine's model" or "the server <host>"."""
+        return f"the server {self.remote.get('host', '?')}" if self.remote is not None else "this machine's model"
+
     def to_dict(self) -> dict:
         """The trace as a plain JSON-ready dict (the file format)."""
         return {
@@ -518,7 +523,8 @@ def default_trace_path() -> Path:
 def default_remote_trace_path() -> Path:
     """Where a remote run's trace goes when no --out is given: <data dir>/remote/trace-<UTC time>.json.
 
-    Kept beside the run store, not in it, until the dashboard's pages draw remote traces (issue 15, in progress).
+    A folder of its own in the run store: the Runs page lists it, while the lessons that quote "your run" (which
+    read traces/) never take a server's times for this machine's.
     """
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     return data_dir() / "remote" / f"trace-{stamp}.json"

@@ -18,12 +18,14 @@ from app.live_view import (
     path_input,
     settings_inputs,
 )
+from app.remote_kitchen import RemoteJob, current_server, server_caption
 from app.sidebar import current_selection
 from app.state import remember
-from app.text import explanation
+from app.text import explanation, literal
 from app.views import chip_style
 from app.watching import model_loading_or_ready, redraw_while, show_waiting, submit_job
 from engine import PromptError, SettingsError, check_prompt_text
+from engine.remote import RemoteError
 
 DEFAULT_PROMPT = "What is the capital of France?"
 PROMPT_MAX_CHARS = 65_536  # the box's limit; the engine refuses, with a sentence, a prompt longer than the model reads
@@ -31,7 +33,8 @@ PROMPT_MAX_CHARS = 65_536  # the box's limit; the engine refuses, with a sentenc
 chip_style()
 st.title("🔥 Live inference")
 st.markdown(explanation("live", "intro"))
-slot = model_loading_or_ready(current_selection())  # the prompt box is there while the model loads
+server = current_server()  # None: this machine's model cooks; else an OpenAI-compatible server (the sidebar)
+slot = model_loading_or_ready(current_selection()) if server is None else None  # the prompt box shows meanwhile
 job: GenerationJob | None = st.session_state.get("live_job")
 busy = job is not None and job.active
 
@@ -43,22 +46,29 @@ busy = job is not None and job.active
 # browser showing an empty box over a state that held the default (seen in the presenter's walk).
 prompt = st.text_area("Prompt", DEFAULT_PROMPT, key=remember("live_prompt"), height=110, max_chars=PROMPT_MAX_CHARS)
 settings = settings_inputs()
-path = path_input()
+path = path_input() if server is None else "eager"
+if server is not None:
+    st.caption(literal(server_caption(server)))
 buttons = st.columns([1, 1, 6])
 if buttons[0].button("Generate", type="primary", disabled=busy, key="live_generate"):
     try:
         check_prompt_text(prompt)
         check_new_tokens_allowed(settings.max_new_tokens)
-    except (PromptError, SettingsError) as err:
-        st.warning(f"Nothing to cook yet: {err}.")
+        if server is not None:
+            server.check()
+    except (PromptError, SettingsError, RemoteError) as err:
+        st.warning(f"Nothing to cook yet: {literal(err)}.")
         st.stop()
-    submit_job(GenerationJob(prompt=prompt, settings=settings, path=path), key="live_job")
+    order = GenerationJob(prompt=prompt, settings=settings, path=path) if server is None else None
+    submit_job(order or RemoteJob(prompt=prompt, settings=settings, server=server), key="live_job")
 if buttons[1].button("Stop", disabled=not busy, key="live_stop"):
     job.stop_pressed.set()
 
 with st.expander("How the model reads your prompt (tokenizer view)", expanded=job is None):
     st.markdown(explanation("live", "tokenizer"))
-    if slot.state != "ready":
+    if slot is None:
+        st.caption("A server reads the prompt with its own tokenizer, which a client does not see.")
+    elif slot.state != "ready":
         st.caption("The tokenizer comes with the model: it shows here once the model has loaded.")
     elif prompt.strip():
         model_key = f"{slot.facts.name}|{slot.facts.source}"
@@ -93,8 +103,10 @@ elif draw_live_text(job):
 
 # ---- the kitchen: everyone's requests, anonymous ------------------------------------------------------------------
 st.divider()
-if slot.state == "ready" and st.toggle(
-    "Show the kitchen: every visitor's requests, batched", key=remember("live_show_kitchen")
+if (
+    slot is not None
+    and slot.state == "ready"
+    and st.toggle("Show the kitchen: every visitor's requests, batched", key=remember("live_show_kitchen"))
 ):
     if job.active:
         draw_kitchen_live(slot, mine=job.table, key="live_kitchen", while_active=lambda: job.active)

@@ -11,7 +11,7 @@ import pytest
 from conftest import engine_cli, loopback_server
 
 from engine.remote import RemoteEnd, RemoteError, RemoteToken, parse_endpoint, stream_chat
-from engine.trace import Trace, load_trace
+from engine.trace import Trace, default_remote_trace_path, load_trace
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -78,7 +78,19 @@ class TinyServer(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        """/with-metrics/metrics: vLLM's names, one more running request per scrape; any other: 404."""
+        """/<behaviour>/v1/models: two models; /with-metrics/metrics: vLLM's names, one more running request per
+        scrape; any other: 404."""
+        if self.path.startswith("/status/"):
+            self.send_status(int(self.path.split("/")[2]))
+            return
+        if self.path.endswith("/v1/models"):
+            body = json.dumps({"object": "list", "data": [{"id": "tiny-server"}, {"id": "<i>other</i>"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if self.path != "/with-metrics/metrics":
             self.send_response(404)
             self.send_header("Content-Length", "0")
@@ -95,16 +107,20 @@ class TinyServer(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def send_status(self, code: int) -> None:
+        """An OpenAI-style error body with this status."""
+        body = json.dumps({"error": {"message": f"made-up failure {code}"}}).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         parts = self.path.strip("/").split("/")
         if parts[0] == "status":
-            body = json.dumps({"error": {"message": f"made-up failure {parts[1]}"}}).encode()
-            self.send_response(int(parts[1]))
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.send_status(int(parts[1]))
             return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -262,20 +278,67 @@ def test_a_servers_metrics_are_sampled_during_the_run_on_its_clock_and_their_abs
     assert plain["samples"] == [] and "answered 404" in plain["note"]
 
 
-def test_pages_and_reports_refuse_a_remote_trace_in_a_sentence_until_they_can_draw_one(server, tmp_path):
-    from engine.errors import TraceFormatError
+def test_the_store_lists_imports_and_reports_a_remote_trace_saying_what_a_client_cannot_know(server, tmp_path):
+    from engine.store import RunStore
+    from engine.trace import data_dir
+
+    done = engine_cli("trace", "--endpoint", f"{server}/happy/v1", "--model", "m", "--prompt", "<b>hi</b>")
+    assert done.returncode == 0  # saved where the store looks: remote/
+    entries, problems = RunStore().list()
+    assert problems == [] and [entry.path.split("/")[0] for entry in entries] == ["remote"]
+    listed = entries[0]
+    assert listed.device.startswith("server 127.0.0.1:") and listed.hardware == "remote"
+    assert listed.headline["tokens"] == 4
+    saved = data_dir() / listed.path
+    other = RunStore(tmp_path / "store")
+    relative = other.import_bytes(saved.read_bytes(), filename="theirs.json", owner="visitor")
+    assert relative.startswith("remote/imported-") and other.open(relative).remote["host"] == listed.device[7:]
+    report = engine_cli("report", str(saved), "--out", str(tmp_path / "report.html"))
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "measured at the client" in page and "4 tokens arrived, as many as the server" in page
+    assert "does not tell a client how big its KV cache is" in page
+    assert "<h3>KV cache</h3>" not in page and "<h3>Memory</h3>" not in page  # no empty charts
+    assert "<h3>Latency of every token</h3>" in page and "&lt;b&gt;hi&lt;/b&gt;" in page  # the prompt stays text
+
+
+def test_the_runs_page_opens_replays_and_compares_a_remote_trace_with_a_local_one(server):
+    from conftest import make_tiny_model
+    from streamlit.testing.v1 import AppTest
+
+    from engine import GenerationSettings, run_trace, save_trace
+    from engine.trace import default_trace_path
+
+    assert engine_cli("trace", "--endpoint", f"{server}/happy/v1", "--model", "m", "--prompt", "hi",
+                      "--out", str(default_remote_trace_path())).returncode == 0  # fmt: skip
+    local = save_trace(run_trace(make_tiny_model(context=512), "hi", settings=GenerationSettings(max_new_tokens=6)),
+                       default_trace_path())  # fmt: skip
     from engine.store import RunStore
 
-    out = tmp_path / "remote.json"
-    assert engine_cli("trace", "--endpoint", f"{server}/happy/v1", "--model", "m", "--prompt", "hi",
-                      "--out", str(out)).returncode == 0  # fmt: skip
-    store = RunStore(tmp_path / "store")
-    with pytest.raises(TraceFormatError, match="from the remote server 127.0.0.1:.*do not draw remote runs yet"):
-        store.import_bytes(out.read_bytes(), filename="remote.json", owner="visitor")
-    assert store.list() == ([], [])  # nothing was written
-    report = engine_cli("report", str(out), "--out", str(tmp_path / "report.html"))
-    assert report.returncode == 2 and "do not draw remote runs yet" in report.stderr
-    assert not (tmp_path / "report.html").exists()
+    remote = next(entry.path for entry in RunStore().list()[0] if entry.path.startswith("remote/"))
+    at = AppTest.from_file("../pages/runs.py", default_timeout=30).run()
+    assert any("server 127.0.0.1" in option for option in at.multiselect(key="runs_selected").options)
+    at.multiselect(key="runs_selected").set_value([remote]).run()
+    assert not at.exception
+    shown = "".join(h.proto.body for h in at.get("html"))
+    assert "Times measured at the client" in shown and "Paris" in shown
+    assert "token id not sent" in shown and "Lyon" in shown  # the server's alternatives are kept, its ids are not
+    said = [info.value for info in at.info]
+    assert any("how big its KV cache is" in text for text in said) and any("how much memory" in text for text in said)
+    assert len(at.get("plotly_chart")) == 3  # the budget, latency and tokens over time: nothing drawn empty
+    at.button(key="runs_replay").click().run()
+    assert not at.exception
+    at.multiselect(key="runs_selected").set_value([remote, f"traces/{local.name}"]).run()
+    assert not at.exception
+    names = at.text[-1].value
+    assert "the server 127.0.0.1:" in names and "this machine's model" in names
+    table = at.dataframe[-1].value
+    peak = table[table["figure"] == "peak memory"]
+    assert peak["run 1"].item() == "n/a" and peak["run 2 ÷ run 1"].item() == "n/a"  # not known: no ratio invented
+    kv_chart = next(c for c in at.get("plotly_chart") if "KV cache (MB)" in c.proto.spec)
+    remote_line, local_line = json.loads(kv_chart.proto.spec)["data"]
+    assert remote_line["name"].endswith("(not sent by the server)") and set(remote_line["y"]) == {None}
+    assert all(value > 0 for value in local_line["y"])
 
 
 def test_the_cli_keeps_a_broken_streams_tokens_marked_incomplete_and_exits_2(server, tmp_path):
@@ -306,3 +369,131 @@ def test_the_cli_says_a_refused_connection_in_one_line_and_writes_nothing(tmp_pa
     local = engine_cli("trace", "--endpoint", f"http://127.0.0.1:{closed}/v1", "--model", "m", "--prompt", "hi",
                        "--top-k", "5", "--seed", "3")  # fmt: skip
     assert local.returncode == 2 and "--top-k, --seed only apply to a model run here" in local.stderr
+
+
+def test_the_models_a_server_lists_are_read_and_a_listing_failure_is_one_sentence(server):
+    from engine.remote import list_models
+
+    assert list_models(parse_endpoint(f"{server}/happy/v1")) == ["<i>other</i>", "tiny-server"]
+    with pytest.raises(RemoteError, match=r"refused the request \(401\): check the API key"):
+        list_models(parse_endpoint(f"{server}/status/401/v1"))
+    with pytest.raises(RemoteError, match="could not connect"):
+        list_models(parse_endpoint(f"http://127.0.0.1:{closed_port()}/v1"))
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def server_app(url: str, *, model: str = "tiny-server", key: str | None = None):
+    """The dashboard under AppTest with the sidebar's kitchen set to a server (before the first run)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file("../app/main.py", default_timeout=30)
+    at.session_state["sidebar_kitchen"] = "a server"
+    at.session_state["sidebar_server_url"] = url
+    at.session_state["sidebar_server_model"] = model
+    if key:
+        at.session_state["sidebar_server_key"] = key
+    return at.run()
+
+
+def finished(at) -> bool:
+    """The live job has ended (the page redraws once when it does)."""
+    job = at.session_state["live_job"] if "live_job" in at.session_state else None
+    return job is not None and not job.active
+
+
+def test_the_live_page_streams_from_a_server_with_its_charts_and_keeps_the_run(server):
+    from conftest import html_of, run_until
+
+    from engine.store import RunStore
+
+    at = server_app(f"{server}/happy/v1", key="sk-secret-123")
+    assert not at.exception
+    assert at.sidebar.selectbox(key="sidebar_server_model").options == ["<i>other</i>", "tiny-server"]
+    assert not any("Loading" in getattr(p, "text", "") for p in at.get("progress"))  # the local model is not loaded
+    at.button(key="live_generate").click()
+    run_until(at, lambda a: finished(a) and "✅ Done" in html_of(a), timeout_s=30, what="the server's answer")
+    assert not at.exception
+    page = html_of(at)
+    assert "Paris" in page and "Times measured at the client" in page and "Lyon" in page
+    assert len(at.get("plotly_chart")) == 3  # budget, latency, tokens over time; KV cache and memory said in words
+    assert any("how big its KV cache is" in info.value for info in at.info)
+    job = at.session_state["live_job"]
+    assert job.trace.remote["host"] == server.removeprefix("http://") and job.saved_to.parent.name == "remote"
+    saved = job.saved_to.read_text(encoding="utf-8")
+    assert "sk-secret-123" not in saved and "Bearer" not in saved  # the key is nowhere in the file
+    assert [entry.path.split("/")[0] for entry in RunStore().list()[0]] == ["remote"]
+
+
+@pytest.mark.parametrize(
+    ("path", "said"),
+    [
+        ("status/401", "check the API key"),
+        ("broken", "broke after 2 tokens"),
+        ("malformed", "a chunk that is not JSON"),
+    ],
+)
+def test_a_server_that_fails_is_one_sentence_on_the_live_page_and_its_tokens_are_kept(server, path, said):
+    from conftest import run_until
+
+    at = server_app(f"{server}/{path}/v1")
+    at.button(key="live_generate").click()
+    run_until(at, lambda a: finished(a) and len(a.error) > 0, timeout_s=30, what="the failure")
+    assert not at.exception
+    shown = at.error[0].value
+    assert said in shown
+    job = at.session_state["live_job"]
+    if path == "status/401":
+        assert job.trace is None and job.saved_to is None
+    else:
+        assert "tokens that arrived are kept on the Runs page" in shown and job.trace.finish_reason == "stopped"
+
+
+def test_stop_closes_a_servers_stream_and_keeps_what_arrived(server):
+    from conftest import run_until
+
+    at = server_app(f"{server}/slow/v1")
+    at.button(key="live_generate").click()
+    run_until(at, lambda a: len(a.session_state["live_job"].records) == 1, timeout_s=10, what="the first token")
+    at.button(key="live_stop").click()
+    run_until(at, finished, timeout_s=10, what="the stop")
+    job = at.session_state["live_job"]
+    assert job.state == "stopped" and job.trace.finish_reason == "stopped" and job.trace.answer == "Paris"
+    assert job.trace.remote["error"] == "stopped by the client" and job.saved_to.is_file()
+
+
+def test_a_missing_model_name_or_a_bad_address_is_refused_before_anything_is_sent(server):
+    at = server_app("ftp://example.org/v1", model="")
+    at.button(key="live_generate").click().run()
+    assert not at.exception and "live_job" not in at.session_state
+    assert any("name the server's model" in warning.value for warning in at.warning)
+    at.session_state["sidebar_server_model"] = "tiny-server"
+    at.button(key="live_generate").click().run()
+    assert any("is not a server address" in warning.value for warning in at.warning)
+
+
+def test_a_hosted_kitchen_offers_only_its_configured_servers(server, tmp_path, monkeypatch):
+    from app.hosting import kitchen_config
+
+    config = tmp_path / "kitchen.toml"
+    hosted = '[hosting]\nmode = "hosted"\n[models]\nallowed = ["/no/such/model"]\n'  # no real model loads
+    config.write_text(hosted, encoding="utf-8")
+    monkeypatch.setenv("INFERENCE_KITCHEN_CONFIG", str(config))
+    kitchen_config.cache_clear()
+    try:
+        at = server_app("http://169.254.169.254/v1")  # a visitor's own address: not offered, never fetched
+        assert not at.exception
+        assert "a server" not in [option for radio in at.sidebar.radio for option in radio.options]
+        assert "live_job" not in at.session_state
+        config.write_text(f'{hosted}[servers]\nallowed = ["{server}/happy/v1"]\n', encoding="utf-8")
+        kitchen_config.cache_clear()
+        at = server_app("http://169.254.169.254/v1")
+        assert at.sidebar.selectbox(key="sidebar_server_url").options == [f"{server}/happy/v1"]
+        assert at.session_state["sidebar_server_url"] == f"{server}/happy/v1"  # the sent address was replaced
+    finally:
+        kitchen_config.cache_clear()

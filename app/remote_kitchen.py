@@ -1,0 +1,163 @@
+"""The other kitchen: an OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp, Ollama, transformers serve).
+
+The sidebar's "a server" choice names its address, a model the server lists and, when it needs one, a key kept
+only in this browser session's memory (never written: the trace records the host alone). A prompt sent there is a
+`RemoteJob`: streamed on a thread of its own (engine.remote_run), each token timed at this client as it arrives,
+and drawn by the live page from its records exactly like a local run. Nothing here touches the local model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import streamlit as st
+
+from app.hosting import check_server_allowed, offered_servers
+from app.kitchen import GenerationJob, keep
+from app.text import literal
+from engine import EngineError, GenerationCancelled
+from engine.remote import Endpoint, RemoteError, list_models, parse_endpoint
+from engine.remote_run import CLIENT_CLOCK, run_remote_trace
+from engine.trace import default_remote_trace_path, save_trace
+
+THIS_MACHINE, A_SERVER = "this machine", "a server"
+DEFAULT_URL = "http://127.0.0.1:8000/v1"  # vLLM's and transformers serve's usual port (Ollama: 11434)
+LISTING_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class ServerChoice:
+    """The server a visitor picked: its address, a model it serves, and the key (held in this session only)."""
+
+    url: str
+    model: str
+    api_key: str | None = None
+
+    def check(self) -> None:
+        """Refuse early, in a sentence, a choice that cannot be sent (no model, a bad or not-offered address)."""
+        if not self.model:
+            raise RemoteError("name the server's model in the sidebar (its /v1/models list, or the name it knows)")
+        self.endpoint()
+
+    def endpoint(self) -> Endpoint:
+        """The checked endpoint (RemoteError for a malformed address; SettingsError for one not offered here)."""
+        check_server_allowed(self.url)
+        return parse_endpoint(self.url, api_key=self.api_key)
+
+
+@dataclass(eq=False, kw_only=True)
+class RemoteJob(GenerationJob):
+    """A prompt sent to a server: streamed on its own thread, timed at the client, saved under remote/."""
+
+    server: ServerChoice
+
+    clock: str = CLIENT_CLOCK
+
+    def trace_host(self) -> str:
+        """host:port of the server (what the trace records), or the address as typed when it does not parse."""
+        try:
+            return parse_endpoint(self.server.url).host
+        except RemoteError:
+            return self.server.url[:100]
+
+    def start(self) -> None:
+        """Begin streaming on a thread of its own (the page redraws from `records` meanwhile)."""
+        self.state, self.started_s = "running", time.monotonic()
+        self.cooking_since_s = self.started_s
+        threading.Thread(target=self.stream, name="remote-job", daemon=True).start()
+
+    def stream(self) -> None:
+        """The thread's work: every failure becomes the job's one-sentence error, with the tokens so far kept."""
+        error, outcome = None, "done"
+        try:
+            self.trace = run_remote_trace(
+                self.server.endpoint(),
+                self.prompt,
+                model=self.server.model,
+                settings=self.settings,
+                on_record=self.records.append,
+                cancel=self,
+            )
+        except GenerationCancelled as err:
+            self.trace, outcome = err.partial, "stopped"
+        except RemoteError as err:
+            self.trace, error = err.trace, str(err)
+        except EngineError as err:
+            error = str(err)
+        except Exception as err:  # noqa: BLE001 - a thread's failure must reach the page as a sentence
+            error = f"the run failed unexpectedly: {type(err).__name__}: {err}"
+        if self.trace is not None:
+            self.saved_to = keep(save_trace(self.trace, default_remote_trace_path()), owner=self.owner)
+        self.ended_s = time.monotonic()
+        if error is not None:
+            kept = f" The {len(self.records)} tokens that arrived are kept on the Runs page." if self.trace else ""
+            self.fail(f"{error}.{kept}")
+        else:
+            self.state = outcome
+
+
+@st.cache_data(show_spinner=False, ttl=30, max_entries=32)
+def server_models(url: str, api_key: str | None) -> tuple[list[str], str | None]:
+    """The models a server lists and None, or [] and why they could not be read (both kept for 30 s, so a server
+    that does not answer costs one timeout, not one per redraw)."""
+    try:
+        return list_models(parse_endpoint(url, api_key=api_key), timeout_s=LISTING_TIMEOUT_S), None
+    except EngineError as err:  # RemoteError included
+        return [], str(err)
+
+
+def server_caption(server: ServerChoice) -> str:
+    """What a run on a server sends and records, under the settings."""
+    return (
+        f"Cooking on the server's {server.model or '(no model named)'}: it is sent the prompt as a chat turn, the max "
+        "new tokens and the temperature (seed, KV cache and the decode path are this machine's settings). Every "
+        "time is taken here as the tokens arrive, so it includes the network and the server's queue."
+    )
+
+
+def kitchen_kinds() -> list[str]:
+    """The kitchens offered: this machine, and a server unless a hosted kitchen lists none."""
+    servers = offered_servers()
+    return [THIS_MACHINE] if servers == () else [THIS_MACHINE, A_SERVER]
+
+
+def server_inputs(area: object) -> None:
+    """The server's address, key and model pickers (hosted mode: a select box over the configured servers)."""
+    servers = offered_servers()
+    if servers is None:
+        area.text_input("Server address", DEFAULT_URL, key="sidebar_server_url",
+                        help="An OpenAI-compatible base address ending in /v1 (vLLM, SGLang, TGI, llama.cpp's "
+                        "server, Ollama at http://host:11434/v1, transformers serve).")  # fmt: skip
+    else:
+        if st.session_state.get("sidebar_server_url") not in servers:
+            st.session_state["sidebar_server_url"] = servers[0]
+        area.selectbox("Server", servers, key="sidebar_server_url", help="The servers this kitchen's host offers.")
+    area.text_input(
+        "API key (if the server needs one)",
+        key="sidebar_server_key",
+        type="password",
+        help="Kept in this browser session's memory only: never saved, never written into a trace.",
+    )
+    url, key = st.session_state.get("sidebar_server_url", ""), st.session_state.get("sidebar_server_key") or None
+    models, problem = server_models(url, key)
+    if problem:
+        area.warning(f"The server's models could not be read: {literal(problem)}.")
+    if models:
+        if st.session_state.get("sidebar_server_model") not in models:
+            st.session_state["sidebar_server_model"] = models[0]
+        area.selectbox("Server model", models, key="sidebar_server_model", help="What the server's /v1/models lists.")
+    else:
+        area.text_input("Server model", key="sidebar_server_model", help="The name the server knows the model by.")
+
+
+def current_server() -> ServerChoice | None:
+    """The server the visitor picked, or None when they cook on this machine."""
+    if st.session_state.get("sidebar_kitchen") != A_SERVER or A_SERVER not in kitchen_kinds():
+        return None
+    return ServerChoice(
+        url=str(st.session_state.get("sidebar_server_url") or ""),
+        model=str(st.session_state.get("sidebar_server_model") or "").strip(),
+        api_key=st.session_state.get("sidebar_server_key") or None,
+    )
