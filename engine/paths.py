@@ -39,14 +39,16 @@ PATH_NAMES, FASTEST = DECODE_PATHS, FASTEST_PATH
 DEFAULT_MAX_LEN = 512  # positions a compiled path's static cache holds (prompt and answer together)
 WARMUP_STEPS = 2  # decode steps run while preparing (they compile the step; never recorded)
 
-# What torch.compile is asked for, per device type and path. The int8 path: frozen weights (so inductor may pre-pack
-# them) and its own C++ matrix-vector templates where they time faster (max_autotune; they did for the int8 output
-# head); `cpp_wrapper` was measured and left off: 24.5 vs 23.7 tokens/s, but 413 s instead of 98 s to compile.
+# What torch.compile is asked for, per device type and path. On CPU, inductor's defaults for every path. The int8
+# path had frozen weights and max_autotune (inductor's C++ matrix-vector templates timed faster for its output
+# head): 27-36 tokens/s against 24-31 without, within this VM's spread, but inductor does not cache a graph with
+# frozen weights, so every new process compiled it again (a "warm" prepare of 44-57 s, against 24 s without:
+# the 30 s target). `cpp_wrapper` was measured and left off: 24.5 vs 23.7 tokens/s, 413 s instead of 98 s cold.
 # The row-sum paths need neither (no matrix product is left in their step), and freezing would fold the bfloat16
 # weights' conversion into float32 copies (measured: the bfloat16 path then ran at float32's speed).
 # On CUDA, CUDA graphs remove the per-kernel launch cost a small model's step is made of (not run here: no GPU).
 COMPILE_OPTIONS: dict[str, dict[str, dict]] = {
-    "cpu": {"compiled-int8": {"freezing": True, "max_autotune": True}},
+    "cpu": {},
     "cuda": {"compiled-int8": {"triton.cudagraphs": True, "freezing": True}, "*": {"triton.cudagraphs": True}},
 }
 WEIGHT_DTYPES = {"compiled-bf16": torch.bfloat16}  # row-sum paths storing weights smaller than their arithmetic
