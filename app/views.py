@@ -108,7 +108,8 @@ def token_chips(records: Sequence[TokenRecord], *, eos_token_ids: Sequence[int],
     slow_ms = 1.5 * decode[len(decode) // 2] if decode else float("inf")
     chips = []
     for r in records:
-        label = visible(r.text) if r.text else ("⏹ end" if r.token_id in eos_token_ids else "…")
+        ended = r.token_id in eos_token_ids or (r.token_id is None and r is records[-1])  # a server sends no ids:
+        label = visible(r.text) if r.text else ("⏹ end" if ended else "…")  # its empty last token is the end
         rows = "".join(
             f"<tr><td>{visible_token(alt.token) or '∅'}</td><td>{alt.prob:.1%}</td>"
             f"<td><span class='ik-bar' style='width:{max(alt.prob * 80, 1):.0f}px'></span></td></tr>"

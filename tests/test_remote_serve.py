@@ -96,3 +96,59 @@ def test_a_key_is_sent_from_its_variable_and_never_written(served, tmp_path):
     missing = engine_cli("trace", "--endpoint", endpoint, "--model", model, "--prompt", "hi",
                          "--api-key-env", "KITCHEN_NO_SUCH_VARIABLE")  # fmt: skip
     assert missing.returncode == 2 and "KITCHEN_NO_SUCH_VARIABLE is not set" in missing.stderr
+
+
+@pytest.mark.browser
+def test_the_live_page_streams_from_a_real_server_in_a_browser_and_the_runs_page_compares_it(
+    served, tmp_path, monkeypatch
+):
+    from browser import ARTIFACTS, answer_text, chromium, dashboard_server, generate, shown_errors, wait_until_finished
+    from streamlit.testing.v1 import AppTest
+
+    endpoint, model, _log = served
+    prompt = "What is the capital of France?"
+    ARTIFACTS.mkdir(exist_ok=True)
+    data = tmp_path / "data"
+    with dashboard_server(data, ARTIFACTS / "server-remote.log") as url, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 2200})
+        page.goto(url)
+        page.get_by_text("a server", exact=True).click()
+        address = page.get_by_role("textbox", name="Server address")
+        address.fill(endpoint)
+        address.press("Tab")
+        page.get_by_text(f"Cooking on the server's {model}").wait_for(timeout=30_000)  # listed, picked, named
+        generate(page, prompt, max_new_tokens=24)
+        counts = []
+        while not page.get_by_text("✅ Done").count():
+            counts.append(page.locator(".ik-chip").count())
+            page.wait_for_timeout(100)
+            assert len(counts) < 1200, "the server's answer did not finish"
+        assert len({c for c in counts if c > 0}) >= 2, counts  # chips appeared a few at a time: it streamed in
+        answer = wait_until_finished(page)
+        assert "Paris" in answer and answer.endswith("⏹ end")  # the end token the server counted, shown as ours is
+        assert page.get_by_text("Times measured at the client").count() == 1
+        page.locator("[data-testid=stPlotlyChart]").nth(2).wait_for(timeout=30_000)
+        assert page.locator("[data-testid=stPlotlyChart]").count() == 3  # budget, latency, tokens over time
+        assert page.get_by_text("does not tell a client how big its KV cache is").count() == 1
+        assert shown_errors(page) == []
+        page.screenshot(path=str(ARTIFACTS / "live-page-remote.png"), full_page=True)
+        page.get_by_text("this machine", exact=True).click()  # the same prompt on this machine's model
+        page.get_by_label("Prompt").wait_for()
+        page.locator("[data-testid=stProgress]").first.wait_for(state="detached", timeout=180_000)
+        generate(page, prompt, max_new_tokens=24)
+        page.get_by_text("Times measured at the client").wait_for(state="detached", timeout=60_000)  # the new run
+        wait_until_finished(page)
+        assert "Paris" in answer_text(page) and shown_errors(page) == []
+        page.close()
+    monkeypatch.setenv("INFERENCE_KITCHEN_DATA", str(data))
+    remote = [f"remote/{path.name}" for path in (data / "remote").glob("*.json")]
+    local = [f"traces/{path.name}" for path in (data / "traces").glob("*.json")]
+    assert len(remote) == 1 and len(local) == 1
+    at = AppTest.from_file("../pages/runs.py", default_timeout=60).run()
+    at.multiselect(key="runs_selected").set_value([*local, *remote]).run()
+    assert not at.exception
+    names = at.text[-1].value
+    assert "this machine's model" in names and "the server 127.0.0.1:" in names
+    table = at.dataframe[-1].value
+    first = table[table["figure"] == "time to first token"]
+    assert first["run 2 ÷ run 1"].item().endswith("x")  # the server's first token against ours, as a ratio
