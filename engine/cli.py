@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help="also write the result here (it is always kept in the run store under the data folder)",
         )
-        add_model_options(one)
+        if not spec.remote:  # a server's experiment loads no model here
+            add_model_options(one)
     return parser
 
 
@@ -382,10 +383,14 @@ def command_experiment(args: argparse.Namespace) -> int:
         **{option.name: getattr(args, option.name) for option in dataclasses.fields(spec.options_type)}
     )
     options.check()  # fail before spending seconds on loading
-    loaded = load_model(
-        args.model, device=args.device, dtype=args.dtype, threads=args.threads, on_progress=print_progress
-    )
-    print(f"{spec.title} · {loaded.facts.name} · {loaded.facts.dtype} on {loaded.device}", file=sys.stderr)
+    if spec.remote:
+        loaded = None
+        print(f"{spec.title} · {options.server_model} on {options.server().host} (remote)", file=sys.stderr)
+    else:
+        loaded = load_model(
+            args.model, device=args.device, dtype=args.dtype, threads=args.threads, on_progress=print_progress
+        )
+        print(f"{spec.title} · {loaded.facts.name} · {loaded.facts.dtype} on {loaded.device}", file=sys.stderr)
 
     def show(event) -> None:
         print(f"[{event.fraction:4.0%}] {event.message}", file=sys.stderr)

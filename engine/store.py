@@ -77,12 +77,15 @@ class RunEntry:
 
 def entry_for(relative: str, data: dict, *, size: int, mtime_ns: int) -> RunEntry:
     """The listing of one parsed, checked run file."""
-    model, hardware, remote = data["model"], data["hardware"], data.get("remote")
+    model, hardware = data["model"], data["hardware"]
+    remote = hardware.get("device") == "remote"  # a server's run or experiment: its host is in the model's source
     common = {
         "path": relative,
         "created_at": data["created_at"],
         "model": str(model.get("name")),
-        "device": f"server {remote.get('host')}" if remote else str(model.get("device")),
+        "device": f"server {str(model.get('source', '')).removeprefix('remote: ')}"
+        if remote
+        else str(model.get("device")),
         "dtype": "not known (a server)" if remote else str(model.get("dtype")),
         "hardware": "remote" if remote else str(hardware.get("gpu") or hardware.get("cpu") or "?"),
         "size": size,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import threading
 import time
 from http.server import BaseHTTPRequestHandler
 
@@ -65,6 +67,8 @@ BEHAVIOURS = {
     "error-event": [chunk("Paris"), {"error": {"message": "CUDA out of memory", "code": 500}}],
     "slow": [chunk("Paris"), 3.0, chunk(" is"), "[DONE]"],
     "with-metrics": [chunk("Paris"), 0.4, chunk(" is"), 0.4, chunk(" it", finish="stop"), "[DONE]"],
+    "steady": [0.1, chunk("Paris"), 0.1, chunk(" is"), 0.1, chunk(" it", finish="stop"), "[DONE]"],
+    "serial": [0.2, chunk("Paris"), 0.2, chunk(" is"), 0.2, chunk(" it", finish="stop"), "[DONE]"],  # one at a time
 }
 
 
@@ -73,6 +77,8 @@ class TinyServer(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     scrapes = 0
+    serial = threading.Lock()
+    posts: dict[str, int] = {}  # requests per behaviour
 
     def log_message(self, *args) -> None:  # quiet
         pass
@@ -119,14 +125,20 @@ class TinyServer(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         parts = self.path.strip("/").split("/")
+        TinyServer.posts[parts[0]] = TinyServer.posts.get(parts[0], 0) + 1
         if parts[0] == "status":
             self.send_status(int(parts[1]))
             return
+        with TinyServer.serial if parts[0] == "serial" else contextlib.nullcontext():  # serial: one stream at once
+            self.stream(BEHAVIOURS[parts[0]])
+
+    def stream(self, behaviour: list) -> None:
+        """Send a behaviour's events as a chunked event stream."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for item in BEHAVIOURS[parts[0]]:
+        for item in behaviour:
             if isinstance(item, float):
                 time.sleep(item)
                 continue
@@ -497,3 +509,88 @@ def test_a_hosted_kitchen_offers_only_its_configured_servers(server, tmp_path, m
         assert at.session_state["sidebar_server_url"] == f"{server}/happy/v1"  # the sent address was replaced
     finally:
         kitchen_config.cache_clear()
+
+
+# ---- a server under load (engine/experiments/server_load.py) ------------------------------------------------------
+
+
+def load_result(server: str, behaviour: str, levels: str = "1,2,4", *extra: str, env: dict | None = None):
+    """Run the server-load experiment from the command line against one behaviour; (process, result file)."""
+    from engine.experiments import saved_results
+
+    command = ["experiment", "server-load", "--endpoint", f"{server}/{behaviour}/v1", "--server-model", "tiny-server",
+               "--concurrency", levels, "--max-new-tokens", "8", *extra]  # fmt: skip
+    done = engine_cli(*command, env_extra=env)
+    return done, (saved_results("server-load")[0] if done.returncode == 0 else None)
+
+
+def test_a_server_that_batches_raises_the_total_with_the_streams_sent_at_once(server):
+    from engine.experiments import load_result as load_experiment
+
+    secret = {"KITCHEN_TEST_KEY": "sk-load-secret-123"}
+    done, path = load_result(server, "steady", "1,2,4", "--api-key-env", "KITCHEN_TEST_KEY", env=secret)
+    assert done.returncode == 0, done.stderr
+    assert "sk-load-secret-123" not in path.read_text(encoding="utf-8") + done.stdout  # sent, never written
+    result = load_experiment(path)  # the result contract, checked whole
+    assert result.model["source"].startswith("remote: 127.0.0.1:") and result.hardware == {"device": "remote"}
+    rows = {row["concurrency"]: row for row in result.rows}
+    assert sorted(rows) == [1, 2, 4] and all(row["failed"] == 0 for row in rows.values())
+    assert TinyServer.posts["steady"] == 1 + 1 + 2 + 4  # one warm-up request first, not measured
+    assert [rows[n]["tokens"] for n in (1, 2, 4)] == [3, 6, 12]  # every stream's 3 tokens arrived
+    # Each stream takes ~0.3 s however many run (the tiny server serves them side by side), so the total rises
+    # with the streams: 4 at once at least 2.5x one alone (ideal 4x; thread start-up and scheduling take some)
+    assert rows[4]["tokens_per_s"] > 2.5 * rows[1]["tokens_per_s"]
+    assert 90 < rows[1]["itl_p50_ms"] < 200 and 90 < rows[4]["ttft_p50_ms"] < 300  # the server's 0.1 s pauses
+    assert "the server batches them" in result.finding and "3 streams" not in result.finding
+
+
+def test_a_server_that_serves_one_stream_at_a_time_is_named_for_it(server):
+    from engine.experiments import load_result as load_experiment
+
+    done, path = load_result(server, "serial", "1,4")
+    assert done.returncode == 0, done.stderr
+    result = load_experiment(path)
+    one, four = result.rows
+    assert four["tokens_per_s"] < 1.2 * one["tokens_per_s"]  # queued: the total stays flat
+    assert four["ttft_p90_ms"] > 2.5 * one["ttft_p50_ms"]  # and the last stream waited for three before it
+    assert "did not cook the streams together" in result.finding
+
+
+def test_a_server_that_refuses_every_stream_is_one_line_and_no_result(server):
+    done, path = load_result(server, "status/500")
+    assert done.returncode == 2 and path is None
+    assert "the warm-up request failed" in done.stderr and "failed on its side (500)" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in done.stderr
+
+
+def test_server_load_options_are_refused_early_in_a_sentence():
+    from engine.errors import SettingsError
+    from engine.experiments.server_load import ServerLoadOptions
+
+    good = {"endpoint": "http://127.0.0.1:9/v1", "server_model": "m"}
+    for bad, said in [
+        ({"server_model": ""}, "name the server's model"),
+        ({"endpoint": "localhost:8000"}, "is not a server address"),
+        ({"concurrency": (1, 65)}, "up to 64 streams"),
+        ({"concurrency": (0,)}, "positive whole numbers"),
+        ({"api_key_env": "KITCHEN_NO_SUCH_VARIABLE"}, "KITCHEN_NO_SUCH_VARIABLE is not set"),
+    ]:
+        with pytest.raises(SettingsError, match=said):
+            ServerLoadOptions(**{**good, **bad}).check()
+
+
+def test_the_server_load_finding_follows_its_rows_in_each_case():
+    from engine.experiments.server_load import finding
+
+    def row(concurrency, tokens_per_s, *, failed=0, ttft=100.0, itl=50.0):
+        return {"concurrency": concurrency, "tokens_per_s": tokens_per_s, "failed": failed, "ttft_p50_ms": ttft,
+                "itl_p50_ms": itl}  # fmt: skip
+
+    batched = finding([row(1, 20.0), row(8, 110.0, ttft=180.0, itl=70.0)])
+    assert batched.startswith("8 streams at once got 110.0 tokens/s in all, 5.5x one stream's 20.0: the server batches")
+    assert "100 ms at 1 and 180 ms at 8" in batched and "50 ms and 70 ms" in batched
+    flat = finding([row(1, 20.0), row(4, 21.0, ttft=900.0)])
+    assert "only 1.1x" in flat and "did not cook the streams together" in flat
+    assert finding([row(2, 30.0)]) == "2 stream(s) at once got 30.0 tokens/s in all."
+    assert finding([row(1, 20.0), row(2, 35.0, failed=1)]).endswith(" 1 stream failed (see the rows).")
+    assert "n/a" in finding([row(1, 20.0, itl=None), row(2, 35.0, itl=None)])

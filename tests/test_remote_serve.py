@@ -152,3 +152,17 @@ def test_the_live_page_streams_from_a_real_server_in_a_browser_and_the_runs_page
     table = at.dataframe[-1].value
     first = table[table["figure"] == "time to first token"]
     assert first["run 2 ÷ run 1"].item().endswith("x")  # the server's first token against ours, as a ratio
+
+
+def test_a_load_sweep_against_the_real_server_finishes_and_its_rows_validate(served):
+    from engine.experiments import load_result, saved_results
+
+    endpoint, model, _log = served
+    done = engine_cli("experiment", "server-load", "--endpoint", endpoint, "--server-model", model,
+                      "--concurrency", "1,2,4", "--max-new-tokens", "16", timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = load_result(saved_results("server-load")[0])  # the result contract, checked whole
+    assert [row["concurrency"] for row in result.rows] == [1, 2, 4]
+    assert all(row["failed"] == 0 and row["tokens"] >= row["concurrency"] for row in result.rows)
+    assert all(row["ttft_p50_ms"] > 0 and row["itl_p50_ms"] > 0 for row in result.rows)
+    assert result.details["host"] == endpoint.split("/")[2] and result.finding in done.stdout

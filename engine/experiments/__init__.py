@@ -52,6 +52,7 @@ class Experiment:
     module_name: str  # engine.experiments.<module_name> has `run` and the Options class
     options_name: str  # its Options class
     page: tuple[str, str, str] | None = None  # (file in pages/, navigation title, icon); None: no page of its own
+    remote: bool = False  # measures a server, not a loaded model (its result's model is the server's name)
 
     @property
     def module(self) -> ModuleType:
@@ -95,6 +96,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         Experiment("train-vs-infer", "Training vs inference", "train_vs_infer", "TrainVsInferOptions",
                    ("train_vs_infer.py", "Training vs inference", "🎓")),
         Experiment("energy", "Energy per token", "energy", "EnergyOptions"),  # drawn on the Costs page
+        Experiment("server-load", "A server under load: throughput vs latency", "server_load",
+                   "ServerLoadOptions", remote=True),
     )
 }  # fmt: skip
 
@@ -107,14 +110,15 @@ def get_experiment(name: str) -> Experiment:
 
 
 def run_experiment(
-    loaded: LoadedModel,
+    loaded: LoadedModel | None,
     name: str,
     options: Options | None = None,
     *,
     on_progress: Callable[[ExperimentProgress], None] | None = None,
     cancel: CancelFlag | None = None,
 ) -> ExperimentResult:
-    """Run one experiment on a loaded model; GenerationCancelled when `cancel` is set between two measurements."""
+    """Run one experiment on a loaded model (None for one that measures a server); GenerationCancelled when `cancel`
+    is set between two measurements."""
     from engine.hardware import describe_hardware  # torch: imported by whoever runs one, not by the registry
 
     experiment = get_experiment(name)
@@ -126,18 +130,23 @@ def run_experiment(
     options.check()
     progress = Progress(on_progress, cancel)
 
+    if (loaded is None) != experiment.remote:
+        raise SettingsError(f"experiment {name!r} {'measures a server' if experiment.remote else 'needs a model'}")
+
     def result(measured: Measured) -> ExperimentResult:
+        details = dict(measured.details)
+        remote_model = details.pop("remote_model", {"name": "?"})  # a server's: only what it said of itself
         return ExperimentResult(
             schema_version=SCHEMA_VERSION,
             experiment=name,
             created_at=now_iso(),
-            model=loaded.facts.to_dict(),
-            hardware=describe_hardware(loaded.device),
+            model=loaded.facts.to_dict() if loaded is not None else remote_model,
+            hardware=describe_hardware(loaded.device) if loaded is not None else {"device": "remote"},
             versions=versions(),
             settings=options.to_dict(),
             rows=tuple(measured.rows),
             finding=measured.finding,
-            details=measured.details,
+            details=details,
         )
 
     try:

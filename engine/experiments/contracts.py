@@ -14,6 +14,19 @@ SHARE = Number(low=0, high=1.5)  # a measured fraction of a peak (a noisy peak c
 NOTE = Text(max_chars=2_000)
 
 ROWS: dict[str, dict] = {
+    "server-load": {
+        "concurrency": POSITIVE_INT,
+        "streams": POSITIVE_INT,
+        "failed": INT,
+        "tokens": INT,
+        "ttft_p50_ms": optional(FLOAT),
+        "ttft_p90_ms": optional(FLOAT),
+        "itl_p50_ms": optional(FLOAT),
+        "itl_p90_ms": optional(FLOAT),
+        "tokens_per_s": FLOAT,
+        "stream_tokens_per_s": optional(FLOAT),
+        "wall_ms": FLOAT,
+    },
     "prefill": {
         "prompt_tokens": POSITIVE_INT,
         "prefill_ms": FLOAT,
@@ -125,6 +138,7 @@ KV_RUN = {"total_ms": FLOAT, "tokens": INT, "kv_cache_bytes": INT, "prompt_token
 
 # A stopped run keeps its rows; the figures computed at the end may be missing (see check_result_dict).
 DETAILS: dict[str, dict] = {
+    "server-load": {"host": Text(max_chars=300), "clock": NOTE, "errors": ListOf(NOTE, max_items=20)},
     "prefill": {"context_length": POSITIVE_INT, "capped_lengths": ListOf(INT, max_items=1_000)},
     "kv-cache": {"same_tokens": Flag(), "runs": {"on": KV_RUN, "off": KV_RUN}},
     "batch": {

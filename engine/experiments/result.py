@@ -20,6 +20,7 @@ from engine.errors import TraceFormatError
 from engine.trace import (
     MAX_ROWS,
     NOTE_TEXT,
+    REMOTE_MODEL,
     RUN_FIELDS,
     SCHEMA_VERSION,
     check_run_metadata,
@@ -121,7 +122,8 @@ def check_result_dict(data: object) -> None:
     if name not in EXPERIMENTS:
         raise TraceFormatError(f"experiment {name!r:.60} is unknown: expected one of {', '.join(EXPERIMENTS)}")
     experiment = EXPERIMENTS[name]
-    check_shape(data, {**RUN_FIELDS, "finding": NOTE_TEXT, "rows": ListOf(dict, max_items=MAX_ROWS)}, "result")
+    run_fields = {**RUN_FIELDS, "model": REMOTE_MODEL} if experiment.remote else RUN_FIELDS  # a server's name only
+    check_shape(data, {**run_fields, "finding": NOTE_TEXT, "rows": ListOf(dict, max_items=MAX_ROWS)}, "result")
     check_run_metadata(data)
     for key, value in data["settings"].items():
         for item in value if isinstance(value, list) and len(value) <= MAX_ROWS else [value]:

@@ -1,0 +1,180 @@
+"""A server under load: N streams at once against an OpenAI-compatible server, throughput against each one's wait.
+
+The batching experiment asks this machine's model; this asks the team's own server (vLLM, SGLang, TGI,
+llama.cpp, Ollama, transformers serve) the same question: at each concurrency level N, N identical chat
+completions are streamed at once (one thread each, engine.remote's client), every token timed at this client.
+A row per level: TTFT and ITL percentiles over every stream, the aggregate tokens/s (all tokens that arrived
+÷ the level's wall time), the median stream's own decode speed, and how many streams failed. A server that
+batches raises the aggregate with N while each stream slows a little; one that serves a stream at a time keeps
+the aggregate flat while TTFT grows with the queue. One short request warms the server up first, unmeasured (a
+server's first request may load or compile). No local model is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+from engine.errors import SettingsError
+from engine.experiments.base import Measured, Options, Progress, require_positive
+from engine.records import percentile
+from engine.remote import Endpoint, RemoteEnd, RemoteError, parse_endpoint, stream_chat
+from engine.remote_run import CLIENT_CLOCK
+
+MAX_CONCURRENCY = 64  # streams at once: more would be a load test of this client, not an explainer's sweep
+WARMUP_TOKENS = 4  # the unmeasured first request: a server's first one may load or compile (transformers serve
+# --continuous-batching took 9 s to its first token, then 0.4 s)
+FLAT = 1.2  # aggregate throughput under this multiple of one stream's: the server did not serve streams together
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerLoadOptions(Options):
+    """Which server and model, how many streams at once, and what each one asks for."""
+
+    endpoint: str = field(default="", metadata={"help": "the server's OpenAI-compatible base address, e.g. "
+                                                "http://localhost:8000/v1"})  # fmt: skip
+    server_model: str = field(default="", metadata={"help": "the model's name on the server (its /v1/models)"})
+    api_key_env: str = field(default="", metadata={"help": "an environment variable holding the API key, if any"})
+    concurrency: tuple[int, ...] = field(default=(1, 2, 4, 8, 16), metadata={"help": "streams sent at once"})
+    prompt: str = field(
+        default="Write a short story about a chef who cooks soup.", metadata={"help": "each stream's prompt"}
+    )
+    max_new_tokens: int = field(default=64, metadata={"help": "tokens each stream asks for"})
+    timeout_s: float = field(default=120.0, metadata={"help": "how long one stream may wait for its next token"})
+
+    def check(self) -> None:
+        require_positive(concurrency=self.concurrency, max_new_tokens=self.max_new_tokens)
+        if max(self.concurrency) > MAX_CONCURRENCY:
+            raise SettingsError(f"concurrency goes up to {MAX_CONCURRENCY} streams at once here")
+        if not self.server_model.strip():
+            raise SettingsError("name the server's model (--server-model, as its /v1/models lists it)")
+        if not self.prompt.strip():
+            raise SettingsError("the prompt is empty")
+        if not self.timeout_s > 0:
+            raise SettingsError(f"the timeout must be above 0 seconds, got {self.timeout_s!r}")
+        if self.api_key_env and not os.environ.get(self.api_key_env):
+            raise SettingsError(f"the variable {self.api_key_env} is not set: it should hold the API key")
+        self.server()
+
+    def server(self) -> Endpoint:
+        """The checked endpoint, with the key read from its variable (never stored in the result)."""
+        try:
+            return parse_endpoint(self.endpoint, api_key=os.environ.get(self.api_key_env) if self.api_key_env else None)
+        except RemoteError as err:
+            raise SettingsError(str(err)) from None
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One stream's arrival times at this client (ms since the level began), its model name, and its error."""
+
+    times_ms: list[float]
+    sent_ms: float
+    model: str | None
+    error: str | None
+
+
+def one_stream(endpoint: Endpoint, options: ServerLoadOptions, *, level_start_ns: int) -> Stream:
+    """Stream one chat completion; the arrival time of each token on the level's clock."""
+    sent_ms = (time.perf_counter_ns() - level_start_ns) / 1e6
+    times, model = [], None
+    try:
+        for item in stream_chat(endpoint, model=options.server_model, max_tokens=options.max_new_tokens,
+                                messages=[{"role": "user", "content": options.prompt}], temperature=0.0,
+                                logprobs=False, timeout_s=options.timeout_s):  # fmt: skip
+            if isinstance(item, RemoteEnd):
+                model = item.model
+                break
+            times.append((time.perf_counter_ns() - level_start_ns) / 1e6)
+    except RemoteError as err:
+        return Stream(times_ms=times, sent_ms=sent_ms, model=model, error=str(err))
+    return Stream(times_ms=times, sent_ms=sent_ms, model=model, error=None)
+
+
+def level_row(concurrency: int, streams: list[Stream], *, wall_ms: float) -> dict:
+    """One concurrency level's row from its streams (failed ones counted, and their tokens too)."""
+    ttfts = [s.times_ms[0] - s.sent_ms for s in streams if s.times_ms]
+    gaps = [later - earlier for s in streams for earlier, later in zip(s.times_ms, s.times_ms[1:], strict=False)]
+    speeds = [(len(s.times_ms) - 1) / ((s.times_ms[-1] - s.times_ms[0]) / 1000)
+              for s in streams if len(s.times_ms) > 1 and s.times_ms[-1] > s.times_ms[0]]  # fmt: skip
+    tokens = sum(len(s.times_ms) for s in streams)
+    return {
+        "concurrency": concurrency,
+        "streams": len(streams),
+        "failed": sum(1 for s in streams if s.error is not None),
+        "tokens": tokens,
+        "ttft_p50_ms": percentile(ttfts, 50) if ttfts else None,
+        "ttft_p90_ms": percentile(ttfts, 90) if ttfts else None,
+        "itl_p50_ms": percentile(gaps, 50) if gaps else None,
+        "itl_p90_ms": percentile(gaps, 90) if gaps else None,
+        "tokens_per_s": tokens / (wall_ms / 1000) if wall_ms > 0 else 0.0,
+        "stream_tokens_per_s": statistics.median(speeds) if speeds else None,
+        "wall_ms": wall_ms,
+    }
+
+
+def run(loaded: object, options: ServerLoadOptions, progress: Progress) -> Measured:
+    """Send each concurrency level's streams at once, one level after another; a row per level."""
+    endpoint = options.server()
+    levels, errors, model = sorted(set(options.concurrency)), [], None
+    progress(0.0, f"Warming {endpoint.host} up (one short request, not measured)")
+    warmup = one_stream(endpoint, replace(options, max_new_tokens=WARMUP_TOKENS), level_start_ns=time.perf_counter_ns())
+    if warmup.error and not warmup.times_ms:  # a server that refuses cannot be measured: say why, once
+        raise SettingsError(f"the warm-up request failed: {warmup.error}")
+    for index, concurrency in enumerate(levels):
+        progress(
+            index / len(levels), f"{concurrency} stream{'s' if concurrency > 1 else ''} at once to {endpoint.host}"
+        )
+        start_ns = time.perf_counter_ns()
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="server-load") as pool:
+            futures = [pool.submit(one_stream, endpoint, options, level_start_ns=start_ns) for _ in range(concurrency)]
+            streams = [future.result() for future in futures]
+        wall_ms = (time.perf_counter_ns() - start_ns) / 1e6
+        errors += [s.error for s in streams if s.error]
+        model = model or next((s.model for s in streams if s.model), None)
+        if all(not s.times_ms for s in streams):
+            raise SettingsError(f"no stream got a token at concurrency {concurrency}: {errors[-1]}")
+        progress.rows.append(level_row(concurrency, streams, wall_ms=wall_ms))
+    progress(1.0, "Done")
+    rows = progress.rows
+    details = {
+        "remote_model": {"name": (model or options.server_model)[:200], "source": f"remote: {endpoint.host}"},
+        "host": endpoint.host,
+        "clock": CLIENT_CLOCK,
+        "errors": errors[:20],
+    }
+    return Measured(rows=rows, details=details, finding=finding(rows))
+
+
+def finding(rows: list[dict]) -> str:
+    """One sentence from the rows: what N streams at once bought in throughput and cost each stream."""
+    first, last = rows[0], rows[-1]
+    failed = sum(row["failed"] for row in rows)
+    broke = f" {failed} stream{'s' if failed != 1 else ''} failed (see the rows)." if failed else ""
+    if len(rows) == 1:
+        return f"{first['concurrency']} stream(s) at once got {first['tokens_per_s']:,.1f} tokens/s in all.{broke}"
+    gain = last["tokens_per_s"] / first["tokens_per_s"] if first["tokens_per_s"] else 0.0
+    wait = (
+        f"each stream's first token came after {ms(first['ttft_p50_ms'])} at {first['concurrency']} and "
+        f"{ms(last['ttft_p50_ms'])} at {last['concurrency']}, its gap between tokens {ms(first['itl_p50_ms'])} "
+        f"and {ms(last['itl_p50_ms'])}"
+    )
+    if gain < FLAT:
+        return (
+            f"{last['concurrency']} streams at once got {last['tokens_per_s']:,.1f} tokens/s in all, only "
+            f"{gain:.1f}x one stream's {first['tokens_per_s']:,.1f}: this server did not cook the streams together "
+            f"(it queues them, or has no continuous batching); {wait}.{broke}"
+        )
+    return (
+        f"{last['concurrency']} streams at once got {last['tokens_per_s']:,.1f} tokens/s in all, {gain:.1f}x one "
+        f"stream's {first['tokens_per_s']:,.1f}: the server batches them, as this machine's kitchen does; "
+        f"{wait}.{broke}"
+    )
+
+
+def ms(value: float | None) -> str:
+    """A latency in words for the finding ("n/a" when no stream measured it)."""
+    return f"{value:,.0f} ms" if value is not None else "n/a"
