@@ -198,6 +198,29 @@ def batch_chart(result: ExperimentResult) -> dict:
     )
 
 
+def batch_vs_server_chart(batch: ExperimentResult, server: ExperimentResult) -> dict:
+    """This machine's batching curve and a server's load sweep on one chart: total tokens/s and each stream's wait."""
+    sizes, levels = batch.column("batch_size"), server.column("concurrency")
+    return figure(
+        [
+            line("this machine: all users (tokens/s)", sizes, batch.column("tokens_per_s"), color=DECODE_COLOR,
+                 hover="batch %{x}: %{y:,.1f} tokens/s"),
+            line("the server: all streams (tokens/s)", levels, server.column("tokens_per_s"), color=PREFILL_COLOR,
+                 hover="%{x} at once: %{y:,.1f} tokens/s"),
+            line("this machine: wait per token (ms)", sizes, batch.column("itl_ms"), color=DECODE_COLOR, dash="dot",
+                 y_axis="y2", hover="batch %{x}: %{y:,.1f} ms between tokens"),
+            line("the server: wait per token (ms)", levels, server.column("itl_p50_ms"), color=PREFILL_COLOR,
+                 dash="dot", y_axis="y2", hover="%{x} at once: %{y:,.1f} ms between tokens (client clock)"),
+        ],
+        x_title="requests cooked at once",
+        y_title="tokens per second, all together",
+        xaxis=axis("requests cooked at once", type="log", tickvals=sorted({*sizes, *levels})),
+        yaxis=axis("tokens per second, all together", rangemode="tozero"),
+        yaxis2={"title": {"text": "ms between tokens, per stream"}, "overlaying": "y", "side": "right",
+                "rangemode": "tozero", "showgrid": False, "tickmode": "auto", "nticks": 6},
+    )  # fmt: skip
+
+
 def answer_time_chart(result: ExperimentResult, *, budget_s: float) -> dict:
     """Each batch size's time for a typical answer against the budget line."""
     sizes = [str(n) for n in result.column("batch_size")]

@@ -52,6 +52,8 @@ def result_label(path: Path, result: ExperimentResult | None) -> str:
     model = result.model
     where = result.hardware.get("gpu") or result.hardware.get("cpu", "?")
     stopped = " · ⏹ stopped part-way" if result.stopped is not None else ""
+    if result.hardware.get("device") == "remote":  # a server's sweep: its name and host, nothing more is known
+        return f"{result.created_at.replace('T', ' ')[:19]} · {model.get('name')} · {model.get('source')}{stopped}"
     return (
         f"{result.created_at.replace('T', ' ')[:19]} · {model.get('name')} · {model.get('dtype')} on "
         f"{model.get('device')} ({where}){stopped}"

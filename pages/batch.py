@@ -7,7 +7,7 @@ import time
 import streamlit as st
 
 from app import experiment_charts
-from app.experiment_view import experiment_section, rows_table
+from app.experiment_view import chosen_result, experiment_section, rows_table
 from app.presentation import settings_area, show_chart
 from app.sidebar import current_selection
 from app.site import link
@@ -16,6 +16,7 @@ from app.text import explanation, literal
 from app.watching import kitchen_steps
 from engine.experiments.batch import BatchOptions
 from engine.experiments.result import ExperimentResult
+from engine.experiments.server_load import versus_kitchen
 from engine.schedule import kitchen_now, traffic_vs_sweep
 from engine.units import fmt_bytes
 
@@ -117,3 +118,19 @@ rows_table(
         "within_budget": "within budget",
     },
 )
+
+# ---- the same question asked of the team's own server (python -m engine experiment server-load) -----------------
+st.subheader("Your own server, the same question")
+server = chosen_result("server-load", key="batch_server")
+if server is None:
+    st.caption(
+        "Run `python -m engine experiment server-load --endpoint http://HOST:PORT/v1 --server-model NAME` against "
+        "an OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp, Ollama, transformers serve): its sweep is "
+        "drawn here beside this machine's."
+    )
+    st.stop()
+st.markdown(f"**{literal(server.model['name'])}** on {literal(server.details['host'])}: {literal(server.finding)}")
+if said := versus_kitchen(list(server.rows), list(result.rows)):
+    st.markdown(f"**Beside this machine.** {literal(said)}")
+show_chart(experiment_charts.batch_vs_server_chart(result, server), key="batch_chart_server")
+st.caption(f"The server's times were {literal(server.details['clock'])}.")

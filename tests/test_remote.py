@@ -527,6 +527,7 @@ def load_result(server: str, behaviour: str, levels: str = "1,2,4", *extra: str,
 def test_a_server_that_batches_raises_the_total_with_the_streams_sent_at_once(server):
     from engine.experiments import load_result as load_experiment
 
+    posts_before = TinyServer.posts.get("steady", 0)
     secret = {"KITCHEN_TEST_KEY": "sk-load-secret-123"}
     done, path = load_result(server, "steady", "1,2,4", "--api-key-env", "KITCHEN_TEST_KEY", env=secret)
     assert done.returncode == 0, done.stderr
@@ -535,7 +536,7 @@ def test_a_server_that_batches_raises_the_total_with_the_streams_sent_at_once(se
     assert result.model["source"].startswith("remote: 127.0.0.1:") and result.hardware == {"device": "remote"}
     rows = {row["concurrency"]: row for row in result.rows}
     assert sorted(rows) == [1, 2, 4] and all(row["failed"] == 0 for row in rows.values())
-    assert TinyServer.posts["steady"] == 1 + 1 + 2 + 4  # one warm-up request first, not measured
+    assert TinyServer.posts["steady"] - posts_before == 1 + 1 + 2 + 4  # one warm-up request first, not measured
     assert [rows[n]["tokens"] for n in (1, 2, 4)] == [3, 6, 12]  # every stream's 3 tokens arrived
     # Each stream takes ~0.3 s however many run (the tiny server serves them side by side), so the total rises
     # with the streams: 4 at once at least 2.5x one alone (ideal 4x; thread start-up and scheduling take some)
@@ -594,3 +595,41 @@ def test_the_server_load_finding_follows_its_rows_in_each_case():
     assert finding([row(2, 30.0)]) == "2 stream(s) at once got 30.0 tokens/s in all."
     assert finding([row(1, 20.0), row(2, 35.0, failed=1)]).endswith(" 1 stream failed (see the rows).")
     assert "n/a" in finding([row(1, 20.0, itl=None), row(2, 35.0, itl=None)])
+
+
+def test_the_batching_page_draws_a_servers_sweep_beside_this_machines(server):
+    from conftest import SMALL, make_tiny_model
+    from streamlit.testing.v1 import AppTest
+
+    from engine.experiments import run_experiment, save_result
+    from engine.experiments.result import default_result_path
+
+    save_result(run_experiment(make_tiny_model(context=512), "batch", SMALL["batch"]), default_result_path("batch"))
+    done, _path = load_result(server, "steady", "1,4")
+    assert done.returncode == 0, done.stderr
+    at = AppTest.from_file("../pages/batch.py", default_timeout=60).run()
+    assert not at.exception
+    said = " ".join(m.value for m in at.markdown)
+    assert "the server batches them" in said and "Beside this machine." in said and "With 4 at once" in said
+    chart = next(c for c in at.get("plotly_chart") if "the server: all streams" in c.proto.spec)
+    names = [line["name"] for line in json.loads(chart.proto.spec)["data"]]
+    assert names == ["this machine: all users (tokens/s)", "the server: all streams (tokens/s)",
+                     "this machine: wait per token (ms)", "the server: wait per token (ms)"]  # fmt: skip
+    assert "measured at the client" in " ".join(c.value for c in at.caption)
+
+
+def test_the_server_against_the_kitchen_sentence_follows_both_sweeps():
+    from engine.experiments.server_load import versus_kitchen
+
+    server = [{"concurrency": 1, "tokens_per_s": 10.0, "itl_p50_ms": 90.0},
+              {"concurrency": 8, "tokens_per_s": 36.0, "itl_p50_ms": 204.0}]  # fmt: skip
+    kitchen = [{"batch_size": 1, "tokens_per_s": 11.4, "itl_ms": 90.0},
+               {"batch_size": 8, "tokens_per_s": 41.9, "itl_ms": 189.0}]  # fmt: skip
+    assert versus_kitchen(server, kitchen) == (
+        "With 8 at once, the server made 36.0 tokens/s in all (3.6x one alone) and this machine's kitchen 41.9 "
+        "(3.7x one alone); each stream waited 204 ms between tokens there (timed at this client) and 189 ms here."
+    )
+    assert versus_kitchen(server[1:], kitchen[1:]).startswith(
+        "With 8 at once, the server made 36.0 tokens/s in all and"
+    )
+    assert versus_kitchen(server[:1], kitchen) is None  # no level above one in common: nothing to compare

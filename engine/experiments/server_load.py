@@ -178,3 +178,25 @@ def finding(rows: list[dict]) -> str:
 def ms(value: float | None) -> str:
     """A latency in words for the finding ("n/a" when no stream measured it)."""
     return f"{value:,.0f} ms" if value is not None else "n/a"
+
+
+def versus_kitchen(load_rows: list[dict], batch_rows: list[dict]) -> str | None:
+    """One sentence comparing a server's sweep with this machine's batching sweep at the largest level both
+    measured (None when they share no level above 1)."""
+    server = {row["concurrency"]: row for row in load_rows}
+    kitchen = {row["batch_size"]: row for row in batch_rows}
+    shared = sorted(level for level in set(server) & set(kitchen) if level > 1)
+    if not shared:
+        return None
+    level = shared[-1]
+    there, here = server[level], kitchen[level]
+
+    def gain(rows: dict, key: str) -> str:
+        return f" ({rows[level][key] / rows[1][key]:.1f}x one alone)" if 1 in rows and rows[1][key] else ""
+
+    return (
+        f"With {level} at once, the server made {there['tokens_per_s']:,.1f} tokens/s in all"
+        f"{gain(server, 'tokens_per_s')} and this machine's kitchen {here['tokens_per_s']:,.1f}"
+        f"{gain(kitchen, 'tokens_per_s')}; each stream waited {ms(there['itl_p50_ms'])} between tokens there "
+        f"(timed at this client) and {ms(here['itl_ms'])} here."
+    )
