@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import streamlit as st
 
 from app.presentation import show_chart
-from app.text import explanation
+from app.text import explanation, literal
 from app.views import number_cards, token_chips
 from engine import Summary, TokenRecord
 from engine import figures as charts
@@ -106,3 +106,27 @@ def draw_run_charts(
             )
             st.markdown(explanation("live", "memory", memory_kind=memory_kind))
             show_chart(charts.memory_chart(records), key=f"{key}_chart_memory")
+
+
+def draw_server_metrics(trace: object, *, key: str) -> None:
+    """A remote run's server numbers (its /metrics while it answered) beside its tokens, or why there are none."""
+    metrics = (trace.remote or {}).get("metrics") if getattr(trace, "remote", None) else None
+    if not metrics:
+        return
+    st.markdown(
+        "**The server while it cooked.** Sampled from its Prometheus `/metrics` four times a second while this "
+        "answer streamed: requests it was running and keeping waiting, and how full its KV cache was."
+    )
+    if not metrics["samples"]:
+        st.caption(literal(metrics.get("note") or "The server published no metrics during this run."))
+        return
+    show_chart(
+        charts.server_metrics_chart(metrics["samples"], list(trace.events), server=metrics.get("server")),
+        key=f"{key}_chart_server",
+    )
+    if metrics.get("server_ttft_ms") is not None:
+        st.caption(
+            f"Time to first token: {fmt_ms(trace.summary.ttft_ms)} at this client, "
+            f"{fmt_ms(metrics['server_ttft_ms'])} by the server's own histogram (from the request's arrival there); "
+            "the difference is what lies between (the network, the HTTP server, the chat template and tokenizing)."
+        )

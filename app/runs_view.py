@@ -14,7 +14,7 @@ import streamlit as st
 
 from app.hosting import import_room, kitchen_config
 from app.presentation import show_chart
-from app.run_view import draw_run_charts, run_html
+from app.run_view import draw_run_charts, draw_server_metrics, run_html
 from app.state import remember
 from app.text import explanation, literal
 from app.visitors import may_manage_runs, visitor_id
@@ -217,6 +217,7 @@ def draw_trace(run: Trace, playing: dict | None) -> None:
                          clock=client_clock))  # fmt: skip
         draw_run_charts(records, model=model, kv_cache=kv_cache, prompt_tokens=prompt_tokens, summary=run.summary,
                         key="runs_open")  # fmt: skip
+        draw_server_metrics(run, key="runs_open")
         return
     clock: ReplayClock = playing["clock"]
 

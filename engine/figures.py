@@ -166,6 +166,57 @@ def memory_chart(records: Sequence[TokenRecord]) -> dict:
     )
 
 
+SERVER_SERIES = (  # what a server's /metrics samples are drawn as: (our name, legend, axis)
+    ("running", "requests running", "y"),
+    ("waiting", "requests waiting", "y"),
+    ("kv_cache_usage", "KV cache in use (%)", "y2"),
+)
+
+
+def server_metrics_chart(samples: Sequence[dict], records: Sequence[TokenRecord], *, server: str | None) -> dict:
+    """A server's own numbers while it answered (running and waiting requests, KV-cache use), on the run's clock,
+    with this run's tokens marked where they arrived."""
+    times = [round(sample["t_ms"] / 1000, 3) for sample in samples]
+    lines = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": legend,
+            "x": times,
+            "y": [
+                (sample["values"][name] * 100 if axis_name == "y2" else sample["values"][name])
+                if name in sample["values"]
+                else None
+                for sample in samples
+            ],
+            "yaxis": axis_name,
+            "line": {"color": color, "shape": "hv"},
+            "hovertemplate": f"%{{x:.2f}} s: %{{y:,.1f}} {legend}<extra></extra>",
+        }
+        for (name, legend, axis_name), color in zip(
+            SERVER_SERIES, (DECODE_COLOR, PREFILL_COLOR, MEMORY_COLOR), strict=True
+        )
+        if any(name in sample["values"] for sample in samples)
+    ]
+    arrivals = {
+        "type": "scatter",
+        "mode": "markers",
+        "name": "this run's tokens arriving",
+        "x": [round(record.t_ms / 1000, 3) for record in records],
+        "y": [0] * len(records),
+        "marker": {"color": FORMULA_COLOR, "symbol": "line-ns-open", "size": 10},
+        "hovertemplate": "a token at %{x:.2f} s<extra></extra>",
+    }
+    return figure(
+        [*lines, arrivals],
+        x_title="time since the request was sent (s)",
+        y_title=f"requests ({server or 'the server'})",
+        yaxis=axis(f"requests ({server or 'the server'})", rangemode="tozero"),
+        yaxis2={"title": {"text": "KV cache in use (%)"}, "overlaying": "y", "side": "right", "range": [0, 100],
+                "showgrid": False},
+    )  # fmt: skip
+
+
 def budget_chart(total_ms: float, ttft_ms: float) -> dict:
     """This answer's time to first token and total time against the ten-second line."""
     limit_s = TEN_SECONDS_MS / 1000

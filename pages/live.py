@@ -19,6 +19,7 @@ from app.live_view import (
     settings_inputs,
 )
 from app.remote_kitchen import RemoteJob, current_server, server_caption
+from app.run_view import draw_server_metrics
 from app.sidebar import current_selection
 from app.state import remember
 from app.text import explanation, literal
@@ -99,6 +100,7 @@ elif draw_live_text(job):
         st.caption(said)
     draw_charts(job)
     if job.trace is not None:
+        draw_server_metrics(job.trace, key="live")
         draw_downloads(job)
 
 # ---- the kitchen: everyone's requests, anonymous ------------------------------------------------------------------

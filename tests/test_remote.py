@@ -13,7 +13,7 @@ import pytest
 from conftest import engine_cli, loopback_server
 
 from engine.remote import RemoteEnd, RemoteError, RemoteToken, parse_endpoint, stream_chat
-from engine.trace import Trace, default_remote_trace_path, load_trace
+from engine.trace import Trace, default_remote_trace_path, load_trace, save_trace
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -633,3 +633,31 @@ def test_the_server_against_the_kitchen_sentence_follows_both_sweeps():
         "With 8 at once, the server made 36.0 tokens/s in all and"
     )
     assert versus_kitchen(server[:1], kitchen) is None  # no level above one in common: nothing to compare
+
+
+def test_a_servers_own_numbers_are_drawn_beside_its_tokens_with_its_ttft(server):
+    from streamlit.testing.v1 import AppTest
+
+    from engine.remote_run import run_remote_trace
+    from engine.store import RunStore
+
+    trace = run_remote_trace(parse_endpoint(f"{server}/with-metrics/v1"), "hi", model="m")
+    save_trace(trace, default_remote_trace_path())
+    plain = run_remote_trace(parse_endpoint(f"{server}/happy/v1"), "hi", model="m")
+    save_trace(plain, default_remote_trace_path())
+    paths = {entry.path: entry for entry in RunStore().list()[0]}
+    at = AppTest.from_file("../pages/runs.py", default_timeout=30).run()
+    with_metrics, without = sorted(paths)  # saved in that order: their names sort by time
+    at.multiselect(key="runs_selected").set_value([with_metrics]).run()
+    assert not at.exception
+    chart = next(c for c in at.get("plotly_chart") if "requests running" in c.proto.spec)
+    lines = {line["name"]: line for line in json.loads(chart.proto.spec)["data"]}
+    samples = trace.remote["metrics"]["samples"]
+    assert lines["requests running"]["y"] == [sample["values"]["running"] for sample in samples]
+    assert set(lines["KV cache in use (%)"]["y"]) == {50.0}  # vLLM's 0.5, drawn as a percentage
+    assert len(lines["this run's tokens arriving"]["x"]) == len(trace.events)
+    said = " ".join(c.value for c in at.caption)
+    assert "by the server's own histogram" in said and f"{trace.remote['metrics']['server_ttft_ms']:,.1f}" in said
+    at.multiselect(key="runs_selected").set_value([without]).run()
+    assert not at.exception and not any("requests running" in c.proto.spec for c in at.get("plotly_chart"))
+    assert any("answered 404" in c.value for c in at.caption)  # why there is nothing to draw
