@@ -16,6 +16,7 @@ import streamlit as st
 
 from app.hosting import check_server_allowed, offered_servers
 from app.kitchen import GenerationJob, keep
+from app.state import keep_offered
 from app.text import literal
 from engine import EngineError, GenerationCancelled
 from engine.remote import Endpoint, RemoteError, list_models, parse_endpoint
@@ -131,8 +132,7 @@ def server_inputs(area: object) -> None:
                         help="An OpenAI-compatible base address ending in /v1 (vLLM, SGLang, TGI, llama.cpp's "
                         "server, Ollama at http://host:11434/v1, transformers serve).")  # fmt: skip
     else:
-        if st.session_state.get("sidebar_server_url") not in servers:
-            st.session_state["sidebar_server_url"] = servers[0]
+        keep_offered("sidebar_server_url", servers)
         area.selectbox("Server", servers, key="sidebar_server_url", help="The servers this kitchen's host offers.")
     area.text_input(
         "API key (if the server needs one)",
@@ -145,8 +145,7 @@ def server_inputs(area: object) -> None:
     if problem:
         area.warning(f"The server's models could not be read: {literal(problem)}.")
     if models:
-        if st.session_state.get("sidebar_server_model") not in models:
-            st.session_state["sidebar_server_model"] = models[0]
+        keep_offered("sidebar_server_model", models)
         area.selectbox("Server model", models, key="sidebar_server_model", help="What the server's /v1/models lists.")
     else:
         area.text_input("Server model", key="sidebar_server_model", help="The name the server knows the model by.")

@@ -10,6 +10,7 @@ from app.kitchen import Selection, visitor_menu
 from app.presentation import KEY as PRESENTATION_KEY
 from app.presentation import settings_area
 from app.remote_kitchen import current_server, kitchen_kinds, server_inputs
+from app.state import keep_offered
 from engine import DEFAULT_MODEL
 from engine.units import fmt_bytes
 
@@ -57,8 +58,7 @@ def hardware_card(device: str) -> str:
 def menu_picker(pickers: object, menu: list[Selection]) -> None:
     """A hosted kitchen's visitor picks one of the models loaded now (the presenter loads others)."""
     names = [f"{choice.model} · {choice.dtype} on {choice.device}" for choice in menu]
-    if st.session_state.get("sidebar_menu") not in names:
-        st.session_state["sidebar_menu"] = names[0]
+    keep_offered("sidebar_menu", names)
     picked = pickers.selectbox(
         "Model", names, key="sidebar_menu", help="The models loaded in this kitchen now (the presenter loads others)."
     )
@@ -69,8 +69,7 @@ def menu_picker(pickers: object, menu: list[Selection]) -> None:
 def draw_sidebar() -> Selection:
     """Draw the model/device/dtype pickers and the hardware card; return the selection."""
     devices = list(machine().devices)
-    if st.session_state.get("sidebar_device") not in devices:
-        st.session_state["sidebar_device"] = devices[0]
+    keep_offered("sidebar_device", devices)
     with st.sidebar:
         st.toggle(
             "Presentation mode",
@@ -80,8 +79,7 @@ def draw_sidebar() -> Selection:
         st.markdown("### 🍳 The kitchen")
         kinds = kitchen_kinds()
         if len(kinds) > 1:
-            if st.session_state.get("sidebar_kitchen") not in kinds:
-                st.session_state["sidebar_kitchen"] = kinds[0]
+            keep_offered("sidebar_kitchen", kinds)
             st.radio(
                 "The live page cooks on",
                 kinds,
@@ -117,8 +115,7 @@ def draw_sidebar() -> Selection:
                 "Device", devices, key="sidebar_device", help="Only devices this machine has are offered."
             )
             choices = dtype_choices(device)
-            if st.session_state.get("sidebar_dtype") not in choices:
-                st.session_state["sidebar_dtype"] = choices[0]
+            keep_offered("sidebar_dtype", choices)
             pickers.selectbox(
                 "Dtype",
                 choices,

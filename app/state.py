@@ -24,3 +24,9 @@ def keep_remembered() -> None:
     for key in st.session_state.get(REMEMBERED, ()):
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
+
+
+def keep_offered(key: str, options: list | tuple) -> None:
+    """Before a select widget draws: a kept value no longer offered (or none yet) becomes the first option."""
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = options[0]

@@ -212,12 +212,14 @@ def command_remote_trace(args: argparse.Namespace) -> int:
     if not args.model:
         raise RemoteError("--endpoint needs --model: the name the server knows the model by (see its /v1/models)")
     local_only = {"--path": args.path != "eager", "--device": args.device, "--dtype": args.dtype,
-                  "--no-kv-cache": args.no_kv_cache, "--raw": args.raw, "--top-k": args.top_k,
+                  "--no-kv-cache": args.no_kv_cache, "--top-k": args.top_k,
                   "--top-p": args.top_p != 1.0, "--seed": args.seed, "--ignore-eos": args.ignore_eos}  # fmt: skip
     given = [flag for flag, used in local_only.items() if used]
     if given:
-        raise RemoteError(f"{', '.join(given)} only apply to a model run here: with --endpoint the server is sent "
-                          "the prompt, --max-new-tokens and --temperature")  # fmt: skip
+        raise RemoteError(
+            f"{', '.join(given)} only apply to a model run here: with --endpoint the server is sent the prompt "
+            "(a chat turn, or plain text with --raw), --max-new-tokens and --temperature"
+        )
     api_key = None
     if args.api_key_env:
         api_key = os.environ.get(args.api_key_env)
@@ -227,7 +229,7 @@ def command_remote_trace(args: argparse.Namespace) -> int:
     check_settings(settings)
     endpoint = parse_endpoint(args.endpoint, api_key=api_key)
     try:
-        trace = run_remote_trace(endpoint, args.prompt, model=args.model, settings=settings)
+        trace = run_remote_trace(endpoint, args.prompt, model=args.model, settings=settings, raw=args.raw)
     except RemoteError as err:
         if getattr(err, "trace", None) is None:
             raise

@@ -136,18 +136,25 @@ def stream_chat(
     logprobs: bool = True,
     timeout_s: float = 30.0,
     cancel: CancelFlag | None = None,
+    raw_prompt: str | None = None,
 ) -> Iterator[RemoteToken | RemoteEnd]:
     """Yield each token as its chunk arrives, then one RemoteEnd; RemoteError says in a sentence what went wrong.
 
     When `cancel.is_set()` turns true the connection is shut at once, even while waiting for a token, and the
-    stream ends with no RemoteEnd (the caller knows it cancelled).
+    stream ends with no RemoteEnd (the caller knows it cancelled). `raw_prompt`: a plain text completion
+    (/completions, no chat template) instead of the chat `messages`.
     """
     body = chat_body(model=model, messages=messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs)
+    route = "chat/completions"
+    if raw_prompt is not None:  # the legacy completions API: a prompt string, logprobs as a number of alternatives
+        body = {key: value for key, value in body.items() if key not in ("messages", "logprobs", "top_logprobs")}
+        body |= {"prompt": raw_prompt, **({"logprobs": TOP_LOGPROBS} if logprobs else {})}
+        route = "completions"
     tokens: list[RemoteToken] = []
     try:
         with httpx.Client(timeout=httpx.Timeout(timeout_s), headers=endpoint.headers()) as client:
             sent_ns = time.perf_counter_ns()
-            with client.stream("POST", f"{endpoint.base_url}/chat/completions", json=body) as response:
+            with client.stream("POST", f"{endpoint.base_url}/{route}", json=body) as response:
                 if response.status_code != 200:
                     raise RemoteError(status_sentence(response, endpoint=endpoint, model=model))
                 watching = shut_when_cancelled(response, cancel)
@@ -251,7 +258,19 @@ def parse_chunk(data: str, *, arrived: int) -> dict:
 
 def chunk_tokens(choice: dict) -> list[tuple[str, float | None, tuple[Alternative, ...]]]:
     """The tokens a chunk's choice carries: one per logprobs entry when sent, else its text as one token."""
-    entries = ((choice.get("logprobs") or {}).get("content")) or []
+    logprobs = choice.get("logprobs") or {}
+    if isinstance(logprobs, dict) and logprobs.get("tokens"):  # the completions API's form: parallel lists
+        tops = logprobs.get("top_logprobs") or []
+        values = logprobs.get("token_logprobs") or []
+        return [
+            (
+                str(token),
+                float(values[index]) if index < len(values) and values[index] is not None else None,
+                tuple(Alternative(token=str(alt), prob=probability(value)) for alt, value in alternatives(tops, index)),
+            )
+            for index, token in enumerate(logprobs["tokens"])
+        ]
+    entries = (logprobs.get("content") if isinstance(logprobs, dict) else None) or []
     if entries:
         return [
             (
@@ -266,6 +285,12 @@ def chunk_tokens(choice: dict) -> list[tuple[str, float | None, tuple[Alternativ
         ]
     text = (choice.get("delta") or {}).get("content") or (choice.get("text") or "")
     return [(str(text), None, ())] if text else []
+
+
+def alternatives(tops: list, index: int) -> list[tuple[object, object]]:
+    """The (token, logprob) pairs the completions API sent for one token (a dict per token), or none."""
+    top = tops[index] if index < len(tops) else None
+    return list(top.items()) if isinstance(top, dict) else []
 
 
 def probability(logprob: object) -> float:

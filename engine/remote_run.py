@@ -63,6 +63,7 @@ def run_remote_trace(
     cancel: CancelFlag | None = None,
     timeout_s: float = 60.0,
     sample_metrics: bool = True,
+    raw: bool = False,
 ) -> Trace:
     """Stream one chat completion and return its Trace; RemoteError (with `.trace` when tokens had come) if it broke.
 
@@ -78,7 +79,12 @@ def run_remote_trace(
     run_started_ns = time.perf_counter_ns()
     stream = stream_chat(endpoint, model=model, messages=[{"role": "user", "content": prompt}],
                          max_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                         timeout_s=timeout_s, cancel=cancel)  # fmt: skip
+                         timeout_s=timeout_s, cancel=cancel, raw_prompt=prompt if raw else None)  # fmt: skip
+
+    def trace_of(end: RemoteEnd | None, error: str | None, metrics: dict | None) -> Trace:
+        return remote_trace(endpoint, prompt, model=model, settings=settings, records=records, end=end, error=error,
+                            metrics=metrics, raw=raw)  # fmt: skip
+
     try:
         for item in stream:
             if isinstance(item, RemoteEnd):
@@ -93,20 +99,17 @@ def run_remote_trace(
         if cancel is not None and cancel.is_set() and end is None:
             stream.close()  # closes the connection: the server sees the client go and may stop cooking
             metrics = finish_sampling(sampler, run_started_ns)
-            partial = remote_trace(endpoint, prompt, model=model, settings=settings, records=records, end=None,
-                                   error="stopped by the client", metrics=metrics) if records else None  # fmt: skip
+            partial = trace_of(None, "stopped by the client", metrics) if records else None
             raise GenerationCancelled(f"stopped after {len(records)} tokens", records=tuple(records), partial=partial)
     except RemoteError as err:
         if records:
-            err.trace = remote_trace(endpoint, prompt, model=model, settings=settings, records=records, end=None,
-                                     error=str(err), metrics=finish_sampling(sampler, run_started_ns))  # fmt: skip
+            err.trace = trace_of(None, str(err), finish_sampling(sampler, run_started_ns))
         raise
     finally:
         metrics = finish_sampling(sampler, run_started_ns)  # stopped however the run ended
     if not records:
         raise RemoteError(f"{endpoint.host} answered with no tokens at all (finish reason {end.finish_reason!r})")
-    return remote_trace(endpoint, prompt, model=model, settings=settings, records=records, end=end, error=None,
-                        metrics=metrics)  # fmt: skip
+    return trace_of(end, None, metrics)
 
 
 def finish_sampling(sampler: MetricsSampler | None, run_started_ns: int) -> dict | None:
@@ -127,6 +130,7 @@ def remote_trace(
     end: RemoteEnd | None,
     error: str | None,
     metrics: dict | None = None,
+    raw: bool = False,
 ) -> Trace:
     """Assemble the trace of a remote run (`end` None: the stream broke, and `error` says how)."""
     usage = end.usage if end is not None else None
@@ -141,9 +145,9 @@ def remote_trace(
         settings={  # what the server was sent, nothing it was not
             "max_new_tokens": settings.max_new_tokens,
             "temperature": settings.temperature,
-            "chat_template": True,
+            "chat_template": not raw,
         },
-        prompt={"text": prompt, "tokens": [], "chat_template_applied": True},
+        prompt={"text": prompt, "tokens": [], "chat_template_applied": not raw},  # raw: /completions, no template
         events=tuple(records),
         summary=summarize(records, prompt_tokens=0),
         finish_reason=finish,

@@ -157,6 +157,16 @@ def wait_until_finished(page, timeout_ms: int = 120_000) -> str:
     return answer_text(page)
 
 
+def chip_counts_until_done(page, *, poll_ms: int, max_polls: int) -> list[int]:
+    """The answer chips shown at each poll until the run says it is done: how the answer streamed in."""
+    counts = []
+    while not page.get_by_text("✅ Done").count():
+        counts.append(page.locator(".ik-chip").count())
+        page.wait_for_timeout(poll_ms)
+        assert len(counts) < max_polls, f"the run did not finish in {max_polls} polls"
+    return counts
+
+
 def answer_text(page) -> str:
     """The answer as shown: the chips' visible labels joined (popups excluded)."""
     return page.evaluate(

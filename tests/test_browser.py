@@ -12,6 +12,7 @@ from browser import (
     ARTIFACTS,
     answer_text,
     chart_text_problems,
+    chip_counts_until_done,
     chromium,
     dashboard_server,
     generate,
@@ -51,11 +52,7 @@ def test_a_visitor_watches_the_answer_stream_in(served):
     url, traces, browser = served
     page = open_page(browser, url, height=2600)  # tall, so the screenshot shows every chart
     generate(page, STORY, max_new_tokens=48)
-    counts = []
-    while not page.get_by_text("✅ Done").count():
-        counts.append(page.locator(".ik-chip").count())
-        page.wait_for_timeout(150)
-        assert len(counts) < 2000, "the run did not finish"
+    counts = chip_counts_until_done(page, poll_ms=150, max_polls=2000)
     partial = {c for c in counts if 0 < c < 48}
     assert len(partial) >= 2, f"tokens did not appear progressively: {counts}"  # it streamed, not one final dump
     answer = wait_until_finished(page)

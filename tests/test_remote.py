@@ -67,6 +67,31 @@ BEHAVIOURS = {
     "error-event": [chunk("Paris"), {"error": {"message": "CUDA out of memory", "code": 500}}],
     "slow": [chunk("Paris"), 3.0, chunk(" is"), "[DONE]"],
     "with-metrics": [chunk("Paris"), 0.4, chunk(" is"), 0.4, chunk(" it", finish="stop"), "[DONE]"],
+    "raw": [  # the legacy completions API: text in the choice, logprobs as parallel lists
+        {
+            "object": "text_completion",
+            "model": "tiny-server",
+            "choices": [
+                {
+                    "index": 0,
+                    "text": " Paris is",
+                    "finish_reason": None,
+                    "logprobs": {
+                        "tokens": [" Paris", " is"],
+                        "token_logprobs": [-0.1, -0.4],
+                        "top_logprobs": [{" Paris": -0.1, " Lyon": -2.5}, {" is": -0.4}],
+                    },
+                }
+            ],
+        },
+        {
+            "object": "text_completion",
+            "model": "tiny-server",
+            "choices": [{"index": 0, "text": "", "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
+        },
+        "[DONE]",
+    ],  # fmt: skip
     "steady": [0.1, chunk("Paris"), 0.1, chunk(" is"), 0.1, chunk(" it", finish="stop"), "[DONE]"],
     "serial": [0.2, chunk("Paris"), 0.2, chunk(" is"), 0.2, chunk(" it", finish="stop"), "[DONE]"],  # one at a time
 }
@@ -126,6 +151,9 @@ class TinyServer(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         parts = self.path.strip("/").split("/")
         TinyServer.posts[parts[0]] = TinyServer.posts.get(parts[0], 0) + 1
+        if (parts[0] == "raw") != (parts[-2:] == ["v1", "completions"]):  # raw only on /completions, chat elsewhere
+            self.send_status(404)
+            return
         if parts[0] == "status":
             self.send_status(int(parts[1]))
             return
@@ -661,3 +689,17 @@ def test_a_servers_own_numbers_are_drawn_beside_its_tokens_with_its_ttft(server)
     at.multiselect(key="runs_selected").set_value([without]).run()
     assert not at.exception and not any("requests running" in c.proto.spec for c in at.get("plotly_chart"))
     assert any("answered 404" in c.value for c in at.caption)  # why there is nothing to draw
+
+
+def test_raw_sends_a_plain_completion_and_keeps_its_alternatives(server, tmp_path):
+    out = tmp_path / "raw.json"
+    done = engine_cli("trace", "--endpoint", f"{server}/raw/v1", "--model", "tiny-server", "--prompt",
+                      "The capital of France is", "--raw", "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    trace = load_trace(out)
+    assert trace.answer == " Paris is" and [e.text for e in trace.events] == [" Paris", " is"]
+    assert trace.events[0].shared_chunk and trace.events[0].top[1].token == " Lyon"  # two tokens in one chunk
+    assert trace.settings["chat_template"] is False and trace.prompt["chat_template_applied"] is False
+    assert "as many as the server's usage counts" in trace.remote["count_check"] and trace.finish_reason == "length"
+    chat = engine_cli("trace", "--endpoint", f"{server}/raw/v1", "--model", "tiny-server", "--prompt", "hi")
+    assert chat.returncode == 2 and "(404)" in chat.stderr  # without --raw it went to /chat/completions

@@ -102,7 +102,16 @@ def test_a_key_is_sent_from_its_variable_and_never_written(served, tmp_path):
 def test_the_live_page_streams_from_a_real_server_in_a_browser_and_the_runs_page_compares_it(
     served, tmp_path, monkeypatch
 ):
-    from browser import ARTIFACTS, answer_text, chromium, dashboard_server, generate, shown_errors, wait_until_finished
+    from browser import (
+        ARTIFACTS,
+        answer_text,
+        chip_counts_until_done,
+        chromium,
+        dashboard_server,
+        generate,
+        shown_errors,
+        wait_until_finished,
+    )
     from streamlit.testing.v1 import AppTest
 
     endpoint, model, _log = served
@@ -118,11 +127,7 @@ def test_the_live_page_streams_from_a_real_server_in_a_browser_and_the_runs_page
         address.press("Tab")
         page.get_by_text(f"Cooking on the server's {model}").wait_for(timeout=30_000)  # listed, picked, named
         generate(page, prompt, max_new_tokens=24)
-        counts = []
-        while not page.get_by_text("✅ Done").count():
-            counts.append(page.locator(".ik-chip").count())
-            page.wait_for_timeout(100)
-            assert len(counts) < 1200, "the server's answer did not finish"
+        counts = chip_counts_until_done(page, poll_ms=100, max_polls=1200)
         assert len({c for c in counts if c > 0}) >= 2, counts  # chips appeared a few at a time: it streamed in
         answer = wait_until_finished(page)
         assert "Paris" in answer and answer.endswith("⏹ end")  # the end token the server counted, shown as ours is
