@@ -33,8 +33,8 @@ PROMPT_MAX_CHARS = 65_536  # the box's limit; the engine refuses, with a sentenc
 
 chip_style()
 st.title("🔥 Live inference")
-st.markdown(explanation("live", "intro"))
 server = current_server()  # None: this machine's model cooks; else an OpenAI-compatible server (the sidebar)
+st.markdown(explanation("live", "intro" if server is None else "intro_server"))
 slot = model_loading_or_ready(current_selection()) if server is None else None  # the prompt box shows meanwhile
 job: GenerationJob | None = st.session_state.get("live_job")
 busy = job is not None and job.active

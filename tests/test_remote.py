@@ -456,6 +456,7 @@ def test_the_live_page_streams_from_a_server_with_its_charts_and_keeps_the_run(s
     assert not at.exception
     assert at.sidebar.selectbox(key="sidebar_server_model").options == ["<i>other</i>", "tiny-server"]
     assert not any("Loading" in getattr(p, "text", "") for p in at.get("progress"))  # the local model is not loaded
+    assert any("watch **your server** answer" in m.value for m in at.markdown)  # not "on this machine"
     at.button(key="live_generate").click()
     run_until(at, lambda a: finished(a) and "✅ Done" in html_of(a), timeout_s=30, what="the server's answer")
     assert not at.exception
