@@ -90,10 +90,13 @@ class RemoteJob(GenerationJob):
         except Exception as err:  # noqa: BLE001 - a thread's failure must reach the page as a sentence
             error = f"the run failed unexpectedly: {type(err).__name__}: {err}"
         if self.trace is not None:
-            self.saved_to = keep(save_trace(self.trace, default_remote_trace_path()), owner=self.owner)
+            try:
+                self.saved_to = keep(save_trace(self.trace, default_remote_trace_path()), owner=self.owner)
+            except OSError as err:  # a full disk must not leave the job "running" for ever
+                error = error or f"the answer arrived but could not be saved ({err.strerror or err})"
         self.ended_s = time.monotonic()
         if error is not None:
-            kept = f" The {len(self.records)} tokens that arrived are kept on the Runs page." if self.trace else ""
+            kept = f" The {len(self.records)} tokens that arrived are kept on the Runs page." if self.saved_to else ""
             self.fail(f"{error}.{kept}")
         else:
             self.state = outcome
