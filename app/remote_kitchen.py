@@ -54,7 +54,10 @@ class RemoteJob(GenerationJob):
 
     server: ServerChoice
 
-    clock: str = CLIENT_CLOCK
+    @property
+    def clock(self) -> str:
+        """Where its times are taken: at this client, so they include the network and the server's queue."""
+        return CLIENT_CLOCK
 
     def trace_host(self) -> str:
         """host:port of the server (what the trace records), or the address as typed when it does not parse."""

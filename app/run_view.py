@@ -14,7 +14,7 @@ import streamlit as st
 from app.presentation import show_chart
 from app.text import explanation, literal
 from app.views import number_cards, token_chips
-from engine import Summary, TokenRecord
+from engine import Summary, TokenRecord, Trace
 from engine import figures as charts
 from engine.units import fmt_ms, fmt_rate
 
@@ -108,9 +108,9 @@ def draw_run_charts(
             show_chart(charts.memory_chart(records), key=f"{key}_chart_memory")
 
 
-def draw_server_metrics(trace: object, *, key: str) -> None:
+def draw_server_metrics(trace: Trace, *, key: str) -> None:
     """A remote run's server numbers (its /metrics while it answered) beside its tokens, or why there are none."""
-    metrics = (trace.remote or {}).get("metrics") if getattr(trace, "remote", None) else None
+    metrics = trace.remote.get("metrics") if trace.remote is not None else None
     if not metrics:
         return
     st.markdown(

@@ -207,11 +207,12 @@ def server_metrics_chart(samples: Sequence[dict], records: Sequence[TokenRecord]
         "marker": {"color": FORMULA_COLOR, "symbol": "line-ns-open", "size": 10},
         "hovertemplate": "a token at %{x:.2f} s<extra></extra>",
     }
+    requests = f"requests ({html.escape(server or 'the server')})"  # a file's text: plotly draws HTML in titles
     return figure(
         [*lines, arrivals],
         x_title="time since the request was sent (s)",
-        y_title=f"requests ({server or 'the server'})",
-        yaxis=axis(f"requests ({server or 'the server'})", rangemode="tozero"),
+        y_title=requests,
+        yaxis=axis(requests, rangemode="tozero"),
         yaxis2={"title": {"text": "KV cache in use (%)"}, "overlaying": "y", "side": "right", "range": [0, 100],
                 "showgrid": False},
     )  # fmt: skip

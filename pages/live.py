@@ -60,8 +60,10 @@ if buttons[0].button("Generate", type="primary", disabled=busy, key="live_genera
     except (PromptError, SettingsError, RemoteError) as err:
         st.warning(f"Nothing to cook yet: {literal(err)}.")
         st.stop()
-    order = GenerationJob(prompt=prompt, settings=settings, path=path) if server is None else None
-    submit_job(order or RemoteJob(prompt=prompt, settings=settings, server=server), key="live_job")
+    if server is None:
+        submit_job(GenerationJob(prompt=prompt, settings=settings, path=path), key="live_job")
+    else:
+        submit_job(RemoteJob(prompt=prompt, settings=settings, server=server), key="live_job")
 if buttons[1].button("Stop", disabled=not busy, key="live_stop"):
     job.stop_pressed.set()
 

@@ -624,6 +624,7 @@ def test_the_server_load_finding_follows_its_rows_in_each_case():
     assert finding([row(2, 30.0)]) == "2 stream(s) at once got 30.0 tokens/s in all."
     assert finding([row(1, 20.0), row(2, 35.0, failed=1)]).endswith(" 1 stream failed (see the rows).")
     assert "n/a" in finding([row(1, 20.0, itl=None), row(2, 35.0, itl=None)])
+    assert "2.5x 2 streams' 20.0" in finding([row(2, 20.0), row(8, 50.0)])  # a sweep that starts above one
 
 
 def test_the_batching_page_draws_a_servers_sweep_beside_this_machines(server):
@@ -704,3 +705,12 @@ def test_raw_sends_a_plain_completion_and_keeps_its_alternatives(server, tmp_pat
     assert "as many as the server's usage counts" in trace.remote["count_check"] and trace.finish_reason == "length"
     chat = engine_cli("trace", "--endpoint", f"{server}/raw/v1", "--model", "tiny-server", "--prompt", "hi")
     assert chat.returncode == 2 and "(404)" in chat.stderr  # without --raw it went to /chat/completions
+
+
+def test_a_server_name_from_a_file_is_shown_as_text_in_the_metrics_chart():
+    from engine.figures import server_metrics_chart
+
+    samples = [{"t_ms": 0.0, "values": {"running": 1.0}}]
+    spec = server_metrics_chart(samples, [], server="<a href='http://x'>vLLM</a>")  # an imported trace says so
+    title = spec["layout"]["yaxis"]["title"]["text"]
+    assert "<a" not in title and "&lt;a href=" in title  # plotly would draw the link; escaped it reads as typed

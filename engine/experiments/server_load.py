@@ -157,6 +157,7 @@ def finding(rows: list[dict]) -> str:
     if len(rows) == 1:
         return f"{first['concurrency']} stream(s) at once got {first['tokens_per_s']:,.1f} tokens/s in all.{broke}"
     gain = last["tokens_per_s"] / first["tokens_per_s"] if first["tokens_per_s"] else 0.0
+    base = "one stream's" if first["concurrency"] == 1 else f"{first['concurrency']} streams'"  # the sweep's first
     wait = (
         f"each stream's first token came after {ms(first['ttft_p50_ms'])} at {first['concurrency']} and "
         f"{ms(last['ttft_p50_ms'])} at {last['concurrency']}, its gap between tokens {ms(first['itl_p50_ms'])} "
@@ -165,12 +166,12 @@ def finding(rows: list[dict]) -> str:
     if gain < FLAT:
         return (
             f"{last['concurrency']} streams at once got {last['tokens_per_s']:,.1f} tokens/s in all, only "
-            f"{gain:.1f}x one stream's {first['tokens_per_s']:,.1f}: this server did not cook the streams together "
+            f"{gain:.1f}x {base} {first['tokens_per_s']:,.1f}: this server did not cook the streams together "
             f"(it queues them, or has no continuous batching); {wait}.{broke}"
         )
     return (
-        f"{last['concurrency']} streams at once got {last['tokens_per_s']:,.1f} tokens/s in all, {gain:.1f}x one "
-        f"stream's {first['tokens_per_s']:,.1f}: the server batches them, as this machine's kitchen does; "
+        f"{last['concurrency']} streams at once got {last['tokens_per_s']:,.1f} tokens/s in all, {gain:.1f}x "
+        f"{base} {first['tokens_per_s']:,.1f}: the server batches them, as this machine's kitchen does; "
         f"{wait}.{broke}"
     )
 
