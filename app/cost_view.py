@@ -86,6 +86,24 @@ def machine_section(roofline: ExperimentResult | None, energy: ExperimentResult 
     return machine, here
 
 
+def measured_throughputs(*, trace, server_trace, batch, sweep) -> tuple[dict[str, costs.Throughput], list[str]]:
+    """The measured throughputs on offer, by name, and a sentence for each server figure that cannot be priced."""
+    measured, unpriced = {}, []
+    if trace is not None and (rate := costs.throughput_from_trace(trace)) is not None:
+        measured["your latest run (batch 1)"] = rate
+    if batch is not None and (rate := costs.throughput_from_batch(batch)) is not None:
+        measured["the batching experiment"] = rate
+    for name, (rate, why) in (
+        ("your latest server run", costs.throughput_from_server_trace(server_trace) if server_trace else (None, None)),
+        ("your server's load sweep", costs.throughput_from_server_load(sweep) if sweep else (None, None)),
+    ):
+        if rate is not None:
+            measured[name] = rate
+        elif why is not None:
+            unpriced.append(f"{name[0].upper()}{name[1:]} is not offered: {why}.")
+    return measured, unpriced
+
+
 def typed_throughput() -> costs.Throughput:
     """A throughput typed by the visitor."""
     columns = st.columns(3)
@@ -100,6 +118,7 @@ def typed_throughput() -> costs.Throughput:
             columns[2].number_input("Users served at once", 1, 4096, 1, key=remember("costs_typed_batch"))
         ),
         source="typed by you",
+        measured_here=False,
     )
 
 
@@ -201,20 +220,21 @@ def formulas(plan: costs.WorkloadPlan, workload: costs.Workload, throughput: cos
     )
 
 
-def charts_section(machine, here, *, base: costs.Throughput, typed: bool, batch: ExperimentResult | None) -> None:
+def charts_section(machine, here, *, base: costs.Throughput, batch: ExperimentResult | None) -> None:
     """Cost across the presets (and this machine when its price is on screen) and across batch sizes."""
     machines = [here, *presets()] if machine.key == here.key else list(presets())
-    across = costs.cost_across_hardware(machines, throughput=base, here=here, typed=typed)
+    across = costs.cost_across_hardware(machines, throughput=base, here=here)
     if len(across) > 1:
         names, values = [name for name, _ in across], [value for _, value in across]
         labels = [f"${value:,.3f}" for value in values]
         chart = cost_charts.cost_across_hardware_chart(names, values, labels, chosen=machine.name)
         show_chart(chart, key="costs_chart_hardware")
         st.caption(
-            "The typed throughput on every machine: a comparison of prices only."
-            if typed
-            else "Other machines' throughput is an estimate: this machine's measured rate scaled by memory "
-            "bandwidth. Prices as cited in the table."
+            "Other machines' throughput is an estimate: this machine's measured rate scaled by memory bandwidth. "
+            "Prices as cited in the table."
+            if base.measured_here
+            else "The same throughput on every machine (typed, or your server's, whose hardware is not known here, "
+            "so it is not scaled): a comparison of prices only."
         )
     else:
         st.caption("Run the **memory wall** experiment to compare across hardware (it measures the bandwidth the "

@@ -80,3 +80,12 @@ def your_run(*, key: str) -> Trace | None:
     else:
         st.caption(f"The newest run recorded here that fits the lesson: {literal(summary)}")
     return trace
+
+
+def latest_server_run() -> Trace | None:
+    """The newest readable run on a server (remote/) this visitor may see, or None."""
+    for path in visible_files(saved_trace_paths(remote=True))[:LISTED]:
+        trace = read_trace(str(path), path.stat().st_mtime_ns)
+        if trace is not None:
+            return trace
+    return None

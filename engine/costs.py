@@ -124,6 +124,7 @@ class Throughput:
     decode_tokens_per_s: float  # all concurrent requests together
     concurrent_requests: int = 1  # the batch the decode rate was measured at
     source: str = ""
+    measured_here: bool = True  # False: typed, or a server's (its hardware unknown): never scaled by this machine's
 
     def request_seconds(self, workload: Workload) -> float:
         """One request's time, arrival to last token: read the input, then write the output at its share of decode."""
@@ -242,6 +243,56 @@ def throughput_from_trace(trace) -> Throughput | None:
     )
 
 
+def throughput_from_server_trace(trace) -> tuple[Throughput | None, str | None]:
+    """A server run's decode rate (measured at this client) and an estimated prefill rate, or None and why not.
+
+    A client sees no prefill step, only the time to the first token; the server's prompt token count (its usage)
+    over that time is a lower bound on its prefill speed (the time includes the network and its queue).
+    """
+    summary, remote = trace.summary, trace.remote or {}
+    host = remote.get("host", "?")
+    if not summary.decode_tokens_per_s:
+        return None, f"the run on {host} has too few tokens for a decode rate"
+    prompt_tokens = (remote.get("usage") or {}).get("prompt_tokens")
+    if not isinstance(prompt_tokens, int) or prompt_tokens < 1 or summary.ttft_ms <= 0:
+        return None, f"{host} sent no prompt token count (usage), so its prefill speed cannot even be estimated"
+    when = trace.created_at[:16].replace("T", " ")
+    return Throughput(
+        prefill_tokens_per_s=prompt_tokens / (summary.ttft_ms / 1000),
+        decode_tokens_per_s=summary.decode_tokens_per_s,
+        concurrent_requests=1,
+        source=f"measured at this client: your run of {when} on the server {host} ({trace.model['name']}, batch 1); "
+        f"prefill an estimate: its {prompt_tokens} prompt tokens / the {summary.ttft_ms:,.0f} ms TTFT, which "
+        "includes the network and its queue",
+        measured_here=False,
+    ), None
+
+
+def throughput_from_server_load(result) -> tuple[Throughput | None, str | None]:
+    """A load sweep's busiest level without failures (tokens/s of all streams, at the client), or None and why not.
+
+    Prefill is an estimate: that level's prompts (the server's count) read within its p90 TTFT.
+    """
+    host = result.details.get("host", "?")
+    prompt_tokens = result.details.get("prompt_tokens")
+    whole = [row for row in result.rows if not row["failed"] and row["ttft_p90_ms"]]
+    if not whole:
+        return None, f"every level of the sweep against {host} had a failed stream"
+    if not prompt_tokens:
+        return None, f"{host} sent no prompt token count (usage), so its prefill speed cannot even be estimated"
+    best = max(whole, key=lambda row: row["tokens_per_s"])
+    level, when = best["concurrency"], result.created_at[:16].replace("T", " ")
+    return Throughput(
+        prefill_tokens_per_s=level * prompt_tokens / (best["ttft_p90_ms"] / 1000),
+        decode_tokens_per_s=best["tokens_per_s"],
+        concurrent_requests=level,
+        source=f"measured at this client: the load sweep of {when} against the server {host}, {level} stream(s) at "
+        f"once (its highest total tokens/s without a failure); prefill an estimate: {level} x {prompt_tokens} prompt "
+        f"tokens within the {best['ttft_p90_ms']:,.0f} ms p90 TTFT",
+        measured_here=False,
+    ), None
+
+
 def throughput_from_batch(result) -> Throughput | None:
     """The batching experiment's best batch that met its own latency budget (batch 1 if none did)."""
     rows = list(result.rows)
@@ -284,25 +335,23 @@ def scaled_throughput(
     )
 
 
-def throughput_on(
-    target: HardwarePreset, *, throughput: Throughput, here: HardwarePreset, typed: bool
-) -> Throughput | None:
-    """The throughput to price `target` with: as given for this machine or a typed rate, else scaled (an estimate).
+def throughput_on(target: HardwarePreset, *, throughput: Throughput, here: HardwarePreset) -> Throughput | None:
+    """The throughput to price `target` with: as given for this machine, a typed or a server's rate; else scaled.
 
     None when a measured rate cannot be scaled (a machine lacks its bandwidth).
     """
-    if typed or target.key == here.key:
+    if not throughput.measured_here or target.key == here.key:
         return throughput
     return scaled_throughput(throughput, measured_on=here, target=target)
 
 
 def cost_across_hardware(
-    machines: list[HardwarePreset], *, throughput: Throughput, here: HardwarePreset, typed: bool
+    machines: list[HardwarePreset], *, throughput: Throughput, here: HardwarePreset
 ) -> list[tuple[str, float]]:
     """(machine name, dollars per million output tokens) for every machine with a price and a usable throughput."""
     rows = []
     for machine in machines:
-        rate = throughput_on(machine, throughput=throughput, here=here, typed=typed)
+        rate = throughput_on(machine, throughput=throughput, here=here)
         if rate is None or machine.price_per_hour.value is None:
             continue
         price = machine.price_per_hour.value
@@ -328,7 +377,7 @@ def cost_by_batch(batch_result, *, target: HardwarePreset, here: HardwarePreset)
             concurrent_requests=row["batch_size"],
             source="measured: the batching experiment",
         )
-        rate = throughput_on(target, throughput=measured, here=here, typed=False)
+        rate = throughput_on(target, throughput=measured, here=here)
         if rate is None or price is None:
             return None
         points.append(

@@ -237,6 +237,7 @@ REMOTE = {  # engine.remote_run: the server, what it said, and how the stream en
     "count_check": optional(Text(max_chars=500)),
     "shared_chunks": Number(whole=True, low=0),
     "logprobs": Flag(),
+    "server_timing": optional(MapOf(Number(low=0), max_items=10)),  # vLLM's per-request metrics, when sent
 }
 REMOTE_METRICS = {  # remote.metrics (engine.server_metrics.metrics_section): the server's /metrics during the run
     "url": Text(max_chars=1_000),
@@ -530,9 +531,9 @@ def default_remote_trace_path() -> Path:
     return data_dir() / "remote" / f"trace-{stamp}.json"
 
 
-def saved_trace_paths() -> list[Path]:
-    """Traces recorded by this installation, newest first (imported ones are named imported-*.json and left out)."""
-    folder = data_dir() / "traces"
+def saved_trace_paths(*, remote: bool = False) -> list[Path]:
+    """Traces recorded by this installation (`remote`: its runs on servers), newest first; imported ones left out."""
+    folder = data_dir() / ("remote" if remote else "traces")
     return sorted(folder.glob("trace-*.json"), reverse=True) if folder.is_dir() else []
 
 

@@ -204,10 +204,10 @@ def test_every_chart_prices_the_chosen_preset_like_the_card(tmp_path):
     here = costs.this_machine(price_per_hour=0.05, power_watts=65, roofline=roofline)
     h100 = next(preset for preset in costs.load_presets() if preset.key == "h100")
     base = costs.throughput_from_batch(batch)  # the card's source: the batching experiment's best batch
-    card_rate = costs.throughput_on(h100, throughput=base, here=here, typed=False)
+    card_rate = costs.throughput_on(h100, throughput=base, here=here)
     workload = costs.Workload(requests_per_day=1000, input_tokens=10, output_tokens=10, latency_target_s=600)
     card = costs.plan_workload(workload, card_rate, price_per_hour=h100.price_per_hour.value, power_watts=700)
-    across = dict(costs.cost_across_hardware([here, h100], throughput=base, here=here, typed=False))
+    across = dict(costs.cost_across_hardware([here, h100], throughput=base, here=here))
     by_batch = dict(costs.cost_by_batch(batch, target=h100, here=here))
     assert across["Datacenter GPU (NVIDIA H100 SXM)"] == pytest.approx(card.output_cost_per_million_tokens)
     assert by_batch[base.concurrent_requests] == pytest.approx(card.output_cost_per_million_tokens)

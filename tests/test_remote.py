@@ -51,6 +51,7 @@ HAPPY = [
     },  # fmt: skip
     "[DONE]",
 ]
+USAGE_OF_3 = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
 BEHAVIOURS = {
     "happy": HAPPY,
     "no-logprobs": [chunk("Paris"), chunk(" is"), chunk(" it", finish="stop"), "[DONE]"],
@@ -92,7 +93,7 @@ BEHAVIOURS = {
         },
         "[DONE]",
     ],  # fmt: skip
-    "steady": [0.1, chunk("Paris"), 0.1, chunk(" is"), 0.1, chunk(" it", finish="stop"), "[DONE]"],
+    "steady": [0.1, chunk("Paris"), 0.1, chunk(" is"), 0.1, chunk(" it", finish="stop", usage=USAGE_OF_3), "[DONE]"],
     "serial": [0.2, chunk("Paris"), 0.2, chunk(" is"), 0.2, chunk(" it", finish="stop"), "[DONE]"],  # one at a time
 }
 
@@ -567,6 +568,7 @@ def test_a_server_that_batches_raises_the_total_with_the_streams_sent_at_once(se
     assert sorted(rows) == [1, 2, 4] and all(row["failed"] == 0 for row in rows.values())
     assert TinyServer.posts["steady"] - posts_before == 1 + 1 + 2 + 4  # one warm-up request first, not measured
     assert [rows[n]["tokens"] for n in (1, 2, 4)] == [3, 6, 12]  # every stream's 3 tokens arrived
+    assert result.details["prompt_tokens"] == 9  # the server's own count, from its usage
     # Each stream takes ~0.3 s however many run (the tiny server serves them side by side), so the total rises
     # with the streams: 4 at once at least 2.5x one alone (ideal 4x; thread start-up and scheduling take some)
     assert rows[4]["tokens_per_s"] > 2.5 * rows[1]["tokens_per_s"]
@@ -584,6 +586,7 @@ def test_a_server_that_serves_one_stream_at_a_time_is_named_for_it(server):
     assert four["tokens_per_s"] < 1.2 * one["tokens_per_s"]  # queued: the total stays flat
     assert four["ttft_p90_ms"] > 2.5 * one["ttft_p50_ms"]  # and the last stream waited for three before it
     assert "did not cook the streams together" in result.finding
+    assert result.details["prompt_tokens"] is None  # it sent no usage: nothing invented
 
 
 def test_a_server_that_refuses_every_stream_is_one_line_and_no_result(server):

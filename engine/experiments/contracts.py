@@ -138,7 +138,12 @@ KV_RUN = {"total_ms": FLOAT, "tokens": INT, "kv_cache_bytes": INT, "prompt_token
 
 # A stopped run keeps its rows; the figures computed at the end may be missing (see check_result_dict).
 DETAILS: dict[str, dict] = {
-    "server-load": {"host": Text(max_chars=300), "clock": NOTE, "errors": ListOf(NOTE, max_items=20)},
+    "server-load": {
+        "host": Text(max_chars=300),
+        "clock": NOTE,
+        "errors": ListOf(NOTE, max_items=20),
+        "prompt_tokens": optional(POSITIVE_INT),
+    },
     "prefill": {"context_length": POSITIVE_INT, "capped_lengths": ListOf(INT, max_items=1_000)},
     "kv-cache": {"same_tokens": Flag(), "runs": {"on": KV_RUN, "off": KV_RUN}},
     "batch": {

@@ -75,23 +75,25 @@ class Stream:
     sent_ms: float
     model: str | None
     error: str | None
+    prompt_tokens: int | None = None  # as the server's usage counts them, when it sends usage
 
 
 def one_stream(endpoint: Endpoint, options: ServerLoadOptions, *, level_start_ns: int) -> Stream:
     """Stream one chat completion; the arrival time of each token on the level's clock."""
     sent_ms = (time.perf_counter_ns() - level_start_ns) / 1e6
-    times, model = [], None
+    times, model, prompt_tokens = [], None, None
     try:
         for item in stream_chat(endpoint, model=options.server_model, max_tokens=options.max_new_tokens,
                                 messages=[{"role": "user", "content": options.prompt}], temperature=0.0,
                                 logprobs=False, timeout_s=options.timeout_s):  # fmt: skip
             if isinstance(item, RemoteEnd):
-                model = item.model
+                model, prompt_tokens = item.model, (item.usage or {}).get("prompt_tokens")
                 break
             times.append((time.perf_counter_ns() - level_start_ns) / 1e6)
     except RemoteError as err:
         return Stream(times_ms=times, sent_ms=sent_ms, model=model, error=str(err))
-    return Stream(times_ms=times, sent_ms=sent_ms, model=model, error=None)
+    counted = prompt_tokens if isinstance(prompt_tokens, int) and prompt_tokens > 0 else None
+    return Stream(times_ms=times, sent_ms=sent_ms, model=model, error=None, prompt_tokens=counted)
 
 
 def level_row(concurrency: int, streams: list[Stream], *, wall_ms: float) -> dict:
@@ -119,7 +121,7 @@ def level_row(concurrency: int, streams: list[Stream], *, wall_ms: float) -> dic
 def run(loaded: object, options: ServerLoadOptions, progress: Progress) -> Measured:
     """Send each concurrency level's streams at once, one level after another; a row per level."""
     endpoint = options.server()
-    levels, errors, model = sorted(set(options.concurrency)), [], None
+    levels, errors, model, prompt_tokens = sorted(set(options.concurrency)), [], None, None
     progress(0.0, f"Warming {endpoint.host} up (one short request, not measured)")
     warmup = one_stream(endpoint, replace(options, max_new_tokens=WARMUP_TOKENS), level_start_ns=time.perf_counter_ns())
     if warmup.error and not warmup.times_ms:  # a server that refuses cannot be measured: say why, once
@@ -135,6 +137,7 @@ def run(loaded: object, options: ServerLoadOptions, progress: Progress) -> Measu
         wall_ms = (time.perf_counter_ns() - start_ns) / 1e6
         errors += [s.error for s in streams if s.error]
         model = model or next((s.model for s in streams if s.model), None)
+        prompt_tokens = prompt_tokens or next((s.prompt_tokens for s in streams if s.prompt_tokens), None)
         if all(not s.times_ms for s in streams):
             raise SettingsError(f"no stream got a token at concurrency {concurrency}: {errors[-1]}")
         progress.rows.append(level_row(concurrency, streams, wall_ms=wall_ms))
@@ -145,6 +148,7 @@ def run(loaded: object, options: ServerLoadOptions, progress: Progress) -> Measu
         "host": endpoint.host,
         "clock": CLIENT_CLOCK,
         "errors": errors[:20],
+        "prompt_tokens": prompt_tokens,  # the server's count (usage); None when it sends none
     }
     return Measured(rows=rows, details=details, finding=finding(rows))
 
