@@ -198,20 +198,24 @@ def batch_chart(result: ExperimentResult) -> dict:
     )
 
 
-def batch_vs_server_chart(batch: ExperimentResult, server: ExperimentResult) -> dict:
-    """This machine's batching curve and a server's load sweep on one chart: total tokens/s and each stream's wait."""
-    sizes, levels = batch.column("batch_size"), server.column("concurrency")
+def batch_vs_server_chart(batch: ExperimentResult | None, server: ExperimentResult) -> dict:
+    """A server's load sweep, and this machine's batching curve (when run) on one chart: total tokens/s and each
+    stream's wait."""
+    sizes, levels = (batch.column("batch_size") if batch is not None else []), server.column("concurrency")
+    here = [
+        line("this machine: all users (tokens/s)", sizes, batch.column("tokens_per_s"), color=DECODE_COLOR,
+             hover="batch %{x}: %{y:,.1f} tokens/s"),
+        line("this machine: wait per token (ms)", sizes, batch.column("itl_ms"), color=DECODE_COLOR, dash="dot",
+             y_axis="y2", hover="batch %{x}: %{y:,.1f} ms between tokens"),
+    ] if batch is not None else [None, None]  # fmt: skip
+    there = [
+        line("the server: all streams (tokens/s)", levels, server.column("tokens_per_s"), color=PREFILL_COLOR,
+             hover="%{x} at once: %{y:,.1f} tokens/s"),
+        line("the server: wait per token (ms)", levels, server.column("itl_p50_ms"), color=PREFILL_COLOR,
+             dash="dot", y_axis="y2", hover="%{x} at once: %{y:,.1f} ms between tokens (client clock)"),
+    ]  # fmt: skip
     return figure(
-        [
-            line("this machine: all users (tokens/s)", sizes, batch.column("tokens_per_s"), color=DECODE_COLOR,
-                 hover="batch %{x}: %{y:,.1f} tokens/s"),
-            line("the server: all streams (tokens/s)", levels, server.column("tokens_per_s"), color=PREFILL_COLOR,
-                 hover="%{x} at once: %{y:,.1f} tokens/s"),
-            line("this machine: wait per token (ms)", sizes, batch.column("itl_ms"), color=DECODE_COLOR, dash="dot",
-                 y_axis="y2", hover="batch %{x}: %{y:,.1f} ms between tokens"),
-            line("the server: wait per token (ms)", levels, server.column("itl_p50_ms"), color=PREFILL_COLOR,
-                 dash="dot", y_axis="y2", hover="%{x} at once: %{y:,.1f} ms between tokens (client clock)"),
-        ],
+        [trace for trace in (here[0], there[0], here[1], there[1]) if trace is not None],
         x_title="requests cooked at once",
         y_title="tokens per second, all together",
         xaxis=axis("requests cooked at once", type="log", tickvals=sorted({*sizes, *levels})),

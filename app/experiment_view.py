@@ -8,6 +8,7 @@ this experiment (this visitor's latest run, once it finishes) and can reload any
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -60,8 +61,11 @@ def result_label(path: Path, result: ExperimentResult | None) -> str:
     )
 
 
-def run_controls(name: str, options: Options, *, key: str) -> None:
-    """Run/Stop buttons and, while a run is queued or going, its live progress (redrawn in a fragment)."""
+def run_controls(name: str, options: Options, *, key: str, make_job: Callable[[], ExperimentJob] | None = None) -> None:
+    """Run/Stop buttons and, while a run is queued or going, its live progress (redrawn in a fragment).
+
+    `make_job`: the job to submit when it is not the local model's (a load sweep against the visitor's server).
+    """
     job: ExperimentJob | None = st.session_state.get(f"{key}_job")
     busy = job is not None and job.active
     columns = st.columns([2, 1, 6])
@@ -71,7 +75,8 @@ def run_controls(name: str, options: Options, *, key: str) -> None:
         except EngineError as err:
             st.warning(f"These options cannot run: {literal(err)}.")
             st.stop()
-        submit_job(ExperimentJob(experiment=name, options=options), key=f"{key}_job")
+        job = make_job() if make_job is not None else ExperimentJob(experiment=name, options=options)
+        submit_job(job, key=f"{key}_job")
     if columns[1].button("Stop", disabled=not busy, key=f"{key}_stop"):
         job.stop_pressed.set()
     if job is None:

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import streamlit as st
 
 from app.hosting import check_server_allowed, offered_servers
-from app.kitchen import GenerationJob, keep
+from app.kitchen import ExperimentJob, GenerationJob, keep
 from app.state import keep_offered
 from app.text import literal
 from engine import EngineError, GenerationCancelled
+from engine.experiments import ExperimentProgress, default_result_path, run_experiment, save_result
+from engine.experiments.server_load import ServerLoadOptions
 from engine.remote import Endpoint, RemoteError, list_models, parse_endpoint
 from engine.remote_run import CLIENT_CLOCK, run_remote_trace
 from engine.trace import default_remote_trace_path, save_trace
@@ -103,6 +105,56 @@ class RemoteJob(GenerationJob):
             self.fail(f"{error}.{kept}")
         else:
             self.state = outcome
+
+
+@dataclass(eq=False, kw_only=True)
+class RemoteSweepJob(ExperimentJob):
+    """The load sweep against the visitor's server: run on its own thread (no local model), saved like any result."""
+
+    server: ServerChoice
+
+    def start(self) -> None:
+        """Begin the sweep on a thread of its own (the page shows its progress meanwhile)."""
+        self.state, self.started_s = "running", time.monotonic()
+        self.cooking_since_s = self.started_s
+        threading.Thread(target=self.sweep, name="remote-sweep", daemon=True).start()
+
+    def sweep(self) -> None:
+        """The thread's work: streams at each level, the result saved; every failure a sentence."""
+        error, outcome = None, "done"
+
+        def accept(event: ExperimentProgress) -> None:
+            self.progress = event
+
+        try:
+            self.server.endpoint()  # checked again here: the allow-list may have changed since the page drew
+            self.result = run_experiment(None, self.experiment, self.options, cancel=self, on_progress=accept)
+        except GenerationCancelled as err:
+            self.result, outcome = err.partial, "stopped"
+        except EngineError as err:
+            error = str(err)
+        except Exception as err:  # noqa: BLE001 - a thread's failure must reach the page as a sentence
+            error = f"the sweep failed unexpectedly: {type(err).__name__}: {err}"
+        if self.result is not None:
+            try:
+                saved = save_result(self.result, default_result_path(self.experiment))
+                self.saved_to = keep(saved, owner=self.owner)
+            except OSError as err:
+                error = error or f"the sweep finished but could not be saved ({err.strerror or err})"
+        self.ended_s = time.monotonic()
+        if error is not None:
+            self.fail(error)
+        else:
+            self.state = outcome
+
+
+SERVER_JOBS = (RemoteJob, RemoteSweepJob)  # cooked by a server on threads of their own, never by the local model
+
+
+def sweep_options(server: ServerChoice, *, concurrency: tuple[int, ...], max_new_tokens: int) -> ServerLoadOptions:
+    """The load sweep's options for the visitor's server (the key travels in memory, never into the result)."""
+    return ServerLoadOptions(endpoint=server.url, server_model=server.model, api_key=server.api_key or "",
+                             concurrency=concurrency, max_new_tokens=max_new_tokens)  # fmt: skip
 
 
 @st.cache_data(show_spinner=False, ttl=30, max_entries=32)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
+import pandas as pd
 import streamlit as st
 
 from app.presentation import show_chart
@@ -16,6 +17,7 @@ from app.text import explanation, literal
 from app.views import number_cards, token_chips
 from engine import Summary, TokenRecord, Trace
 from engine import figures as charts
+from engine.remote_run import ttft_clocks, ttft_story
 from engine.units import fmt_ms, fmt_rate
 
 
@@ -109,24 +111,32 @@ def draw_run_charts(
 
 
 def draw_server_metrics(trace: Trace, *, key: str) -> None:
-    """A remote run's server numbers (its /metrics while it answered) beside its tokens, or why there are none."""
-    metrics = trace.remote.get("metrics") if trace.remote is not None else None
-    if not metrics:
+    """A remote run's server numbers (its /metrics while it answered, its own TTFTs) beside its tokens, or why none."""
+    if trace.remote is None:
         return
-    st.markdown(
-        "**The server while it cooked.** Sampled from its Prometheus `/metrics` four times a second while this "
-        "answer streamed: requests it was running and keeping waiting, and how full its KV cache was."
-    )
-    if not metrics["samples"]:
-        st.caption(literal(metrics.get("note") or "The server published no metrics during this run."))
-        return
-    show_chart(
-        charts.server_metrics_chart(metrics["samples"], list(trace.events), server=metrics.get("server")),
-        key=f"{key}_chart_server",
-    )
-    if metrics.get("server_ttft_ms") is not None:
-        st.caption(
-            f"Time to first token: {fmt_ms(trace.summary.ttft_ms)} at this client, "
-            f"{fmt_ms(metrics['server_ttft_ms'])} by the server's own histogram (from the request's arrival there); "
-            "the difference is what lies between (the network, the HTTP server, the chat template and tokenizing)."
+    metrics = trace.remote.get("metrics")
+    if metrics:
+        st.markdown(
+            "**The server while it cooked.** Sampled from its Prometheus `/metrics` four times a second while this "
+            "answer streamed: requests it was running and keeping waiting, and how full its KV cache was."
         )
+        if metrics["samples"]:
+            show_chart(
+                charts.server_metrics_chart(metrics["samples"], list(trace.events), server=metrics.get("server")),
+                key=f"{key}_chart_server",
+            )
+        else:
+            st.caption(literal(metrics.get("note") or "The server published no metrics during this run."))
+    clocks = ttft_clocks(trace)
+    if len(clocks) > 1:  # the server sent a TTFT of its own: the clocks side by side, and where the time went
+        st.markdown(
+            f"**Time to first token, on each clock.** The same first token, timed from {len(clocks)} different "
+            "moments: each clock below starts later than the one above it, so it holds less."
+        )
+        table = pd.DataFrame(
+            {"measured by": c.measured_by, "its clock starts when": c.starts_at, "TTFT": fmt_ms(c.ttft_ms),
+             "what lies inside": c.holds}
+            for c in clocks
+        )  # fmt: skip
+        st.dataframe(table, hide_index=True, key=f"{key}_ttft_clocks")
+        st.caption(literal(ttft_story(trace)))

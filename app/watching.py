@@ -13,7 +13,7 @@ import streamlit as st
 
 from app.hosting import prompt_tokens_limit, requests_per_visitor, seconds_per_request
 from app.kitchen import GenerationJob, Job, ModelSlot, Selection, current_session_id, model_slot, open_slot, reload_slot
-from app.remote_kitchen import RemoteJob
+from app.remote_kitchen import SERVER_JOBS
 from app.sidebar import current_selection
 from app.text import literal
 from app.visitors import visitor_id
@@ -53,7 +53,7 @@ def submit_job(job: Job, *, key: str) -> None:
     if isinstance(job, GenerationJob):
         job.prompt_tokens_cap = prompt_tokens_limit()
     st.session_state[key] = job
-    if isinstance(job, RemoteJob):  # a server cooks it: streamed on its own thread, the local model untouched
+    if isinstance(job, SERVER_JOBS):  # a server cooks it: streamed on its own thread, the local model untouched
         job.start()
     else:
         selection = current_selection()

@@ -118,13 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def public_fields(options_type: type) -> list:
+    """An options dataclass's fields the command line offers: all but secrets (an API key is never an argument,
+    which `ps` would show to every user of the machine: --api-key-env names a variable instead)."""
+    import dataclasses
+
+    return [option for option in dataclasses.fields(options_type) if not option.metadata.get("secret")]
+
+
 def add_options_of(parser: argparse.ArgumentParser, options_type: type) -> None:
     """One --flag per field of an experiment's options dataclass, typed and with its help and default."""
-    import dataclasses
     import typing
 
     hints = typing.get_type_hints(options_type)
-    for option in dataclasses.fields(options_type):
+    for option in public_fields(options_type):
         flag, kind, default = "--" + option.name.replace("_", "-"), hints[option.name], option.default
         help_text = (
             f"{option.metadata.get('help', '')} (default: "
@@ -245,6 +252,8 @@ def command_remote_trace(args: argparse.Namespace) -> int:
 
 def render_remote_summary(trace) -> str:
     """A one-screen text summary of a remote trace: what arrived, when, and what the server said."""
+    from engine.remote_run import ttft_clocks, ttft_story  # imported here like the rest of the remote kitchen
+
     s, remote = trace.summary, trace.remote
     answer = trace.answer.strip().replace("\n", " ")
     lines = [
@@ -261,14 +270,12 @@ def render_remote_summary(trace) -> str:
     ]
     metrics = remote.get("metrics")
     if metrics:
-        if metrics["samples"]:
-            ttft = metrics["server_ttft_ms"]
-            said = f"{len(metrics['samples'])} samples of {metrics['server']}'s /metrics" + (
-                f"; its own TTFT {fmt_ms(ttft)} (ours, at the client: {fmt_ms(s.ttft_ms)})" if ttft else ""
-            )
-        else:
-            said = metrics["note"]
-        lines.append(f"  server metrics                    {said}")
+        said = f"{len(metrics['samples'])} samples of {metrics['server']}'s /metrics" if metrics["samples"] else None
+        lines.append(f"  server metrics                    {said or metrics['note']}")
+    for clock in ttft_clocks(trace)[1:]:  # the server's own TTFTs beside ours, and where ours went
+        lines.append(f"  TTFT by {clock.measured_by:<26} {fmt_ms(clock.ttft_ms)} (from when {clock.starts_at})")
+    if (story := ttft_story(trace)) is not None:
+        lines.append(f"  {story}")
     if remote.get("error"):
         lines.append(f"  stream ended                      {remote['error']}")
     return "\n".join(lines)
@@ -375,14 +382,13 @@ def command_bench(args: argparse.Namespace) -> int:
 
 def command_experiment(args: argparse.Namespace) -> int:
     """Run one experiment, print its rows and finding, and write its result."""
-    import dataclasses
 
     from engine.experiments import default_result_path, get_experiment, run_experiment, save_result
     from engine.loading import load_model
 
     spec = get_experiment(args.experiment)
     options = spec.options_type(
-        **{option.name: getattr(args, option.name) for option in dataclasses.fields(spec.options_type)}
+        **{option.name: getattr(args, option.name) for option in public_fields(spec.options_type)}
     )
     options.check()  # fail before spending seconds on loading
     if spec.remote:

@@ -52,6 +52,34 @@ class RemoteEnd:
     finish_reason: str | None
     usage: dict | None  # the server's usage (prompt_tokens, completion_tokens) when it sent one
     model: str | None
+    server_timing: dict | None = None  # vLLM's per-request `metrics` (--enable-per-request-metrics), when sent
+
+
+# vLLM's per-request timing fields (docs/features/per_request_metrics.md): TTFT from the request being scheduled,
+# its time in the queue before that, decode time, mean ITL, tokens/s. Only these, and only as numbers, are kept.
+SERVER_TIMING_FIELDS = (
+    "time_to_first_token_ms",
+    "queue_time_ms",
+    "generation_time_ms",
+    "mean_itl_ms",
+    "tokens_per_second",
+)
+
+
+def server_timing(chunk: dict) -> dict | None:
+    """The known per-request timing numbers of a chunk's `metrics` object (vLLM's), or None when it has none."""
+    metrics = chunk.get("metrics")
+    if not isinstance(metrics, dict):
+        return None
+    kept = {
+        name: float(metrics[name])
+        for name in SERVER_TIMING_FIELDS
+        if isinstance(metrics.get(name), int | float)
+        and not isinstance(metrics[name], bool)
+        and math.isfinite(metrics[name])
+        and metrics[name] >= 0
+    }
+    return kept or None
 
 
 class RemoteError(EngineError):
@@ -205,6 +233,7 @@ def read_events(
     serve` sends no `[DONE]`); closing with neither means the server stopped part-way.
     """
     finish, usage, model, chunks, last_ms, finish_ms, done = None, None, None, 0, 0.0, None, False
+    timing = None
     try:
         for event in EventSource(response).iter_sse():
             arrived_ms = (time.perf_counter_ns() - sent_ns) / 1e6
@@ -214,6 +243,7 @@ def read_events(
             chunk = parse_chunk(event.data, arrived=len(tokens))
             model = chunk.get("model") or model
             usage = chunk.get("usage") or usage
+            timing = server_timing(chunk) or timing
             for choice in chunk.get("choices") or []:
                 pieces = chunk_tokens(choice)
                 for share, (text, logprob, top) in enumerate(pieces, start=1):
@@ -240,7 +270,7 @@ def read_events(
                           logprob=None, top=(), end_token=True)  # fmt: skip
         tokens.append(end)
         yield end
-    yield RemoteEnd(finish_reason=finish, usage=usage, model=model)
+    yield RemoteEnd(finish_reason=finish, usage=usage, model=model, server_timing=timing)
 
 
 def parse_chunk(data: str, *, arrived: int) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from engine.errors import GenerationCancelled
 from engine.records import TokenRecord, summarize
@@ -18,6 +19,7 @@ from engine.request import CancelFlag
 from engine.server_metrics import MetricsSampler, metrics_section, metrics_url
 from engine.settings import GenerationSettings
 from engine.trace import SCHEMA_VERSION, Trace, now_iso, versions
+from engine.units import fmt_ms
 
 CLIENT_CLOCK = "measured at the client: includes the network and the server's queueing"
 FINISH_REASONS = {"stop": "eos", "length": "length"}  # OpenAI's finish_reason -> the trace's
@@ -161,6 +163,76 @@ def remote_trace(
             "count_check": count_check(len(records), usage),
             "shared_chunks": sum(1 for record in records if record.shared_chunk),
             "logprobs": any(record.logprob is not None for record in records),
+            "server_timing": end.server_timing if end is not None else None,
             **({"metrics": metrics} if metrics is not None else {}),
         },
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TtftClock:
+    """One time to first token of a remote run: who measured it, when its clock starts, and what lies inside."""
+
+    measured_by: str
+    starts_at: str
+    ttft_ms: float
+    holds: str
+
+
+def ttft_clocks(trace: Trace) -> list[TtftClock]:
+    """A remote run's times to first token side by side: this client's, and the server's own where it sent them."""
+    remote = trace.remote or {}
+    clocks = [
+        TtftClock(
+            measured_by="this client",
+            starts_at="the request is sent",
+            ttft_ms=trace.summary.ttft_ms,
+            holds="the network, the HTTP server, the server's queue, tokenizing, the prefill",
+        )  # fmt: skip
+    ]
+    metrics = remote.get("metrics") or {}
+    if metrics.get("server_ttft_ms") is not None:
+        clocks.append(
+            TtftClock(measured_by=f"{metrics.get('server') or 'the server'}'s /metrics histogram",
+                      starts_at="the request arrives at the server", ttft_ms=metrics["server_ttft_ms"],
+                      holds="its queue, tokenizing, the prefill (a mean over the requests it finished meanwhile)")
+        )  # fmt: skip
+    timing = remote.get("server_timing") or {}
+    if timing.get("time_to_first_token_ms") is not None:
+        queue = timing.get("queue_time_ms")
+        clocks.append(
+            TtftClock(measured_by="vLLM's per-request metrics", starts_at="the request is scheduled",
+                      ttft_ms=timing["time_to_first_token_ms"],
+                      holds="the prefill" + (f" (its {fmt_ms(queue)} in the queue before it are not in it)"
+                                             if queue is not None else ""))
+        )  # fmt: skip
+    return clocks
+
+
+def ttft_story(trace: Trace) -> str | None:
+    """Where this client's time to first token went, from the server's own figures (None when it sent none)."""
+    client = trace.summary.ttft_ms
+    remote = trace.remote or {}
+    timing = remote.get("server_timing") or {}
+    scheduled, queue = timing.get("time_to_first_token_ms"), timing.get("queue_time_ms")
+    arrival = (remote.get("metrics") or {}).get("server_ttft_ms")
+    between = "the network and the HTTP server"
+    if scheduled is not None and queue is not None:
+        inside = queue + scheduled
+        said = f"{fmt_ms(queue)} in the server's queue and {fmt_ms(scheduled)} from being scheduled to the first token"
+    elif arrival is not None:
+        inside, said = arrival, f"{fmt_ms(arrival)} on the server's own clock, from arrival (its histogram's mean)"
+    elif scheduled is not None:
+        inside, said = scheduled, f"{fmt_ms(scheduled)} from being scheduled to the first token"
+        between = "the network, the HTTP server and the server's queue"
+    else:
+        return None
+    if inside > client:
+        return (
+            f"The server's figures ({said}) add up to more than the {fmt_ms(client)} this client waited: their "
+            "clocks start and stop at other points than ours, so they do not split it."
+        )
+    return (
+        f"Of the {fmt_ms(client)} this client waited for its first token, {said}; the other "
+        f"{fmt_ms(client - inside)} were {between}."
     )

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 from engine import figures
 from engine.experiments.result import ExperimentResult
+from engine.remote_run import ttft_story
 from engine.trace import Trace
 from engine.units import fmt_bytes, fmt_ms, fmt_value
 
@@ -128,9 +129,10 @@ def where_it_ran(trace: Trace) -> str:
     engine = f"engine {trace.versions.get('engine')}"
     if trace.remote is not None:
         unseen = " ".join(figures.NOT_SEEN_FROM_A_CLIENT.values())
+        story = ttft_story(trace)
         return (
             f"{trace.model['name']} on {trace.kitchen}, {engine}. Times {trace.remote.get('clock')}. "
-            f"{trace.remote.get('count_check')}. {unseen}"
+            f"{trace.remote.get('count_check')}. {unseen}" + (f" {story}" if story else "")
         )
     hardware = trace.hardware.get("gpu") or trace.hardware.get("cpu", "?")
     return f"{trace.model['name']}, {trace.model['dtype']} on {trace.model['device']} ({hardware}), {engine}"

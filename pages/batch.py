@@ -7,8 +7,9 @@ import time
 import streamlit as st
 
 from app import experiment_charts
-from app.experiment_view import chosen_result, experiment_section, rows_table
+from app.experiment_view import experiment_section, rows_table
 from app.presentation import settings_area, show_chart
+from app.server_sweep_view import server_section
 from app.sidebar import current_selection
 from app.site import link
 from app.state import remember
@@ -16,7 +17,6 @@ from app.text import explanation, literal
 from app.watching import kitchen_steps
 from engine.experiments.batch import BatchOptions
 from engine.experiments.result import ExperimentResult
-from engine.experiments.server_load import versus_kitchen
 from engine.schedule import kitchen_now, traffic_vs_sweep
 from engine.units import fmt_bytes
 
@@ -74,6 +74,7 @@ options = BatchOptions(
 
 result = experiment_section("batch", options, key="batch")
 if result is None:
+    server_section(None)
     st.stop()
 
 st.markdown(f"**Today's traffic.** {traffic_sentence(result)}")
@@ -119,18 +120,4 @@ rows_table(
     },
 )
 
-# ---- the same question asked of the team's own server (python -m engine experiment server-load) -----------------
-st.subheader("Your own server, the same question")
-server = chosen_result("server-load", key="batch_server")
-if server is None:
-    st.caption(
-        "Run `python -m engine experiment server-load --endpoint http://HOST:PORT/v1 --server-model NAME` against "
-        "an OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp, Ollama, transformers serve): its sweep is "
-        "drawn here beside this machine's."
-    )
-    st.stop()
-st.markdown(f"**{literal(server.model['name'])}** on {literal(server.details['host'])}: {literal(server.finding)}")
-if said := versus_kitchen(list(server.rows), list(result.rows)):
-    st.markdown(f"**Beside this machine.** {literal(said)}")
-show_chart(experiment_charts.batch_vs_server_chart(result, server), key="batch_chart_server")
-st.caption(f"The server's times were {literal(server.details['clock'])}.")
+server_section(result)  # the same question asked of the team's own server (app.server_sweep_view)

@@ -14,6 +14,7 @@ from conftest import engine_cli, loopback_server
 
 from engine.remote import RemoteEnd, RemoteError, RemoteToken, parse_endpoint, stream_chat
 from engine.trace import Trace, default_remote_trace_path, load_trace, save_trace
+from engine.units import fmt_ms
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -68,6 +69,28 @@ BEHAVIOURS = {
     "error-event": [chunk("Paris"), {"error": {"message": "CUDA out of memory", "code": 500}}],
     "slow": [chunk("Paris"), 3.0, chunk(" is"), "[DONE]"],
     "with-metrics": [chunk("Paris"), 0.4, chunk(" is"), 0.4, chunk(" it", finish="stop"), "[DONE]"],
+    "vllm": [  # /metrics too, and vLLM's per-request timing (--enable-per-request-metrics) with the usage
+        0.3,
+        chunk("Paris"),
+        0.3,
+        chunk(" is", finish="stop"),
+        {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "model": "tiny-server",
+            "choices": [],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11},
+            "metrics": {
+                "time_to_first_token_ms": 30.0,
+                "queue_time_ms": 20.0,
+                "generation_time_ms": 300.0,
+                "mean_itl_ms": None,
+                "tokens_per_second": "fast",
+                "made_up_ms": 5.0,
+            },
+        },
+        "[DONE]",
+    ],  # fmt: skip
     "raw": [  # the legacy completions API: text in the choice, logprobs as parallel lists
         {
             "object": "text_completion",
@@ -110,8 +133,8 @@ class TinyServer(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        """/<behaviour>/v1/models: two models; /with-metrics/metrics: vLLM's names, one more running request per
-        scrape; any other: 404."""
+        """/<behaviour>/v1/models: two models; /with-metrics/metrics and /vllm/metrics: vLLM's names, one more
+        running request per scrape; any other: 404."""
         if self.path.startswith("/status/"):
             self.send_status(int(self.path.split("/")[2]))
             return
@@ -123,7 +146,7 @@ class TinyServer(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return
-        if self.path != "/with-metrics/metrics":
+        if self.path not in ("/with-metrics/metrics", "/vllm/metrics"):
             self.send_response(404)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -689,8 +712,9 @@ def test_a_servers_own_numbers_are_drawn_beside_its_tokens_with_its_ttft(server)
     assert lines["requests running"]["y"] == [sample["values"]["running"] for sample in samples]
     assert set(lines["KV cache in use (%)"]["y"]) == {50.0}  # vLLM's 0.5, drawn as a percentage
     assert len(lines["this run's tokens arriving"]["x"]) == len(trace.events)
-    said = " ".join(c.value for c in at.caption)
-    assert "by the server's own histogram" in said and f"{trace.remote['metrics']['server_ttft_ms']:,.1f}" in said
+    clocks = at.dataframe[-1].value  # ours and the server's own TTFT, side by side
+    assert list(clocks["measured by"]) == ["this client", "vLLM's /metrics histogram"]
+    assert list(clocks["TTFT"]) == [fmt_ms(trace.summary.ttft_ms), fmt_ms(trace.remote["metrics"]["server_ttft_ms"])]
     at.multiselect(key="runs_selected").set_value([without]).run()
     assert not at.exception and not any("requests running" in c.proto.spec for c in at.get("plotly_chart"))
     assert any("answered 404" in c.value for c in at.caption)  # why there is nothing to draw
@@ -717,3 +741,152 @@ def test_a_server_name_from_a_file_is_shown_as_text_in_the_metrics_chart():
     spec = server_metrics_chart(samples, [], server="<a href='http://x'>vLLM</a>")  # an imported trace says so
     title = spec["layout"]["yaxis"]["title"]["text"]
     assert "<a" not in title and "&lt;a href=" in title  # plotly would draw the link; escaped it reads as typed
+
+
+def test_vllms_per_request_ttft_is_kept_and_shown_beside_the_other_two_with_where_the_time_went(server, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from engine.remote_run import run_remote_trace, ttft_story
+
+    trace = run_remote_trace(parse_endpoint(f"{server}/vllm/v1"), "hi", model="m")
+    # only the known fields, only numbers: a null, a string and an unknown name are dropped
+    assert trace.remote["server_timing"] == {"time_to_first_token_ms": 30.0, "queue_time_ms": 20.0,
+                                             "generation_time_ms": 300.0}  # fmt: skip
+    assert Trace.from_dict(trace.to_dict()).remote["server_timing"] == trace.remote["server_timing"]
+    client = trace.summary.ttft_ms
+    assert client >= 300  # the tiny server waits 0.3 s before the first token
+    assert ttft_story(trace) == (
+        f"Of the {fmt_ms(client)} this client waited for its first token, 20.0 ms in the server's queue and 30.0 ms "
+        f"from being scheduled to the first token; the other {fmt_ms(client - 50)} were the network and the HTTP "
+        "server."
+    )
+    save_trace(trace, default_remote_trace_path())
+    at = AppTest.from_file("../pages/runs.py", default_timeout=30).run()
+    at.multiselect(key="runs_selected").set_value([at.multiselect(key="runs_selected").options[0]]).run()
+    assert not at.exception
+    clocks = at.dataframe[-1].value
+    assert list(clocks["measured by"]) == ["this client", "vLLM's /metrics histogram", "vLLM's per-request metrics"]
+    assert list(clocks["its clock starts when"]) == ["the request is sent", "the request arrives at the server",
+                                                     "the request is scheduled"]  # fmt: skip
+    assert clocks["TTFT"].iloc[2] == "30.0 ms" and "20.0 ms in the queue before it" in clocks["what lies inside"][2]
+    assert any("the network and the HTTP server" in c.value for c in at.caption)
+    done = engine_cli("trace", "--endpoint", f"{server}/vllm/v1", "--model", "m", "--prompt", "hi",
+                      "--out", str(tmp_path / "t.json"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "TTFT by vLLM's per-request metrics" in done.stdout and "20.0 ms in the server's queue" in done.stdout
+
+
+def test_where_the_first_token_went_follows_whichever_server_figures_came():
+    from engine.records import Summary
+    from engine.remote_run import ttft_clocks, ttft_story
+
+    def trace_with(*, timing=None, arrival=None, client=400.0):
+        summary = Summary(ttft_ms=client, itl_p50_ms=None, itl_p90_ms=None, itl_p99_ms=None, tpot_ms=None,
+                          decode_tokens_per_s=None, prefill_tokens_per_s=None, total_ms=client, peak_memory_bytes=None,
+                          new_tokens=1)  # fmt: skip
+        metrics = {"server": "SGLang", "server_ttft_ms": arrival} if arrival is not None else None
+        remote = {"host": "h", "server_timing": timing, "metrics": metrics}
+        return Trace(schema_version=1, created_at="", model={}, hardware={}, versions={}, settings={}, prompt={},
+                     events=(), summary=summary, finish_reason="eos", remote=remote)  # fmt: skip
+
+    assert ttft_story(trace_with()) is None and len(ttft_clocks(trace_with())) == 1  # the server sent no TTFT
+    assert ttft_story(trace_with(arrival=250.0)) == (
+        "Of the 400.0 ms this client waited for its first token, 250.0 ms on the server's own clock, from arrival "
+        "(its histogram's mean); the other 150.0 ms were the network and the HTTP server."
+    )
+    assert ttft_clocks(trace_with(arrival=250.0))[1].measured_by == "SGLang's /metrics histogram"
+    assert ttft_story(trace_with(timing={"time_to_first_token_ms": 100.0})) == (
+        "Of the 400.0 ms this client waited for its first token, 100.0 ms from being scheduled to the first token; "
+        "the other 300.0 ms were the network, the HTTP server and the server's queue."
+    )
+    # the per-request split wins over the histogram's mean (it is this request's), and a split that does not fit
+    # is said so rather than shown as a negative time
+    both = trace_with(timing={"time_to_first_token_ms": 100.0, "queue_time_ms": 50.0}, arrival=390.0)
+    assert "50.0 ms in the server's queue" in ttft_story(both) and "the other 250.0 ms" in ttft_story(both)
+    assert ttft_story(trace_with(arrival=500.0)).startswith(
+        "The server's figures (500.0 ms on the server's own clock, from arrival (its histogram's mean)) add up to "
+        "more than the 400.0 ms this client waited"
+    )
+
+
+def batch_page_on(url: str, *, key: str | None = None):
+    """The Batching page under AppTest with the sidebar's kitchen set to a server."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file("../pages/batch.py", default_timeout=30)
+    at.session_state["sidebar_kitchen"] = "a server"
+    at.session_state["sidebar_server_url"] = url
+    at.session_state["sidebar_server_model"] = "tiny-server"
+    if key:
+        at.session_state["sidebar_server_key"] = key
+    return at.run()
+
+
+def sweep_ended(at) -> bool:
+    """The Batching page's server sweep has ended."""
+    job = at.session_state["batch_server_job"] if "batch_server_job" in at.session_state else None
+    return job is not None and not job.active
+
+
+def test_the_batching_page_sweeps_the_sidebars_server_on_its_own_thread_and_draws_it(server):
+    from conftest import run_until
+
+    posts_before = TinyServer.posts.get("steady", 0)
+    at = batch_page_on(f"{server}/steady/v1", key="sk-sweep-secret")
+    assert not at.exception
+    at.multiselect(key="batch_server_levels").set_value([1, 4])
+    at.number_input(key="batch_server_tokens").set_value(8)
+    at.button(key="batch_server_run").click()
+    run_until(at, sweep_ended, timeout_s=30, what="the sweep")
+    job = at.session_state["batch_server_job"]
+    assert job.state == "done" and job.slot is None  # never sent to a local model's queue
+    assert TinyServer.posts["steady"] - posts_before == 1 + 1 + 4  # the warm-up, then 1 and 4 at once
+    assert [row["concurrency"] for row in job.result.rows] == [1, 4] and job.result.rows[1]["tokens"] == 12
+    saved = job.saved_to.read_text(encoding="utf-8")
+    assert "sk-sweep-secret" not in saved and 'api_key"' not in saved  # the key travelled in memory only
+    said = " ".join(m.value for m in at.markdown)
+    assert "the server batches them" in said and "Beside this machine" not in said  # no local sweep to compare
+    chart = next(c for c in at.get("plotly_chart") if "the server: all streams" in c.proto.spec)
+    assert [line["name"] for line in json.loads(chart.proto.spec)["data"]] == [
+        "the server: all streams (tokens/s)",
+        "the server: wait per token (ms)",
+    ]
+    assert any("Run the batching experiment above" in c.value for c in at.caption)
+
+
+def test_stop_cuts_a_servers_sweep_short_at_once_and_a_bad_choice_is_refused_in_a_sentence(server):
+    from conftest import run_until
+
+    at = batch_page_on(f"{server}/slow/v1")  # 3 s between a stream's first and second token
+    at.multiselect(key="batch_server_levels").set_value([1, 2])
+    at.button(key="batch_server_run").click().run()
+    job = at.session_state["batch_server_job"]
+    run_until(at, lambda a: job.progress is not None and "1 stream at once" in job.progress.message, timeout_s=15,
+              what="the first level")  # fmt: skip
+    time.sleep(0.3)  # its stream is waiting for its second token
+    pressed = time.monotonic()
+    at.button(key="batch_server_stop").click()
+    run_until(at, sweep_ended, timeout_s=10, what="the stop")
+    assert time.monotonic() - pressed < 2.5  # the socket was shut: it did not wait out the server's 3 s pause
+    assert job.state == "stopped" and job.result is None and job.saved_to is None  # nothing measured, nothing saved
+    assert any("Stopped before anything was measured" in info.value for info in at.info)
+    refused = batch_page_on("ftp://example.org/v1")
+    assert not refused.exception and "batch_server_run" not in [b.key for b in refused.button]
+    assert any("cannot be swept" in w.value and "is not a server address" in w.value for w in refused.warning)
+
+
+def test_a_sweep_stopped_part_way_keeps_its_levels_and_the_servers_host(server):
+    from conftest import run_until
+
+    at = batch_page_on(f"{server}/slow/v1")
+    at.multiselect(key="batch_server_levels").set_value([1, 2])
+    at.button(key="batch_server_run").click().run()
+    job = at.session_state["batch_server_job"]
+    run_until(at, lambda a: job.progress is not None and "2 streams at once" in job.progress.message, timeout_s=20,
+              what="the second level")  # fmt: skip
+    at.button(key="batch_server_stop").click()
+    run_until(at, sweep_ended, timeout_s=10, what="the stop")
+    host = server.removeprefix("http://")
+    assert job.state == "stopped" and [row["concurrency"] for row in job.result.rows] == [1]  # level 2: not a row
+    assert job.result.stopped and job.result.model == {"name": "tiny-server", "source": f"remote: {host}"}
+    assert job.saved_to.is_file() and any(f"on {host}" in m.value.replace("\\", "") for m in at.markdown)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from conftest import ROOT, engine_cli
 
+from engine import costs
 from engine.trace import load_trace
 
 pytestmark = pytest.mark.slow
@@ -83,6 +84,10 @@ def test_a_trace_from_a_real_server_answers_counts_and_validates(served, tmp_pat
     raw = json.loads(out.read_text())
     assert "api" not in json.dumps(raw["remote"]).lower()  # no key, nor any place one could hide
     assert engine_cli("validate", str(out)).returncode == 0
+    # the Costs page can price it: the server counts the prompt (chat template included), so prefill is estimated
+    rate, why = costs.throughput_from_server_trace(trace)
+    assert why is None and remote["usage"]["prompt_tokens"] > len("What is the capital of France?".split())
+    assert rate.prefill_tokens_per_s == pytest.approx(remote["usage"]["prompt_tokens"] / (times[0] / 1000))
 
 
 def test_a_key_is_sent_from_its_variable_and_never_written(served, tmp_path):
@@ -171,3 +176,5 @@ def test_a_load_sweep_against_the_real_server_finishes_and_its_rows_validate(ser
     assert all(row["failed"] == 0 and row["tokens"] >= row["concurrency"] for row in result.rows)
     assert all(row["ttft_p50_ms"] > 0 and row["itl_p50_ms"] > 0 for row in result.rows)
     assert result.details["host"] == endpoint.split("/")[2] and result.finding in done.stdout
+    assert result.details["prompt_tokens"] > 0  # from the server's usage: the Costs page prices the busiest level
+    assert costs.throughput_from_server_load(result)[0].concurrent_requests in (1, 2, 4)

@@ -135,7 +135,8 @@ def run_experiment(
 
     def result(measured: Measured) -> ExperimentResult:
         details = dict(measured.details)
-        remote_model = details.pop("remote_model", {"name": "?"})  # a server's: only what it said of itself
+        # a server's model: only what it said of itself (a stopped sweep: what it was asked for, and where)
+        remote_model = details.pop("remote_model", None) or (options.remote_model() if experiment.remote else None)
         return ExperimentResult(
             schema_version=SCHEMA_VERSION,
             experiment=name,

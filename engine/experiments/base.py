@@ -7,7 +7,7 @@ holds the helpers that measure.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from engine.errors import GenerationCancelled, SettingsError
 from engine.request import CancelFlag
@@ -58,7 +58,12 @@ class Options:
 
     def to_dict(self) -> dict:
         """The options as a JSON-ready dict (stored as the result's settings)."""
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        secret = {option.name for option in fields(self) if option.metadata.get("secret")}  # e.g. an API key
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in asdict(self).items()
+            if key not in secret
+        }
 
 
 def require_positive(**values: object) -> None:

@@ -23,6 +23,7 @@ from engine.experiments.base import Measured, Options, Progress, require_positiv
 from engine.records import percentile
 from engine.remote import Endpoint, RemoteEnd, RemoteError, parse_endpoint, stream_chat
 from engine.remote_run import CLIENT_CLOCK
+from engine.request import CancelFlag
 
 MAX_CONCURRENCY = 64  # streams at once: more would be a load test of this client, not an explainer's sweep
 WARMUP_TOKENS = 4  # the unmeasured first request: a server's first one may load or compile (transformers serve
@@ -38,6 +39,7 @@ class ServerLoadOptions(Options):
                                                 "http://localhost:8000/v1"})  # fmt: skip
     server_model: str = field(default="", metadata={"help": "the model's name on the server (its /v1/models)"})
     api_key_env: str = field(default="", metadata={"help": "an environment variable holding the API key, if any"})
+    api_key: str = field(default="", repr=False, metadata={"secret": True})  # the dashboard's: never saved or printed
     concurrency: tuple[int, ...] = field(default=(1, 2, 4, 8, 16), metadata={"help": "streams sent at once"})
     prompt: str = field(
         default="Write a short story about a chef who cooks soup.", metadata={"help": "each stream's prompt"}
@@ -59,10 +61,15 @@ class ServerLoadOptions(Options):
             raise SettingsError(f"the variable {self.api_key_env} is not set: it should hold the API key")
         self.server()
 
+    def remote_model(self) -> dict:
+        """The model as a result records it before the server has named it: the name asked for, and the host."""
+        return {"name": self.server_model[:200], "source": f"remote: {self.server().host}"}
+
     def server(self) -> Endpoint:
         """The checked endpoint, with the key read from its variable (never stored in the result)."""
         try:
-            return parse_endpoint(self.endpoint, api_key=os.environ.get(self.api_key_env) if self.api_key_env else None)
+            key = self.api_key or (os.environ.get(self.api_key_env) if self.api_key_env else None)
+            return parse_endpoint(self.endpoint, api_key=key or None)
         except RemoteError as err:
             raise SettingsError(str(err)) from None
 
@@ -78,14 +85,16 @@ class Stream:
     prompt_tokens: int | None = None  # as the server's usage counts them, when it sends usage
 
 
-def one_stream(endpoint: Endpoint, options: ServerLoadOptions, *, level_start_ns: int) -> Stream:
-    """Stream one chat completion; the arrival time of each token on the level's clock."""
+def one_stream(
+    endpoint: Endpoint, options: ServerLoadOptions, *, level_start_ns: int, cancel: CancelFlag | None = None
+) -> Stream:
+    """Stream one chat completion; the arrival time of each token on the level's clock (cut short by `cancel`)."""
     sent_ms = (time.perf_counter_ns() - level_start_ns) / 1e6
     times, model, prompt_tokens = [], None, None
     try:
         for item in stream_chat(endpoint, model=options.server_model, max_tokens=options.max_new_tokens,
                                 messages=[{"role": "user", "content": options.prompt}], temperature=0.0,
-                                logprobs=False, timeout_s=options.timeout_s):  # fmt: skip
+                                logprobs=False, timeout_s=options.timeout_s, cancel=cancel):  # fmt: skip
             if isinstance(item, RemoteEnd):
                 model, prompt_tokens = item.model, (item.usage or {}).get("prompt_tokens")
                 break
@@ -132,9 +141,11 @@ def run(loaded: object, options: ServerLoadOptions, progress: Progress) -> Measu
         )
         start_ns = time.perf_counter_ns()
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="server-load") as pool:
-            futures = [pool.submit(one_stream, endpoint, options, level_start_ns=start_ns) for _ in range(concurrency)]
+            futures = [pool.submit(one_stream, endpoint, options, level_start_ns=start_ns, cancel=progress.cancel)
+                       for _ in range(concurrency)]  # fmt: skip
             streams = [future.result() for future in futures]
         wall_ms = (time.perf_counter_ns() - start_ns) / 1e6
+        progress((index + 1) / len(levels), f"{concurrency} at once: done")  # a Stop cut the level short: not a row
         errors += [s.error for s in streams if s.error]
         model = model or next((s.model for s in streams if s.model), None)
         prompt_tokens = prompt_tokens or next((s.prompt_tokens for s in streams if s.prompt_tokens), None)
@@ -144,7 +155,7 @@ def run(loaded: object, options: ServerLoadOptions, progress: Progress) -> Measu
     progress(1.0, "Done")
     rows = progress.rows
     details = {
-        "remote_model": {"name": (model or options.server_model)[:200], "source": f"remote: {endpoint.host}"},
+        "remote_model": {**options.remote_model(), **({"name": model[:200]} if model else {})},
         "host": endpoint.host,
         "clock": CLIENT_CLOCK,
         "errors": errors[:20],
