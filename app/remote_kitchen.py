@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from app.hosting import check_server_allowed, offered_servers
+from app.hosting import check_server_allowed, kitchen_config, offered_servers
 from app.kitchen import ExperimentJob, GenerationJob, keep
 from app.state import keep_offered
 from app.text import literal
@@ -85,6 +85,7 @@ class RemoteJob(GenerationJob):
                 settings=self.settings,
                 on_record=self.records.append,
                 cancel=self,
+                local_folders=not kitchen_config().hosted,  # hosted: a typed name never reads this machine's folders
             )
         except GenerationCancelled as err:
             self.trace, outcome = err.partial, "stopped"

@@ -18,11 +18,20 @@ from app.views import number_cards, token_chips
 from engine import Summary, TokenRecord, Trace
 from engine import figures as charts
 from engine.remote_run import ttft_clocks, ttft_story
+from engine.served_config import kv_estimate
 from engine.units import fmt_ms, fmt_rate
 
 
 def kv_card(model: dict, *, kv_cache: bool) -> tuple[str, str, str]:
     """The KV-bytes-per-token card: from the model's facts, or "not known" for a server's model."""
+    if "kv_bytes_per_token" not in model and model.get("kv_bytes_per_token_estimate"):  # a server's, config here
+        return (
+            "KV bytes per token",
+            f"~{model['kv_bytes_per_token_estimate']:,} B (estimate)",
+            f"From its config.json ({model.get('config_source')}): 2 x {model['layers']} layers x "
+            f"{model['kv_heads']} KV heads x {model['head_dim']} head size x bytes per number "
+            f"({model.get('config_dtype')}); the server may keep its cache in another dtype.",
+        )
     if "kv_bytes_per_token" not in model:  # a remote run: the server does not say how its cache is laid out
         return ("KV bytes per token", "not known", "The server does not tell a client its model's cache layout.")
     return (
@@ -85,7 +94,8 @@ def draw_run_charts(
         st.markdown(explanation("live", "latency"))
         show_chart(charts.latency_chart(records), key=f"{key}_chart_latency")
         if not charts.recorded(records, "kv_cache_bytes"):
-            st.info(charts.NOT_SEEN_FROM_A_CLIENT["kv_cache_bytes"])
+            estimate = kv_estimate(model, answer_tokens=len(records))  # from the server model's config, if here
+            st.info(charts.NOT_SEEN_FROM_A_CLIENT["kv_cache_bytes"] + (f" {literal(estimate)}" if estimate else ""))
         else:
             st.markdown(explanation("live", "kv"))
             show_chart(

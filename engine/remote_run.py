@@ -16,6 +16,7 @@ from engine.errors import GenerationCancelled
 from engine.records import TokenRecord, summarize
 from engine.remote import Endpoint, RemoteEnd, RemoteError, RemoteToken, stream_chat
 from engine.request import CancelFlag
+from engine.served_config import served_model_config
 from engine.server_metrics import MetricsSampler, metrics_section, metrics_url
 from engine.settings import GenerationSettings
 from engine.trace import SCHEMA_VERSION, Trace, now_iso, versions
@@ -66,8 +67,12 @@ def run_remote_trace(
     timeout_s: float = 60.0,
     sample_metrics: bool = True,
     raw: bool = False,
+    local_folders: bool = True,
 ) -> Trace:
     """Stream one chat completion and return its Trace; RemoteError (with `.trace` when tokens had come) if it broke.
+
+    `local_folders`: a model named by a folder path may have its config read from that folder on this machine
+    (engine.served_config; a hosted kitchen turns it off). Config lookups happen after the stream, untimed.
 
     When `cancel.is_set()` turns true the stream is closed at the next token and GenerationCancelled carries the
     trace of the tokens that had arrived (`partial`, finish reason "stopped"), as a local run's stop does.
@@ -85,7 +90,7 @@ def run_remote_trace(
 
     def trace_of(end: RemoteEnd | None, error: str | None, metrics: dict | None) -> Trace:
         return remote_trace(endpoint, prompt, model=model, settings=settings, records=records, end=end, error=error,
-                            metrics=metrics, raw=raw)  # fmt: skip
+                            metrics=metrics, raw=raw, local_folders=local_folders)  # fmt: skip
 
     try:
         for item in stream:
@@ -133,6 +138,7 @@ def remote_trace(
     error: str | None,
     metrics: dict | None = None,
     raw: bool = False,
+    local_folders: bool = True,
 ) -> Trace:
     """Assemble the trace of a remote run (`end` None: the stream broke, and `error` says how)."""
     usage = end.usage if end is not None else None
@@ -141,7 +147,15 @@ def remote_trace(
     return Trace(
         schema_version=SCHEMA_VERSION,
         created_at=now_iso(),
-        model={"name": server_model[:200], "source": f"remote: {endpoint.host}"},
+        model={
+            "name": server_model[:200],
+            "source": f"remote: {endpoint.host}",
+            # when its config.json is here, by the name the server gave or the one asked for
+            **(
+                served_model_config(server_model, local_folders=local_folders)
+                or served_model_config(model, local_folders=local_folders)
+            ),
+        },
         hardware={"device": "remote"},  # the server's device is its own business: never guessed
         versions=versions(),
         settings={  # what the server was sent, nothing it was not

@@ -226,6 +226,15 @@ DECODE_PATH = {  # engine.paths.PreparedPath.describe()
 REMOTE_MODEL = {  # what a remote trace knows of the model: the name the server reported, and where it ran
     "name": Text(max_chars=200),
     "source": optional(Text(max_chars=1_000)),
+    # and, when its config.json is on this machine (engine.served_config), the architecture from it
+    "config_source": optional(Text(max_chars=100)),
+    "architecture": optional(Text(max_chars=100)),
+    "layers": optional(POSITIVE_INT),
+    "kv_heads": optional(POSITIVE_INT),
+    "head_dim": optional(POSITIVE_INT),
+    "config_dtype": optional(Text(max_chars=40)),
+    "config_context_length": optional(POSITIVE_INT),
+    "kv_bytes_per_token_estimate": optional(POSITIVE_INT),
 }
 REMOTE = {  # engine.remote_run: the server, what it said, and how the stream ended
     "host": Text(max_chars=300),

@@ -15,6 +15,7 @@ import pytest
 from conftest import ROOT, engine_cli
 
 from engine import costs
+from engine.served_config import DTYPE_BYTES
 from engine.trace import load_trace
 
 pytestmark = pytest.mark.slow
@@ -84,6 +85,10 @@ def test_a_trace_from_a_real_server_answers_counts_and_validates(served, tmp_pat
     raw = json.loads(out.read_text())
     assert "api" not in json.dumps(raw["remote"]).lower()  # no key, nor any place one could hide
     assert engine_cli("validate", str(out)).returncode == 0
+    # the served folder is on this machine: its config gives the architecture and a KV-bytes estimate
+    assert trace.model["config_source"] == "its folder on this machine" and trace.model["layers"] == 30
+    element_bytes = DTYPE_BYTES[trace.model["config_dtype"]]
+    assert trace.model["kv_bytes_per_token_estimate"] == 2 * 30 * 3 * 64 * element_bytes  # SmolLM2-135M's shape
     # the Costs page can price it: the server counts the prompt (chat template included), so prefill is estimated
     rate, why = costs.throughput_from_server_trace(trace)
     assert why is None and remote["usage"]["prompt_tokens"] > len("What is the capital of France?".split())
