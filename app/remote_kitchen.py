@@ -55,6 +55,7 @@ class RemoteJob(GenerationJob):
     """A prompt sent to a server: streamed on its own thread, timed at the client, saved under remote/."""
 
     server: ServerChoice
+    local_folders: bool = False  # may a model named by a folder path have its config read here (set by start)
 
     @property
     def clock(self) -> str:
@@ -70,6 +71,7 @@ class RemoteJob(GenerationJob):
 
     def start(self) -> None:
         """Begin streaming on a thread of its own (the page redraws from `records` meanwhile)."""
+        self.local_folders = not kitchen_config().hosted  # hosted: a typed name never reads this machine's folders
         self.state, self.started_s = "running", time.monotonic()
         self.cooking_since_s = self.started_s
         threading.Thread(target=self.stream, name="remote-job", daemon=True).start()
@@ -85,7 +87,7 @@ class RemoteJob(GenerationJob):
                 settings=self.settings,
                 on_record=self.records.append,
                 cancel=self,
-                local_folders=not kitchen_config().hosted,  # hosted: a typed name never reads this machine's folders
+                local_folders=self.local_folders,
             )
         except GenerationCancelled as err:
             self.trace, outcome = err.partial, "stopped"

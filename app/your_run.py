@@ -83,9 +83,10 @@ def your_run(*, key: str) -> Trace | None:
 
 
 def latest_server_run() -> Trace | None:
-    """The newest readable run on a server (remote/) this visitor may see, or None."""
+    """The newest readable, complete run on a server (remote/) this visitor may see, or None (a stream that broke
+    or was stopped is not one to price a service by)."""
     for path in visible_files(saved_trace_paths(remote=True))[:LISTED]:
         trace = read_trace(str(path), path.stat().st_mtime_ns)
-        if trace is not None:
+        if trace is not None and trace.remote.get("complete") and trace.finish_reason != "stopped":
             return trace
     return None

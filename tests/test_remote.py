@@ -490,6 +490,7 @@ def test_the_live_page_streams_from_a_server_with_its_charts_and_keeps_the_run(s
     assert any("how big its KV cache is" in info.value for info in at.info)
     job = at.session_state["live_job"]
     assert job.trace.remote["host"] == server.removeprefix("http://") and job.saved_to.parent.name == "remote"
+    assert job.local_folders  # local mode: a model named by a folder here may have its config read
     saved = job.saved_to.read_text(encoding="utf-8")
     assert "sk-secret-123" not in saved and "Bearer" not in saved  # the key is nowhere in the file
     assert [entry.path.split("/")[0] for entry in RunStore().list()[0]] == ["remote"]
@@ -543,6 +544,8 @@ def test_a_missing_model_name_or_a_bad_address_is_refused_before_anything_is_sen
 
 
 def test_a_hosted_kitchen_offers_only_its_configured_servers(server, tmp_path, monkeypatch):
+    from conftest import run_until
+
     from app.hosting import kitchen_config
 
     config = tmp_path / "kitchen.toml"
@@ -560,6 +563,10 @@ def test_a_hosted_kitchen_offers_only_its_configured_servers(server, tmp_path, m
         at = server_app("http://169.254.169.254/v1")
         assert at.sidebar.selectbox(key="sidebar_server_url").options == [f"{server}/happy/v1"]
         assert at.session_state["sidebar_server_url"] == f"{server}/happy/v1"  # the sent address was replaced
+        at.button(key="live_generate").click()
+        run_until(at, finished, timeout_s=30, what="the allowed server's answer")
+        job = at.session_state["live_job"]
+        assert job.state == "done" and job.local_folders is False  # a model's name never reads a folder here
     finally:
         kitchen_config.cache_clear()
 

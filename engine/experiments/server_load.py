@@ -132,7 +132,8 @@ def run(loaded: object, options: ServerLoadOptions, progress: Progress) -> Measu
     endpoint = options.server()
     levels, errors, model, prompt_tokens = sorted(set(options.concurrency)), [], None, None
     progress(0.0, f"Warming {endpoint.host} up (one short request, not measured)")
-    warmup = one_stream(endpoint, replace(options, max_new_tokens=WARMUP_TOKENS), level_start_ns=time.perf_counter_ns())
+    warmup = one_stream(endpoint, replace(options, max_new_tokens=WARMUP_TOKENS), level_start_ns=time.perf_counter_ns(),
+                        cancel=progress.cancel)  # fmt: skip
     if warmup.error and not warmup.times_ms:  # a server that refuses cannot be measured: say why, once
         raise SettingsError(f"the warm-up request failed: {warmup.error}")
     for index, concurrency in enumerate(levels):
