@@ -452,11 +452,11 @@ def closed_port() -> int:
         return probe.getsockname()[1]
 
 
-def server_app(url: str, *, model: str = "tiny-server", key: str | None = None):
-    """The dashboard under AppTest with the sidebar's kitchen set to a server (before the first run)."""
+def server_app(url: str, *, model: str = "tiny-server", key: str | None = None, page: str = "../app/main.py"):
+    """The dashboard (or one page) under AppTest with the sidebar's kitchen set to a server (before the first run)."""
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file("../app/main.py", default_timeout=30)
+    at = AppTest.from_file(page, default_timeout=30)
     at.session_state["sidebar_kitchen"] = "a server"
     at.session_state["sidebar_server_url"] = url
     at.session_state["sidebar_server_model"] = model
@@ -465,9 +465,9 @@ def server_app(url: str, *, model: str = "tiny-server", key: str | None = None):
     return at.run()
 
 
-def finished(at) -> bool:
-    """The live job has ended (the page redraws once when it does)."""
-    job = at.session_state["live_job"] if "live_job" in at.session_state else None
+def finished(at, *, job_key: str = "live_job") -> bool:
+    """The live job (or the one under `job_key`) has ended (the page redraws once when it does)."""
+    job = at.session_state[job_key] if job_key in at.session_state else None
     return job is not None and not job.active
 
 
@@ -818,21 +818,12 @@ def test_where_the_first_token_went_follows_whichever_server_figures_came():
 
 def batch_page_on(url: str, *, key: str | None = None):
     """The Batching page under AppTest with the sidebar's kitchen set to a server."""
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file("../pages/batch.py", default_timeout=30)
-    at.session_state["sidebar_kitchen"] = "a server"
-    at.session_state["sidebar_server_url"] = url
-    at.session_state["sidebar_server_model"] = "tiny-server"
-    if key:
-        at.session_state["sidebar_server_key"] = key
-    return at.run()
+    return server_app(url, key=key, page="../pages/batch.py")
 
 
 def sweep_ended(at) -> bool:
     """The Batching page's server sweep has ended."""
-    job = at.session_state["batch_server_job"] if "batch_server_job" in at.session_state else None
-    return job is not None and not job.active
+    return finished(at, job_key="batch_server_job")
 
 
 def test_the_batching_page_sweeps_the_sidebars_server_on_its_own_thread_and_draws_it(server):
