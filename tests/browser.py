@@ -17,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
+STORY = "Write a long story about a chef who cooks soup."  # the default model does not stop early on this one
 CHROMIUM = "/usr/bin/chromium"  # Playwright's own browser download cannot work on these machines
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -165,6 +166,9 @@ def chip_counts_until_done(page, *, poll_ms: int, max_polls: int) -> list[int]:
         page.wait_for_timeout(poll_ms)
         assert len(counts) < max_polls, f"the run did not finish in {max_polls} polls"
     return counts
+
+
+LAST_CHIP_TEXT = "Array.from(document.querySelectorAll('.ik-chip')).map(c => c.firstChild?.textContent).at(-1)"
 
 
 def answer_text(page) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from browser import (
     ARTIFACTS,
+    STORY,
     answer_text,
     chart_text_problems,
     chip_counts_until_done,
@@ -24,8 +25,6 @@ from browser import (
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-STORY = "Write a long story about a chef who cooks soup."  # the default model does not stop early on this one
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from browser import (
     ARTIFACTS,
+    STORY,
     chart_font_sizes,
     chart_text_problems,
     chromium,
@@ -34,7 +35,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 PROJECTOR = {"width": 1920, "height": 1080}
 ORDER = ("live", "runs", "restaurant", "costs", "prefill", "kv-cache", "batch", "roofline", "speed", "train-vs-infer")
-STORY = "Write a long story about a chef who cooks soup."
 PRESENTATION_GROWTH = 1.3  # presentation scales type by 1.45 (charts) and 21/16 (text); 1.3 still catches "no growth"
 
 

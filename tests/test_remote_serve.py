@@ -114,6 +114,8 @@ def test_the_live_page_streams_from_a_real_server_in_a_browser_and_the_runs_page
 ):
     from browser import (
         ARTIFACTS,
+        LAST_CHIP_TEXT,
+        STORY,
         answer_text,
         chip_counts_until_done,
         chromium,
@@ -128,7 +130,8 @@ def test_the_live_page_streams_from_a_real_server_in_a_browser_and_the_runs_page
     prompt = "What is the capital of France?"
     ARTIFACTS.mkdir(exist_ok=True)
     data = tmp_path / "data"
-    with dashboard_server(data, ARTIFACTS / "server-remote.log") as url, chromium() as browser:
+    redraw = {"INFERENCE_KITCHEN_TEXT_REDRAW_SECONDS": "0.2"}  # a fast server streams 64 tokens in about a second
+    with dashboard_server(data, ARTIFACTS / "server-remote.log", redraw) as url, chromium() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 2200})
         page.goto(url)
         page.get_by_text("a server", exact=True).click()
@@ -136,9 +139,13 @@ def test_the_live_page_streams_from_a_real_server_in_a_browser_and_the_runs_page
         address.fill(endpoint)
         address.press("Tab")
         page.get_by_text(f"Cooking on the server's {model}").wait_for(timeout=30_000)  # listed, picked, named
-        generate(page, prompt, max_new_tokens=24)
-        counts = chip_counts_until_done(page, poll_ms=100, max_polls=1200)
-        assert len({c for c in counts if c > 0}) >= 2, counts  # chips appeared a few at a time: it streamed in
+        generate(page, STORY, max_new_tokens=64)  # long enough to be seen arriving, even from a fast server
+        counts = chip_counts_until_done(page, poll_ms=50, max_polls=6000)
+        partial = {c for c in counts if 0 < c < 64}
+        assert len(partial) >= 2, counts  # chips appeared a few at a time: it streamed in, not one final dump
+        assert len(wait_until_finished(page)) > 0 and page.locator(".ik-chip").count() == 64
+        generate(page, prompt, max_new_tokens=24)  # a short answer the model ends itself; the story had no end chip
+        page.wait_for_function(f"() => {LAST_CHIP_TEXT} === '⏹ end'", timeout=60_000)
         answer = wait_until_finished(page)
         assert "Paris" in answer and answer.endswith("⏹ end")  # the end token the server counted, shown as ours is
         assert page.get_by_text("Times measured at the client").count() == 1
@@ -156,9 +163,10 @@ def test_the_live_page_streams_from_a_real_server_in_a_browser_and_the_runs_page
         assert "Paris" in answer_text(page) and shown_errors(page) == []
         page.close()
     monkeypatch.setenv("INFERENCE_KITCHEN_DATA", str(data))
-    remote = [f"remote/{path.name}" for path in (data / "remote").glob("*.json")]
+    served_runs = list((data / "remote").glob("*.json"))  # the story and the question
+    remote = [f"remote/{path.name}" for path in served_runs if load_trace(path).prompt["text"] == prompt]
     local = [f"traces/{path.name}" for path in (data / "traces").glob("*.json")]
-    assert len(remote) == 1 and len(local) == 1
+    assert len(served_runs) == 2 and len(remote) == 1 and len(local) == 1
     at = AppTest.from_file("../pages/runs.py", default_timeout=60).run()
     at.multiselect(key="runs_selected").set_value([*local, *remote]).run()
     assert not at.exception
