@@ -94,7 +94,7 @@ def measured_throughputs(*, trace, server_trace, batch, sweep) -> tuple[dict[str
     if batch is not None and (rate := costs.throughput_from_batch(batch)) is not None:
         measured["the batching experiment"] = rate
     for name, (rate, why) in (
-        ("your latest server run", costs.throughput_from_server_trace(server_trace) if server_trace else (None, None)),
+        ("your server run", costs.throughput_from_server_trace(server_trace) if server_trace else (None, None)),
         ("your server's load sweep", costs.throughput_from_server_load(sweep) if sweep else (None, None)),
     ):
         if rate is not None:

@@ -82,11 +82,29 @@ def your_run(*, key: str) -> Trace | None:
     return trace
 
 
-def latest_server_run() -> Trace | None:
-    """The newest readable, complete run on a server (remote/) this visitor may see, or None (a stream that broke
-    or was stopped is not one to price a service by)."""
+def complete_server_runs() -> dict[str, Trace]:
+    """The readable, complete runs on a server (remote/) this visitor may see, newest first, by path (a stream that
+    broke or was stopped is not one to price a service by)."""
+    runs = {}
     for path in visible_files(saved_trace_paths(remote=True))[:LISTED]:
         trace = read_trace(str(path), path.stat().st_mtime_ns)
         if trace is not None and trace.remote.get("complete") and trace.finish_reason != "stopped":
-            return trace
-    return None
+            runs[str(path)] = trace
+    return runs
+
+
+def your_server_run(*, key: str) -> Trace | None:
+    """The server run this page prices (the newest complete one unless the visitor picks another), or None."""
+    runs = complete_server_runs()
+    if not runs:
+        return None
+    if key in st.session_state and st.session_state[key] not in runs:
+        del st.session_state[key]  # a pick whose file is gone: back to the newest
+
+    def label(path: str) -> str:
+        trace = runs[path]
+        when = trace.created_at[:19].replace("T", " ")
+        return f"{when} · {trace.model.get('name')} on {trace.remote.get('host')} · {trace.summary.new_tokens} tokens"
+
+    chosen = st.selectbox("Your server run: priced from", list(runs), format_func=label, key=remember(key))
+    return runs[chosen]

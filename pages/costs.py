@@ -18,7 +18,7 @@ from app.experiment_view import latest_result, run_controls
 from app.presentation import show_chart
 from app.state import remember
 from app.text import explanation, literal
-from app.your_run import latest_server_run, your_run
+from app.your_run import your_run, your_server_run
 from engine import costs
 from engine.experiments.energy import EnergyOptions
 
@@ -34,7 +34,7 @@ st.header("2. How fast it cooks")
 st.markdown(explanation("costs", "throughput"))
 trace = your_run(key="costs_your_run")
 measured, unpriced = measured_throughputs(
-    trace=trace, server_trace=latest_server_run(), batch=batch, sweep=latest_result("server-load")
+    trace=trace, server_trace=your_server_run(key="costs_server_run"), batch=batch, sweep=latest_result("server-load")
 )
 source = st.radio("Throughput from", [*measured, "typed"], horizontal=True, key=remember("costs_throughput_source"))
 if not measured:

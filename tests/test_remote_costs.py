@@ -85,9 +85,9 @@ def test_the_costs_page_prices_a_server_run_and_a_sweep_on_the_hardware_named(se
     at = AppTest.from_file("../pages/costs.py", default_timeout=60).run()
     assert not at.exception
     offered = at.radio(key="costs_throughput_source").options
-    assert offered == ["your latest server run", "your server's load sweep", "typed"]  # nothing local was measured
+    assert offered == ["your server run", "your server's load sweep", "typed"]  # nothing local was measured
     at.selectbox(key="costs_hardware").set_value(H100).run()
-    for choice, rate in [("your latest server run", costs.throughput_from_server_trace(trace)[0]),
+    for choice, rate in [("your server run", costs.throughput_from_server_trace(trace)[0]),
                          ("your server's load sweep", costs.throughput_from_server_load(result)[0])]:  # fmt: skip
         at.radio(key="costs_throughput_source").set_value(choice).run()
         assert not at.exception
@@ -109,4 +109,30 @@ def test_a_server_run_that_cannot_be_priced_says_why_and_the_page_goes_on(server
     assert not at.exception
     assert at.radio(key="costs_throughput_source").options == ["typed"]
     said = " ".join(caption.value for caption in at.caption).replace("\\", "")  # the sentence is shown escaped
-    assert "Your latest server run is not offered:" in said and "sent no prompt token count" in said
+    assert "Your server run is not offered:" in said and "sent no prompt token count" in said
+
+
+def test_the_costs_page_prices_the_server_run_picked_newest_complete_first(server):
+    from dataclasses import replace
+
+    steady = run_remote_trace(parse_endpoint(f"{server}/steady/v1"), "hi", model="m")  # ~10 tokens/s
+    save_trace(steady, default_remote_trace_path())
+    happy = run_remote_trace(parse_endpoint(f"{server}/happy/v1"), "hi", model="m")  # faster
+    save_trace(happy, default_remote_trace_path())
+    broken = replace(happy, remote={**happy.remote, "complete": False})  # a stream that broke: never priced
+    save_trace(broken, default_remote_trace_path())
+    at = AppTest.from_file("../pages/costs.py", default_timeout=60).run()
+    assert not at.exception
+    picker = at.selectbox(key="costs_server_run")
+    assert len(picker.options) == 2 and picker.index == 0  # the broken one is not offered
+    assert picker.options[0].endswith("· 4 tokens") and picker.options[1].endswith("· 3 tokens")  # newest first
+    at.selectbox(key="costs_hardware").set_value(H100).run()
+    at.radio(key="costs_throughput_source").set_value("your server run").run()
+    shown = {}
+    for index, trace in [(0, happy), (1, steady)]:
+        at.selectbox(key="costs_server_run").set_value(at.selectbox(key="costs_server_run").options[index]).run()
+        assert not at.exception
+        rate = costs.throughput_from_server_trace(trace)[0]
+        shown[index] = at.info[1].value
+        assert f"**{rate.decode_tokens_per_s:,.1f}** decode tokens/s" in shown[index]  # the picked run's own rate
+    assert shown[0] != shown[1]
