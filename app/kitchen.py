@@ -110,6 +110,14 @@ class Job:
         """End the job with a sentence saying why."""
         self.error, self.state = error, "failed"
 
+    def end(self, *, error: str | None, outcome: str) -> None:
+        """Record when it let go, then how it ended: failed with `error`'s sentence, or `outcome` (done, stopped)."""
+        self.ended_s = time.monotonic()  # before the state: whoever sees the end sees when it was
+        if error is not None:
+            self.fail(error)
+        else:
+            self.state = outcome
+
     def run(self, worker: ModelWorker) -> None:
         """Run on the slot's thread: do the work in the model's process; every failure becomes a message."""
         if self.is_set():
@@ -127,11 +135,7 @@ class Job:
             error = str(err)
         except Exception as err:  # noqa: BLE001 - the worker must survive anything one job does
             error = f"the run failed unexpectedly: {type(err).__name__}: {err}"
-        self.ended_s = time.monotonic()  # before the state: whoever sees the end sees when it was
-        if error is not None:
-            self.fail(error)
-        else:
-            self.state = outcome
+        self.end(error=error, outcome=outcome)
 
     def work(self, worker: ModelWorker) -> None:
         """The job's own work (subclasses)."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import streamlit as st
 
 from app.hosting import check_server_allowed, kitchen_config, offered_servers
-from app.kitchen import ExperimentJob, GenerationJob, keep
+from app.kitchen import ExperimentJob, GenerationJob, Job, keep
 from app.state import keep_offered
 from app.text import literal
 from engine import EngineError, GenerationCancelled
@@ -50,6 +51,13 @@ class ServerChoice:
         return parse_endpoint(self.url, api_key=self.api_key)
 
 
+def start_on_own_thread(job: Job, work: Callable[[], None], *, name: str) -> None:
+    """Mark a server's job running and do its work on a thread of its own (the page redraws from the job meanwhile)."""
+    job.state, job.started_s = "running", time.monotonic()
+    job.cooking_since_s = job.started_s
+    threading.Thread(target=work, name=name, daemon=True).start()
+
+
 @dataclass(eq=False, kw_only=True)
 class RemoteJob(GenerationJob):
     """A prompt sent to a server: streamed on its own thread, timed at the client, saved under remote/."""
@@ -72,9 +80,7 @@ class RemoteJob(GenerationJob):
     def start(self) -> None:
         """Begin streaming on a thread of its own (the page redraws from `records` meanwhile)."""
         self.local_folders = not kitchen_config().hosted  # hosted: a typed name never reads this machine's folders
-        self.state, self.started_s = "running", time.monotonic()
-        self.cooking_since_s = self.started_s
-        threading.Thread(target=self.stream, name="remote-job", daemon=True).start()
+        start_on_own_thread(self, self.stream, name="remote-job")
 
     def stream(self) -> None:
         """The thread's work: every failure becomes the job's one-sentence error, with the tokens so far kept."""
@@ -102,12 +108,10 @@ class RemoteJob(GenerationJob):
                 self.saved_to = keep(save_trace(self.trace, default_remote_trace_path()), owner=self.owner)
             except OSError as err:  # a full disk must not leave the job "running" for ever
                 error = error or f"the answer arrived but could not be saved ({err.strerror or err})"
-        self.ended_s = time.monotonic()
         if error is not None:
             kept = f" The {len(self.records)} tokens that arrived are kept on the Runs page." if self.saved_to else ""
-            self.fail(f"{error}.{kept}")
-        else:
-            self.state = outcome
+            error = f"{error}.{kept}"
+        self.end(error=error, outcome=outcome)
 
 
 @dataclass(eq=False, kw_only=True)
@@ -118,9 +122,7 @@ class RemoteSweepJob(ExperimentJob):
 
     def start(self) -> None:
         """Begin the sweep on a thread of its own (the page shows its progress meanwhile)."""
-        self.state, self.started_s = "running", time.monotonic()
-        self.cooking_since_s = self.started_s
-        threading.Thread(target=self.sweep, name="remote-sweep", daemon=True).start()
+        start_on_own_thread(self, self.sweep, name="remote-sweep")
 
     def sweep(self) -> None:
         """The thread's work: streams at each level, the result saved; every failure a sentence."""
@@ -144,11 +146,7 @@ class RemoteSweepJob(ExperimentJob):
                 self.saved_to = keep(saved, owner=self.owner)
             except OSError as err:
                 error = error or f"the sweep finished but could not be saved ({err.strerror or err})"
-        self.ended_s = time.monotonic()
-        if error is not None:
-            self.fail(error)
-        else:
-            self.state = outcome
+        self.end(error=error, outcome=outcome)
 
 
 SERVER_JOBS = (RemoteJob, RemoteSweepJob)  # cooked by a server on threads of their own, never by the local model
