@@ -168,15 +168,13 @@ def chip_counts_until_done(page, *, poll_ms: int, max_polls: int) -> list[int]:
     return counts
 
 
-LAST_CHIP_TEXT = "Array.from(document.querySelectorAll('.ik-chip')).map(c => c.firstChild?.textContent).at(-1)"
+CHIP_LABELS = "Array.from(document.querySelectorAll('.ik-chip')).map(c => c.firstChild ? c.firstChild.textContent : '')"
+LAST_CHIP_TEXT = f"{CHIP_LABELS}.at(-1)"  # a JavaScript expression: the newest chip's visible label
 
 
 def answer_text(page) -> str:
     """The answer as shown: the chips' visible labels joined (popups excluded)."""
-    return page.evaluate(
-        """() => Array.from(document.querySelectorAll('.ik-chip'))
-                 .map(c => c.firstChild ? c.firstChild.textContent : '').join('')"""
-    )
+    return page.evaluate(f"() => {CHIP_LABELS}.join('')")
 
 
 def type_then_click(page, field, text: str, button: str) -> None:
