@@ -106,5 +106,9 @@ def your_server_run(*, key: str) -> Trace | None:
         when = trace.created_at[:19].replace("T", " ")
         return f"{when} · {trace.model.get('name')} on {trace.remote.get('host')} · {trace.summary.new_tokens} tokens"
 
-    chosen = st.selectbox("Your server run: priced from", list(runs), format_func=label, key=remember(key))
+    chosen = st.selectbox(
+        "Your server run: priced from", list(runs), format_func=label, key=remember(key),
+        help="Priced when *Throughput from* is “your server run”. Only complete runs are offered: a stream that broke "
+        "or was stopped says nothing about the service's speed.",
+    )  # fmt: skip
     return runs[chosen]
